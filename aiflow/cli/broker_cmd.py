@@ -1,0 +1,70 @@
+"""`aiflow broker start | stop | status`: the local development broker."""
+
+from __future__ import annotations
+
+import signal
+
+import click
+
+from aiflow.cli.common import load_config
+from aiflow.cli.output import emit, output_option
+
+
+@click.group("broker")
+def group() -> None:
+    """The local Kafka broker for development (fetched from Maven Central, run on loopback)."""
+
+
+@group.command("start")
+@click.option("-d", "--daemon", is_flag=True, help="Return once the broker answers; it keeps running.")
+@click.option("--no-topics", is_flag=True, help="Do not create aiflow's topics.")
+def start(daemon: bool, no_topics: bool) -> None:
+    """Start the broker of this aiflow home and create aiflow's topics on it."""
+    from aiflow.kafka import topics
+    from aiflow.kafka.local_broker import LocalBroker
+
+    config = load_config()
+    broker = LocalBroker(config)
+    process = broker.start()
+    if process is None:
+        click.echo(f"Broker already running at {config.bootstrap} (pid {broker.pid()}).")
+    else:
+        click.echo(f"Broker started at {config.bootstrap} (pid {process.pid}); log: {broker.log_file}")
+    if not no_topics:
+        created = [r.name for r in topics.create_topics(config) if r.action == "created"]
+        if created:
+            click.echo(f"Created topics: {', '.join(created)}")
+    if daemon or process is None:
+        return
+    click.echo("Running in the foreground; Ctrl-C stops it.")
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        process.wait()
+        raise click.ClickException(f"the broker exited with code {process.returncode}; see {broker.log_file}")
+    except KeyboardInterrupt:
+        broker.stop()
+        click.echo("Broker stopped.")
+
+
+@group.command("stop")
+def stop() -> None:
+    """Stop the broker of this aiflow home."""
+    from aiflow.kafka.local_broker import LocalBroker
+
+    if LocalBroker(load_config()).stop():
+        click.echo("Broker stopped.")
+    else:
+        click.echo("No broker was running.")
+
+
+@group.command("status")
+@output_option
+def status(fmt: str) -> None:
+    """Whether the broker runs and answers. Exit code 1 when it does not answer."""
+    from aiflow.kafka.local_broker import LocalBroker
+
+    state = LocalBroker(load_config()).status()
+    emit({"running": state.running, "answers": state.answers, "pid": state.pid, "bootstrap": state.bootstrap,
+          "log": str(state.log_file), "data": str(state.data_dir)}, fmt)
+    if not state.answers:
+        raise SystemExit(1)

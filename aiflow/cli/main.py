@@ -1,0 +1,56 @@
+"""The `aiflow` command. Parsing and printing only: the work is done by the modules it calls."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+
+from aiflow.errors import AIFlowError
+
+
+class AIFlowGroup(click.Group):
+    """Turns aiflow's errors into one line on stderr and exit code 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AIFlowError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            from confluent_kafka import KafkaException
+
+            if isinstance(exc, KafkaException):
+                raise click.ClickException(f"Kafka: {exc.args[0]}") from None
+            raise
+
+
+@click.group(cls=AIFlowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="aiflow", prog_name="aiflow")
+def cli() -> None:
+    """Event-driven workflows for machine-learning and data pipelines, on Apache Kafka."""
+
+
+def _register() -> None:
+    from aiflow.cli import broker_cmd, config_cmd, event_cmd, topics_cmd
+
+    for module in (config_cmd, broker_cmd, topics_cmd, event_cmd):
+        cli.add_command(module.group)
+
+
+_register()
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("AIFLOW_LOG_LEVEL", "WARNING").upper(),
+                        format="%(levelname)s %(name)s: %(message)s")
+    if "AIFLOW_LOG_LEVEL" not in os.environ:
+        # librdkafka retries transient broker errors by itself; say so only when asked.
+        logging.getLogger("aiflow.librdkafka").setLevel(logging.CRITICAL)
+    sys.exit(cli.main(prog_name="aiflow"))

@@ -1,0 +1,59 @@
+"""Printing results in the format the user asked for: table, json, yaml or plain."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import click
+
+FORMATS = ("table", "json", "yaml", "plain")
+
+output_option = click.option("-o", "--output", "fmt", type=click.Choice(FORMATS), default="table",
+                             show_default=True, help="Output format.")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def emit(data: Sequence[Mapping[str, Any]] | Mapping[str, Any], fmt: str, columns: Sequence[str] | None = None) -> None:
+    """Print rows (a list of mappings) or one object (a mapping)."""
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    if fmt == "yaml":
+        import yaml
+        click.echo(yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False).rstrip())
+        return
+    rows = [data] if isinstance(data, Mapping) else list(data)
+    cols = list(columns or (rows[0].keys() if rows else ()))
+    if fmt == "plain":
+        for row in rows:
+            click.echo("\t".join(_cell(row.get(c)) for c in cols))
+        return
+    if isinstance(data, Mapping):
+        width = max((len(k) for k in cols), default=0)
+        for c in cols:
+            click.echo(f"{c.ljust(width)}  {_cell(data.get(c))}")
+        return
+    if not rows:
+        click.echo("(none)")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_edge=False, box=None, pad_edge=False, header_style="bold")
+    for c in cols:
+        table.add_column(c)
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in cols))
+    console = Console()
+    if not console.is_terminal:  # piped: never cut a cell to fit an imagined screen width
+        console = Console(width=100_000)
+    console.print(table)

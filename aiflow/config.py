@@ -1,0 +1,251 @@
+"""Configuration: `$AIFLOW_HOME/aiflow.yaml`, every key overridable by an environment variable.
+
+Precedence, highest first: environment variable, `aiflow.yaml`, built-in default. Each key is declared
+once in `KEYS` with its type, default, environment variable and meaning; `aiflow config list` prints
+that table. Any librdkafka property can be passed under `kafka.properties` in the file, or as
+`AIFLOW_KAFKA_PROPERTY_<NAME>` where NAME is the property with dots written as underscores
+(`AIFLOW_KAFKA_PROPERTY_SECURITY_PROTOCOL=SASL_SSL` sets `security.protocol`).
+
+String values may use `{home}` (the aiflow home) and `${VAR}` (an environment variable), so secrets
+need not be written in the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aiflow.errors import ConfigError
+
+CONFIG_FILE = "aiflow.yaml"
+KAFKA_PROPERTY_ENV_PREFIX = "AIFLOW_KAFKA_PROPERTY_"
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: type
+    default: Any
+    env: str
+    doc: str
+
+
+KEYS: tuple[Key, ...] = (
+    Key("kafka.bootstrap", str, "", "AIFLOW_KAFKA_BOOTSTRAP",
+        "Kafka bootstrap servers; empty means the local broker at 127.0.0.1:<broker.port>"),
+    Key("kafka.session_timeout_ms", int, 6000, "AIFLOW_KAFKA_SESSION_TIMEOUT_MS",
+        "consumer-group session timeout: how long a killed member holds its partitions"),
+    Key("kafka.transaction_timeout_ms", int, 10000, "AIFLOW_KAFKA_TRANSACTION_TIMEOUT_MS",
+        "how long a killed producer's open transaction blocks read_committed readers"),
+    Key("topics.prefix", str, "aiflow", "AIFLOW_TOPIC_PREFIX", "prefix of every aiflow topic"),
+    Key("topics.partitions", int, 3, "AIFLOW_TOPIC_PARTITIONS",
+        "partitions of the events, inbox, tasks and state topics"),
+    Key("topics.replication_factor", int, 1, "AIFLOW_TOPIC_REPLICATION_FACTOR",
+        "replication factor of every topic (1 on the local broker, 3 in production)"),
+    Key("topics.events_retention_ms", int, -1, "AIFLOW_TOPIC_EVENTS_RETENTION_MS",
+        "retention of the events topic; -1 keeps the whole history"),
+    Key("topics.retention_ms", int, 7 * 24 * 3600 * 1000, "AIFLOW_TOPIC_RETENTION_MS",
+        "retention of the inbox, tasks and control topics"),
+    Key("topics.dlq_retention_ms", int, 30 * 24 * 3600 * 1000, "AIFLOW_TOPIC_DLQ_RETENTION_MS",
+        "retention of the dead-letter topic"),
+    Key("db.uri", str, "sqlite:///{home}/aiflow.db", "AIFLOW_DB_URI", "SQLAlchemy URI of the metadata store"),
+    Key("namespace", str, "default", "AIFLOW_NAMESPACE", "namespace used when none is given"),
+    Key("broker.port", int, 9092, "AIFLOW_BROKER_PORT", "client port of the local broker"),
+    Key("broker.controller_port", int, 9093, "AIFLOW_BROKER_CONTROLLER_PORT",
+        "KRaft controller port of the local broker"),
+    Key("broker.heap", str, "512m", "AIFLOW_BROKER_HEAP", "Java heap of the local broker"),
+    Key("broker.kafka_version", str, "4.1.1", "AIFLOW_BROKER_KAFKA_VERSION",
+        "Apache Kafka version the local broker fetches from Maven Central"),
+    Key("broker.cache_dir", str, "{home}/kafka-dist", "AIFLOW_BROKER_CACHE_DIR",
+        "where the local broker's jars are kept once fetched"),
+)
+KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
+MAP_KEYS = ("kafka.properties",)
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("AIFLOW_HOME") or Path.home() / "aiflow").expanduser()
+
+
+def _convert(key: Key, raw: Any, origin: str) -> Any:
+    where = f"{key.name} (from {origin})"
+    if key.type is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("true", "yes", "1", "on"):
+            return True
+        if text in ("false", "no", "0", "off"):
+            return False
+        raise ConfigError(f"{where}: {raw!r} is not a boolean (use true or false)")
+    if key.type is int:
+        if isinstance(raw, bool):
+            raise ConfigError(f"{where}: {raw!r} is not an integer")
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            raise ConfigError(f"{where}: {raw!r} is not an integer") from None
+    if isinstance(raw, (dict, list)):
+        raise ConfigError(f"{where}: expected a single value, got {type(raw).__name__}")
+    return str(raw)
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in data.items():
+        dotted = f"{prefix}{name}"
+        if dotted in MAP_KEYS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{dotted}: expected a mapping of property names to values")
+            flat[dotted] = {str(k): str(v) for k, v in value.items()}
+        elif isinstance(value, Mapping):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+@dataclass
+class Config:
+    """The resolved configuration of one aiflow home."""
+
+    home: Path
+    values: dict[str, Any]
+    sources: dict[str, str]
+    kafka_properties: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, home: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if environ is None else environ
+        home_path = Path(home).expanduser() if home is not None else default_home()
+        values = {k.name: k.default for k in KEYS}
+        sources = {k.name: "default" for k in KEYS}
+        kafka_properties: dict[str, str] = {}
+
+        path = home_path / CONFIG_FILE
+        if path.exists():
+            try:
+                data = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+            if not isinstance(data, Mapping):
+                raise ConfigError(f"{path} must hold a mapping of keys to values")
+            for name, raw in _flatten(data).items():
+                if name == "kafka.properties":
+                    kafka_properties.update(raw)
+                    continue
+                key = KEYS_BY_NAME.get(name)
+                if key is None:
+                    raise ConfigError(f"{path}: unknown key {name!r} (see `aiflow config list`)")
+                values[name] = _convert(key, raw, str(path))
+                sources[name] = "file"
+
+        for key in KEYS:
+            if key.env in env:
+                values[key.name] = _convert(key, env[key.env], f"${key.env}")
+                sources[key.name] = "env"
+        for name, raw in env.items():
+            if name.startswith(KAFKA_PROPERTY_ENV_PREFIX) and len(name) > len(KAFKA_PROPERTY_ENV_PREFIX):
+                prop = name[len(KAFKA_PROPERTY_ENV_PREFIX):].lower().replace("_", ".")
+                kafka_properties[prop] = raw
+
+        config = cls(home=home_path, values=values, sources=sources, kafka_properties=kafka_properties)
+        for name, value in values.items():
+            if isinstance(value, str):
+                values[name] = config.expand(value, name)
+        kafka_properties.update({k: config.expand(v, f"kafka.properties.{k}") for k, v in kafka_properties.items()})
+        config.validate()
+        return config
+
+    def expand(self, text: str, name: str) -> str:
+        expanded = os.path.expandvars(text.replace("{home}", str(self.home)))
+        if "${" in expanded:
+            raise ConfigError(f"{name}: {text!r} names an environment variable that is not set")
+        return expanded
+
+    def validate(self) -> None:
+        for name in ("topics.partitions", "topics.replication_factor"):
+            if self.values[name] < 1:
+                raise ConfigError(f"{name}: must be at least 1, got {self.values[name]}")
+        for name in ("broker.port", "broker.controller_port"):
+            if not 0 < self.values[name] < 65536:
+                raise ConfigError(f"{name}: {self.values[name]} is not a TCP port")
+        for name in ("topics.events_retention_ms", "topics.retention_ms", "topics.dlq_retention_ms"):
+            if self.values[name] < -1 or self.values[name] == 0:
+                raise ConfigError(f"{name}: must be -1 (forever) or a positive number of milliseconds")
+        prefix = self.values["topics.prefix"]
+        if not prefix or not all(c.isalnum() or c in "._-" for c in prefix):
+            raise ConfigError(f"topics.prefix: {prefix!r} may hold only letters, digits, '.', '_' and '-'")
+
+    def get(self, name: str) -> Any:
+        if name == "kafka.properties":
+            return dict(self.kafka_properties)
+        if name.startswith("kafka.properties."):
+            prop = name[len("kafka.properties."):]
+            if prop not in self.kafka_properties:
+                raise ConfigError(f"{name}: no such Kafka property is set")
+            return self.kafka_properties[prop]
+        if name not in self.values:
+            raise ConfigError(f"unknown key {name!r} (see `aiflow config list`)")
+        return self.values[name]
+
+    @property
+    def bootstrap(self) -> str:
+        return self.values["kafka.bootstrap"] or f"127.0.0.1:{self.values['broker.port']}"
+
+    @property
+    def uses_local_broker(self) -> bool:
+        return not self.values["kafka.bootstrap"]
+
+    @property
+    def topic_prefix(self) -> str:
+        return str(self.values["topics.prefix"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.values["namespace"])
+
+    @property
+    def db_uri(self) -> str:
+        return str(self.values["db.uri"])
+
+    def with_overrides(self, **values: Any) -> Config:
+        """A copy with some keys replaced (dotted names written with '__' for '.')."""
+        new_values = dict(self.values)
+        new_sources = dict(self.sources)
+        for arg, value in values.items():
+            name = arg.replace("__", ".")
+            if name not in KEYS_BY_NAME:
+                raise ConfigError(f"unknown key {name!r}")
+            new_values[name] = value
+            new_sources[name] = "override"
+        config = Config(self.home, new_values, new_sources, dict(self.kafka_properties))
+        config.validate()
+        return config
+
+
+def default_file_text() -> str:
+    """The commented `aiflow.yaml` that `aiflow config init` writes."""
+    lines = ["# aiflow configuration. Every key can be overridden by the environment variable shown.", ""]
+    section = ""
+    for key in KEYS:
+        head, _, leaf = key.name.rpartition(".")
+        if head != section:
+            if head:
+                lines.append(f"{head}:")
+            section = head
+        indent = "  " if head else ""
+        default = json.dumps(key.default)  # JSON scalars are YAML scalars, quoted where needed
+        lines.append(f"{indent}# {key.doc} (${key.env})")
+        lines.append(f"{indent}{leaf}: {default}")
+        if key.name == "kafka.bootstrap":
+            lines.append(f"{indent}# any librdkafka property, e.g. security.protocol: SASL_SSL "
+                         f"(${KAFKA_PROPERTY_ENV_PREFIX}<NAME>)")
+            lines.append(f"{indent}properties: {{}}")
+    return "\n".join(lines) + "\n"

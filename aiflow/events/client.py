@@ -1,0 +1,301 @@
+"""The event client: send events, listen to them on a background thread, list the history.
+
+Guarantees:
+- `send_event` returns only when the event is durable (acknowledged by every in-sync replica), with
+  its partition, offset and the broker's create_time. The idempotent producer never duplicates a
+  send because of its own retries.
+- A listener sees every committed event of its namespace and keys from its start position on, in
+  order per key (one key lives in one partition). A record it cannot decode goes to the dead-letter
+  topic with the reason, and the listener carries on.
+- Namespaces are isolated: a listener and `list_events` see only events of their namespace.
+
+Inside a task (the worker sets `AIFLOW_EXECUTION_ID` and friends in its environment) the client takes
+Kafka's address from the configuration in that environment and stamps each event with the task's
+namespace, workflow, execution, task and try, which scopes it to that execution (DESIGN §8).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Protocol
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+
+from aiflow.config import Config
+from aiflow.errors import DecodeError, EventError
+from aiflow.events.codec import EVENT, Codec, default_codec
+from aiflow.events.context import TaskContext
+from aiflow.events.model import NAMESPACE_HEADER, Event, event_from_record
+from aiflow.kafka import clients, topics
+from aiflow.kafka.dlq import DeadLetters
+
+log = logging.getLogger(__name__)
+
+
+class EventProcessor(Protocol):
+    def process(self, events: list[Event]) -> None: ...
+
+
+class ListenerProcessor:
+    """Base class of what a listener calls: override `process`, which gets each batch of events."""
+
+    def process(self, events: list[Event]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must define process(events)")
+
+
+class EventClient:
+    """Sends and reads events of one namespace (the task's, the given one, or the configured default)."""
+
+    def __init__(self, config: Config | None = None, namespace: str | None = None,
+                 sender: str | None = None, codec: Codec | None = None) -> None:
+        self.config = config or Config.load()
+        self.task = TaskContext.from_env()
+        self.namespace = namespace or (self.task.namespace if self.task else self.config.namespace)
+        self.sender = sender or (self.task.sender if self.task else None)
+        self.topic = topics.name(self.config, topics.EVENTS)
+        self.codec = codec or default_codec()
+        self._producer = None
+        self._producer_lock = threading.Lock()
+        self._listeners: dict[str, _Listener] = {}
+        self._closed = False
+
+    # -- sending ---------------------------------------------------------------------------
+    def _get_producer(self):  # type: ignore[no-untyped-def]
+        with self._producer_lock:
+            if self._producer is None:
+                clients.check_reachable(self.config)  # a clear error now rather than a timeout later
+                self._producer = clients.producer(self.config, role="events")
+            return self._producer
+
+    def _new_event(self, key: str, value: str | None, namespace: str | None,
+                   context: Mapping[str, str] | None) -> Event:
+        if not isinstance(key, str) or not key:
+            raise EventError("an event key must be a non-empty string")
+        if value is not None and not isinstance(value, str):
+            raise EventError(f"event {key!r}: the value must be a string or None, got {type(value).__name__}")
+        event = Event(key=key, value=value, namespace=namespace or self.namespace, sender=self.sender,
+                      context=dict(context or {}), send_time=datetime.now(timezone.utc))
+        if self.task is not None:
+            event.workflow = self.task.workflow
+            event.execution_id = self.task.execution_id
+            event.task = self.task.task
+            event.try_number = self.task.try_number
+        return event
+
+    def send_event(self, key: str, value: str | None = None, *, namespace: str | None = None,
+                   context: Mapping[str, str] | None = None) -> Event:
+        """Send one event; returns when it is durable, with its offset and create_time."""
+        return self.send_events([(key, value)], namespace=namespace, context=context)[0]
+
+    def send_events(self, items: Iterable[tuple[str, str | None]], *, namespace: str | None = None,
+                    context: Mapping[str, str] | None = None) -> list[Event]:
+        """Send many events in one batch; returns when all are durable, in the order given."""
+        self._check_open()
+        events = [self._new_event(k, v, namespace, context) for k, v in items]
+        producer = self._get_producer()
+        failures: list[str] = []
+
+        def delivered(event: Event) -> Callable[[KafkaError | None, Message], None]:
+            def callback(err: KafkaError | None, msg: Message) -> None:
+                if err is not None:
+                    failures.append(f"{event.key}: {err.str()}")
+                    return
+                event.partition, event.offset = msg.partition(), msg.offset()
+                _, millis = msg.timestamp()
+                event.create_time = datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
+            return callback
+
+        for event in events:
+            payload = self.codec.encode(EVENT, event.to_avro())
+            while True:
+                try:
+                    producer.produce(self.topic, key=event.key.encode(), value=payload,
+                                     headers=[(NAMESPACE_HEADER, event.namespace.encode())],
+                                     on_delivery=delivered(event))
+                    break
+                except BufferError:  # local queue full: let deliveries drain, then go on
+                    producer.poll(0.05)
+        remaining = producer.flush(60)
+        if remaining or failures:
+            raise EventError(f"events not stored in {self.topic} at {self.config.bootstrap}: "
+                             f"{failures or f'{remaining} not acknowledged within 60 s'}")
+        return events
+
+    # -- listening -------------------------------------------------------------------------
+    def register_listener(self, listener_processor: EventProcessor, event_keys: Sequence[str] | None = None, *,
+                          namespace: str | None = None, begin_time: datetime | None = None,
+                          begin_offset: int | Mapping[int, int] | None = None) -> str:
+        """Call `listener_processor.process(events)` on a background thread for each batch of events.
+
+        Starts after the newest event by default; `begin_time` starts at the first event stored at or
+        after that time; `begin_offset` at an offset (an int applies to every partition, a mapping
+        gives one per partition). `event_keys` None or empty means every key. Returns the listener id.
+        """
+        self._check_open()
+        listener = _Listener(self, listener_processor, set(event_keys or ()), namespace or self.namespace)
+        listener.start(self._start_positions(listener.consumer, begin_time, begin_offset))
+        self._listeners[listener.id] = listener
+        return listener.id
+
+    def unregister_listener(self, listener_id: str) -> None:
+        listener = self._listeners.pop(listener_id, None)
+        if listener is None:
+            raise EventError(f"no listener with id {listener_id!r}")
+        listener.stop()
+
+    def _partitions(self, consumer) -> list[int]:  # type: ignore[no-untyped-def]
+        metadata = consumer.list_topics(self.topic, timeout=10)
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None:
+            raise EventError(f"topic {self.topic} does not exist: run `aiflow topics create`")
+        return sorted(topic.partitions)
+
+    def _start_positions(self, consumer, begin_time: datetime | None,  # type: ignore[no-untyped-def]
+                         begin_offset: int | Mapping[int, int] | None) -> list[TopicPartition]:
+        partitions = self._partitions(consumer)
+        if begin_offset is not None:
+            if isinstance(begin_offset, int):
+                return [TopicPartition(self.topic, p, begin_offset) for p in partitions]
+            return [TopicPartition(self.topic, p, begin_offset.get(p, OFFSET_BEGINNING)) for p in partitions]
+        if begin_time is not None:
+            millis = int(begin_time.timestamp() * 1000)
+            found = consumer.offsets_for_times([TopicPartition(self.topic, p, millis) for p in partitions],
+                                               timeout=10)
+            # -1 means no record at or after that time: start at the end.
+            return [tp if tp.offset >= 0 else TopicPartition(self.topic, tp.partition,
+                                                             consumer.get_watermark_offsets(tp, timeout=10)[1])
+                    for tp in found]
+        # "From now": the end offsets as of this call, so an event sent after it returns is seen.
+        return [TopicPartition(self.topic, p,
+                               consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1])
+                for p in partitions]
+
+    # -- reading the history ---------------------------------------------------------------
+    def iter_events(self, *, key: str | None = None, namespace: str | None = None, since: datetime | None = None,
+                    follow: bool = False, stop: threading.Event | None = None) -> Iterator[Event]:
+        """Events of one namespace (and key) from `since` (or the beginning) to the newest; with
+        `follow`, then wait for new ones until `stop` is set."""
+        self._check_open()
+        namespace = namespace or self.namespace
+        consumer = clients.consumer(self.config, role="event-reader", **{"enable.partition.eof": True})
+        dead = DeadLetters(self.config, reporter="event-reader")
+        try:
+            if since is not None:
+                positions = self._start_positions(consumer, since, None)
+            else:
+                positions = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self._partitions(consumer)]
+            consumer.assign(positions)
+            at_end: set[int] = set()
+            while True:
+                if stop is not None and stop.is_set():
+                    return
+                msgs = consumer.consume(500, timeout=0.2)
+                for msg in msgs:
+                    if msg.error() is not None:
+                        if msg.error().code() == KafkaError._PARTITION_EOF:
+                            at_end.add(msg.partition())
+                            continue
+                        raise EventError(f"reading {self.topic}: {msg.error().str()}")
+                    at_end.discard(msg.partition())
+                    event = _decode_or_dead_letter(self.codec, dead, msg)
+                    if event is not None and event.namespace == namespace and (key is None or event.key == key):
+                        yield event
+                if not follow and len(at_end) == len(positions):
+                    return
+        finally:
+            consumer.close()
+
+    def list_events(self, key: str | None = None, namespace: str | None = None, since: datetime | None = None,
+                    until: datetime | None = None, limit: int | None = None) -> list[Event]:
+        """Stored events, oldest first: those of `namespace` (and `key`) created in [since, until).
+        With `limit`, the newest `limit` of them."""
+        found = [e for e in self.iter_events(key=key, namespace=namespace, since=since)
+                 if until is None or (e.create_time is not None and e.create_time < until)]
+        found.sort(key=lambda e: (e.create_time or datetime.min.replace(tzinfo=timezone.utc), e.partition, e.offset))
+        return found[-limit:] if limit else found
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EventError("the event client is closed")
+
+    def close(self) -> None:
+        """Stop every listener and flush what was sent. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        for listener in list(self._listeners.values()):
+            listener.stop()
+        self._listeners.clear()
+        if self._producer is not None:
+            self._producer.flush(30)
+
+    def __enter__(self) -> EventClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _decode_or_dead_letter(codec: Codec, dead: DeadLetters, msg: Message) -> Event | None:
+    try:
+        return event_from_record(codec, msg)
+    except DecodeError as exc:
+        log.warning("record %s/%s/%s is not an event, sent to the dead-letter topic: %s",
+                    msg.topic(), msg.partition(), msg.offset(), exc)
+        try:
+            dead.send(msg, str(exc))
+        except KafkaException as dlq_error:
+            log.error("could not write the bad record to the dead-letter topic: %s", dlq_error)
+        return None
+
+
+class _Listener:
+    """One background thread with its own consumer (assigned partitions, no group membership)."""
+
+    def __init__(self, client: EventClient, processor: EventProcessor, keys: set[str], namespace: str) -> None:
+        self.id = uuid.uuid4().hex
+        self.client = client
+        self.processor = processor
+        self.keys = keys
+        self.namespace = namespace
+        self.consumer = clients.consumer(client.config, role="listener")
+        self.dead = DeadLetters(client.config, reporter=f"listener-{self.id[:8]}")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"aiflow-listener-{self.id[:8]}", daemon=True)
+
+    def start(self, positions: list[TopicPartition]) -> None:
+        self.consumer.assign(positions)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                msgs = self.consumer.consume(500, timeout=0.2)
+                batch: list[Event] = []
+                for msg in msgs:
+                    if msg.error() is not None:
+                        log.warning("listener %s: %s", self.id[:8], msg.error().str())
+                        continue
+                    event = _decode_or_dead_letter(self.client.codec, self.dead, msg)
+                    if event is None or event.namespace != self.namespace:
+                        continue
+                    if self.keys and event.key not in self.keys:
+                        continue
+                    batch.append(event)
+                if batch:
+                    try:
+                        self.processor.process(batch)
+                    except Exception:
+                        log.exception("listener %s: the processor raised; it keeps listening", self.id[:8])
+        finally:
+            self.consumer.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10)

@@ -1,0 +1,91 @@
+"""The one place where Kafka clients are configured. Every other module asks here for a client.
+
+Each setting that exists for a guarantee says which one next to it. User-supplied librdkafka
+properties (`kafka.properties`, `AIFLOW_KAFKA_PROPERTY_*`) are applied first, so security settings
+reach every client; the guarantee settings below are applied after them and cannot be weakened by
+accident.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+
+from aiflow.config import Config
+from aiflow.errors import KafkaUnavailable
+
+
+# librdkafka's own log lines go through Python logging under this name instead of raw to stderr.
+LIBRDKAFKA_LOGGER = logging.getLogger("aiflow.librdkafka")
+
+
+def _base(config: Config, role: str) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "bootstrap.servers": config.bootstrap,
+        "client.id": f"aiflow-{role}-{socket.gethostname()}",
+        "logger": LIBRDKAFKA_LOGGER,
+    }
+    settings.update(config.kafka_properties)
+    return settings
+
+
+def producer(config: Config, *, role: str = "producer", transactional_id: str | None = None,
+             linger_ms: int = 0, **extra: Any) -> Producer:
+    settings = _base(config, role)
+    settings.update({
+        # Durable when delivered: every in-sync replica has the record.
+        "acks": "all",
+        # No duplicates and no reordering from internal retries.
+        "enable.idempotence": True,
+        # Latency: a lone event is sent at once instead of waiting librdkafka's default 5 ms.
+        "linger.ms": linger_ms,
+    })
+    if transactional_id is not None:
+        settings["transactional.id"] = transactional_id
+        # A killed producer's open transaction blocks read_committed readers until this expires.
+        settings["transaction.timeout.ms"] = config.values["kafka.transaction_timeout_ms"]
+    settings.update(extra)
+    return Producer(settings)
+
+
+def consumer(config: Config, *, role: str = "consumer", group_id: str | None = None,
+             read_committed: bool = True, **extra: Any) -> Consumer:
+    settings = _base(config, role)
+    settings.update({
+        # A group is required by librdkafka even for assign()-only readers; it commits nothing then.
+        "group.id": group_id or f"aiflow-reader-{role}",
+        # Offsets are committed by the owner of the loop (in a transaction where it matters), never behind its back.
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        # Exactly-once: records of aborted or still-open transactions are never seen.
+        "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+        # Failover bound: how long a killed member keeps its partitions.
+        "session.timeout.ms": config.values["kafka.session_timeout_ms"],
+        "heartbeat.interval.ms": max(100, config.values["kafka.session_timeout_ms"] // 3),
+        "auto.offset.reset": "earliest",
+        # Latency: hand records over as soon as one is there.
+        "fetch.wait.max.ms": 50,
+    })
+    settings.update(extra)
+    return Consumer(settings)
+
+
+def admin(config: Config, **extra: Any) -> AdminClient:
+    settings = _base(config, "admin")
+    settings.update(extra)
+    return AdminClient(settings)
+
+
+def check_reachable(config: Config, timeout: float = 5.0) -> None:
+    """Raise KafkaUnavailable with what to do when the configured cluster does not answer."""
+    try:
+        # A probe expects refusals while a broker starts: keep librdkafka quiet about them.
+        admin(config, log_level=0).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        hint = ("start one with `aiflow broker start --daemon`" if config.uses_local_broker
+                else "check AIFLOW_KAFKA_BOOTSTRAP and kafka.properties")
+        raise KafkaUnavailable(f"Kafka at {config.bootstrap} does not answer ({exc.args[0]}): {hint}") from None

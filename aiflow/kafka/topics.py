@@ -1,0 +1,159 @@
+"""The topics of DESIGN §3: names, partitions and policies, created idempotently from configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
+
+from aiflow.config import Config
+from aiflow.errors import KafkaUnavailable
+from aiflow.kafka import clients
+
+EVENTS = "events"
+INBOX = "inbox"
+TASKS = "tasks"
+CONTROL = "control"
+STATE = "state"
+WORKFLOWS = "workflows"
+DLQ = "dlq"
+ALL = (EVENTS, INBOX, TASKS, CONTROL, STATE, WORKFLOWS, DLQ)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    role: str
+    name: str
+    partitions: int
+    replication_factor: int
+    settings: dict[str, str]
+    purpose: str
+
+
+def name(config: Config, role: str) -> str:
+    return f"{config.topic_prefix}.{role}"
+
+
+def specs(config: Config) -> list[TopicSpec]:
+    parts = config.values["topics.partitions"]
+    rf = config.values["topics.replication_factor"]
+    keep = str(config.values["topics.retention_ms"])
+
+    def spec(role: str, partitions: int, settings: dict[str, str], purpose: str) -> TopicSpec:
+        return TopicSpec(role, name(config, role), partitions, rf, settings, purpose)
+
+    return [
+        spec(EVENTS, parts, {"cleanup.policy": "delete",
+                             "retention.ms": str(config.values["topics.events_retention_ms"]),
+                             # The broker's clock is the event's create_time, whoever produced it.
+                             "message.timestamp.type": "LogAppendTime"},
+             "user and external events; the public ingress"),
+        # The inbox and the state changelog are co-partitioned: a scheduler that owns inbox
+        # partition p restores its state from state partition p.
+        spec(INBOX, parts, {"cleanup.policy": "delete", "retention.ms": keep},
+             "what the scheduler decides on: commands, routed events, task reports"),
+        spec(TASKS, parts, {"cleanup.policy": "delete", "retention.ms": keep}, "task START commands"),
+        spec(CONTROL, 1, {"cleanup.policy": "delete", "retention.ms": keep},
+             "STOP / KILL commands, read by every worker"),
+        spec(STATE, parts, {"cleanup.policy": "compact"}, "changelog of the scheduler's state"),
+        spec(WORKFLOWS, 1, {"cleanup.policy": "compact"}, "workflow definitions and the keys they listen to"),
+        spec(DLQ, 1, {"cleanup.policy": "delete", "retention.ms": str(config.values["topics.dlq_retention_ms"])},
+             "records that could not be decoded or applied, with the reason in headers"),
+    ]
+
+
+@dataclass(frozen=True)
+class TopicReport:
+    name: str
+    action: str  # created | exists | updated
+    detail: str = ""
+
+
+def create_topics(config: Config, timeout: float = 30.0) -> list[TopicReport]:
+    """Create the missing topics and bring the policies of existing ones in line with configuration.
+
+    Idempotent: running it again changes nothing. Partitions are never reduced (Kafka cannot);
+    a topic with fewer partitions than configured is reported, not altered, since adding partitions
+    moves keys to other partitions.
+    """
+    admin = clients.admin(config)
+    clients.check_reachable(config)
+    existing = admin.list_topics(timeout=timeout).topics
+    wanted = specs(config)
+    reports: list[TopicReport] = []
+
+    missing = [s for s in wanted if s.name not in existing]
+    if missing:
+        futures = admin.create_topics(
+            [NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor,
+                      config=s.settings) for s in missing],
+            operation_timeout=timeout, request_timeout=timeout)
+        for topic, future in futures.items():
+            try:
+                future.result()
+                reports.append(TopicReport(topic, "created"))
+            except KafkaException as exc:
+                if exc.args[0].name() == "TOPIC_ALREADY_EXISTS":
+                    reports.append(TopicReport(topic, "exists"))
+                else:
+                    raise KafkaUnavailable(f"cannot create topic {topic}: {exc.args[0].str()}") from None
+
+    present = [s for s in wanted if s.name in existing]
+    if present:
+        current = describe_configs(config, [s.name for s in present])
+        to_alter = []
+        for s in present:
+            differing = {k: v for k, v in s.settings.items() if current[s.name].get(k) != v}
+            have = len(existing[s.name].partitions)
+            detail = "" if have == s.partitions else f"has {have} partitions, configured {s.partitions}"
+            if differing:
+                to_alter.append(ConfigResource(ResourceType.TOPIC, s.name, incremental_configs=[
+                    ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in differing.items()]))
+                reports.append(TopicReport(s.name, "updated", ", ".join(f"{k}={v}" for k, v in differing.items())
+                                           + (f"; {detail}" if detail else "")))
+            else:
+                reports.append(TopicReport(s.name, "exists", detail))
+        if to_alter:
+            for future in admin.incremental_alter_configs(to_alter).values():
+                future.result()
+    order = {s.name: i for i, s in enumerate(wanted)}
+    return sorted(reports, key=lambda r: order[r.name])
+
+
+def describe_configs(config: Config, names: list[str]) -> dict[str, dict[str, str]]:
+    admin = clients.admin(config)
+    futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in names])
+    result: dict[str, dict[str, str]] = {}
+    for resource, future in futures.items():
+        result[resource.name] = {k: str(e.value) for k, e in future.result().items()}
+    return result
+
+
+def describe_topics(config: Config, timeout: float = 10.0) -> list[dict[str, object]]:
+    """The configured topics with what the cluster has: partitions, replication and policies."""
+    clients.check_reachable(config)
+    metadata = clients.admin(config).list_topics(timeout=timeout).topics
+    wanted = specs(config)
+    present = [s.name for s in wanted if s.name in metadata]
+    settings = describe_configs(config, present) if present else {}
+    rows: list[dict[str, object]] = []
+    for s in wanted:
+        topic = metadata.get(s.name)
+        conf = settings.get(s.name, {})
+        rows.append({
+            "topic": s.name,
+            "exists": topic is not None,
+            "partitions": len(topic.partitions) if topic else None,
+            "replication": len(topic.partitions[0].replicas) if topic and topic.partitions else None,
+            "cleanup.policy": conf.get("cleanup.policy"),
+            "retention.ms": conf.get("retention.ms"),
+            "purpose": s.purpose,
+        })
+    return rows
