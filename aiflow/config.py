@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,18 @@ def _convert(key: Key, raw: Any, origin: str) -> Any:
     return str(raw)
 
 
+_ENV_REFERENCE = re.compile(r"\$\{(\w+)\}")
+
+
+def _expand(text: str, name: str, home: Path, env: Mapping[str, str]) -> str:
+    def lookup(match: re.Match[str]) -> str:
+        if match.group(1) not in env:
+            raise ConfigError(f"{name}: {text!r} names ${{{match.group(1)}}}, which is not set")
+        return env[match.group(1)]
+
+    return _ENV_REFERENCE.sub(lookup, text.replace("{home}", str(home)))
+
+
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for name, value in data.items():
@@ -155,19 +168,14 @@ class Config:
                 prop = name[len(KAFKA_PROPERTY_ENV_PREFIX):].lower().replace("_", ".")
                 kafka_properties[prop] = raw
 
-        config = cls(home=home_path, values=values, sources=sources, kafka_properties=kafka_properties)
         for name, value in values.items():
             if isinstance(value, str):
-                values[name] = config.expand(value, name)
-        kafka_properties.update({k: config.expand(v, f"kafka.properties.{k}") for k, v in kafka_properties.items()})
+                values[name] = _expand(value, name, home_path, env)
+        kafka_properties.update({k: _expand(v, f"kafka.properties.{k}", home_path, env)
+                                 for k, v in kafka_properties.items()})
+        config = cls(home=home_path, values=values, sources=sources, kafka_properties=kafka_properties)
         config.validate()
         return config
-
-    def expand(self, text: str, name: str) -> str:
-        expanded = os.path.expandvars(text.replace("{home}", str(self.home)))
-        if "${" in expanded:
-            raise ConfigError(f"{name}: {text!r} names an environment variable that is not set")
-        return expanded
 
     def validate(self) -> None:
         for name in ("topics.partitions", "topics.replication_factor"):

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from aiflow.config import Config
 from aiflow.errors import DecodeError, EventError
@@ -58,13 +58,13 @@ class EventClient:
         self.sender = sender or (self.task.sender if self.task else None)
         self.topic = topics.name(self.config, topics.EVENTS)
         self.codec = codec or default_codec()
-        self._producer = None
+        self._producer: Producer | None = None
         self._producer_lock = threading.Lock()
         self._listeners: dict[str, _Listener] = {}
         self._closed = False
 
     # -- sending ---------------------------------------------------------------------------
-    def _get_producer(self):  # type: ignore[no-untyped-def]
+    def _get_producer(self) -> Producer:
         with self._producer_lock:
             if self._producer is None:
                 clients.check_reachable(self.config)  # a clear error now rather than a timeout later
@@ -147,14 +147,14 @@ class EventClient:
             raise EventError(f"no listener with id {listener_id!r}")
         listener.stop()
 
-    def _partitions(self, consumer) -> list[int]:  # type: ignore[no-untyped-def]
+    def _partitions(self, consumer: Consumer) -> list[int]:
         metadata = consumer.list_topics(self.topic, timeout=10)
         topic = metadata.topics.get(self.topic)
         if topic is None or topic.error is not None:
             raise EventError(f"topic {self.topic} does not exist: run `aiflow topics create`")
         return sorted(topic.partitions)
 
-    def _start_positions(self, consumer, begin_time: datetime | None,  # type: ignore[no-untyped-def]
+    def _start_positions(self, consumer: Consumer, begin_time: datetime | None,
                          begin_offset: int | Mapping[int, int] | None) -> list[TopicPartition]:
         partitions = self._partitions(consumer)
         if begin_offset is not None:
@@ -181,7 +181,7 @@ class EventClient:
         `follow`, then wait for new ones until `stop` is set."""
         self._check_open()
         namespace = namespace or self.namespace
-        consumer = clients.consumer(self.config, role="event-reader", **{"enable.partition.eof": True})
+        consumer = clients.consumer(self.config, role="event-reader", settings={"enable.partition.eof": True})
         dead = DeadLetters(self.config, reporter="event-reader")
         try:
             if since is not None:
@@ -195,12 +195,13 @@ class EventClient:
                     return
                 msgs = consumer.consume(500, timeout=0.2)
                 for msg in msgs:
-                    if msg.error() is not None:
-                        if msg.error().code() == KafkaError._PARTITION_EOF:
-                            at_end.add(msg.partition())
+                    error = msg.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            at_end.add(msg.partition() or 0)
                             continue
-                        raise EventError(f"reading {self.topic}: {msg.error().str()}")
-                    at_end.discard(msg.partition())
+                        raise EventError(f"reading {self.topic}: {error.str()}")
+                    at_end.discard(msg.partition() or 0)
                     event = _decode_or_dead_letter(self.codec, dead, msg)
                     if event is not None and event.namespace == namespace and (key is None or event.key == key):
                         yield event
@@ -278,8 +279,9 @@ class _Listener:
                 msgs = self.consumer.consume(500, timeout=0.2)
                 batch: list[Event] = []
                 for msg in msgs:
-                    if msg.error() is not None:
-                        log.warning("listener %s: %s", self.id[:8], msg.error().str())
+                    error = msg.error()
+                    if error is not None:
+                        log.warning("listener %s: %s", self.id[:8], error.str())
                         continue
                     event = _decode_or_dead_letter(self.client.codec, self.dead, msg)
                     if event is None or event.namespace != self.namespace:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
-from fastavro.schema import fingerprint, to_parsing_canonical_form
+from fastavro.schema import UnknownType, fingerprint, to_parsing_canonical_form
 
 from aiflow.errors import DecodeError
 
@@ -65,7 +65,7 @@ class Codec:
             for path, raw in list(pending.items()):
                 try:
                     self.register(raw, current=current)
-                except Exception:  # fastavro raises UnknownType for a name not yet parsed
+                except UnknownType:  # refers to a schema not parsed yet; try again after the others
                     continue
                 del pending[path]
                 progressed = True
@@ -77,14 +77,11 @@ class Codec:
         """Make a schema known. `current=True` makes it the version this process writes and reads into."""
         named = dict(self._named) if not current else self._named
         parsed = parse_schema(raw_schema, named_schemas=named)
-        full_name = parsed["name"]
-        # The fingerprint covers referenced named types too, so a change to Event changes InboxMessage's.
-        expanded = _inline(parsed, named, set())
-        fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(expanded), "CRC-64-AVRO"))
-        schema = _Schema(full_name, parsed, fp)
+        fp = schema_fingerprint(parsed, named)
+        schema = _Schema(parsed["name"] if isinstance(parsed, dict) else str(parsed), parsed, fp)
         self._by_fingerprint[fp] = schema
         if current:
-            self._current[full_name] = schema
+            self._current[schema.name] = schema
         return fp
 
     def names(self) -> Iterable[str]:
@@ -131,12 +128,21 @@ class Codec:
         buf = io.BytesIO(data)
         buf.seek(HEADER_SIZE)
         try:
-            record = schemaless_reader(buf, writer.parsed, reader.parsed)
+            record: Any = schemaless_reader(buf, writer.parsed, reader.parsed)
         except Exception as exc:  # fastavro raises many kinds on corrupt bodies
             raise DecodeError(f"corrupt {writer.name} body: {type(exc).__name__}: {exc}") from None
         if buf.tell() != len(data):
             raise DecodeError(f"{len(data) - buf.tell()} trailing bytes after the {writer.name} body")
         return writer.name, record
+
+
+def schema_fingerprint(parsed: Any, named: dict[str, Any] | None = None) -> bytes:
+    """The 8 bytes of the single-object header: CRC-64-AVRO of the parsing canonical form.
+
+    It covers the named types a schema refers to, so a change to Event changes InboxMessage's too.
+    """
+    expanded = _inline(parsed, named or {}, set())
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(expanded), "CRC-64-AVRO"))
 
 
 def _inline(schema: Any, named: dict[str, Any], seen: set[str]) -> Any:

@@ -63,7 +63,8 @@ class Event:
 
 
 def header(msg: Message, name: str) -> str | None:
-    for key, value in msg.headers() or []:
+    headers = msg.headers() or []
+    for key, value in headers if isinstance(headers, list) else headers.items():
         if key == name and value is not None:
             return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
     return None

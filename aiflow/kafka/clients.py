@@ -18,7 +18,6 @@ from confluent_kafka.admin import AdminClient
 from aiflow.config import Config
 from aiflow.errors import KafkaUnavailable
 
-
 # librdkafka's own log lines go through Python logging under this name instead of raw to stderr.
 LIBRDKAFKA_LOGGER = logging.getLogger("aiflow.librdkafka")
 
@@ -53,9 +52,11 @@ def producer(config: Config, *, role: str = "producer", transactional_id: str | 
 
 
 def consumer(config: Config, *, role: str = "consumer", group_id: str | None = None,
-             read_committed: bool = True, **extra: Any) -> Consumer:
-    settings = _base(config, role)
-    settings.update({
+             read_committed: bool = True, settings: dict[str, Any] | None = None) -> Consumer:
+    """A consumer; `settings` adds or replaces librdkafka properties for this one client."""
+    extra = settings or {}
+    conf = _base(config, role)
+    conf.update({
         # A group is required by librdkafka even for assign()-only readers; it commits nothing then.
         "group.id": group_id or f"aiflow-reader-{role}",
         # Offsets are committed by the owner of the loop (in a transaction where it matters), never behind its back.
@@ -70,8 +71,8 @@ def consumer(config: Config, *, role: str = "consumer", group_id: str | None = N
         # Latency: hand records over as soon as one is there.
         "fetch.wait.max.ms": 50,
     })
-    settings.update(extra)
-    return Consumer(settings)
+    conf.update(extra)
+    return Consumer(conf)
 
 
 def admin(config: Config, **extra: Any) -> AdminClient:

@@ -33,7 +33,9 @@ class DeadLetters:
         self._producer = producer or clients.producer(config, role="dlq")
 
     def send(self, msg: Message, reason: str) -> None:
-        headers = list(msg.headers() or []) + [
+        original = msg.headers() or []
+        headers: list[tuple[str, str | bytes | None]] = [
+            *(original if isinstance(original, list) else original.items()),
             (REASON, reason.encode()), (SOURCE, source_of(msg).encode()),
             (REPORTER, self.reporter.encode()), (TIME, str(int(time.time() * 1000)).encode()),
         ]

@@ -221,9 +221,10 @@ class LocalBroker:
         self.write_properties()
         self.format()
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        heap = str(self.config.values["broker.heap"])
         with open(self.log_file, "ab") as log:
             process = subprocess.Popen(
-                self._java_command("kafka.Kafka", str(self.properties_file), heap=str(self.config.values["broker.heap"])),
+                self._java_command("kafka.Kafka", str(self.properties_file), heap=heap),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self.pid_file.write_text(str(process.pid))
         deadline = time.monotonic() + timeout

@@ -1,0 +1,3 @@
+from aiflow.cli.main import main
+
+main()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test command: installs what it needs (virtualenv, packages, kcat, the Kafka jars on first
+# use), then runs lint, type checks and the whole test suite against one real Kafka broker.
+# Extra arguments go to pytest, e.g. scripts/test.sh tests/unit -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh dev,ml
+if ! command -v kcat >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "Installing kcat (Debian package) for the plain-producer tests ..."
+  (apt-get install -y -qq kcat >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq kcat; }) >/dev/null
+fi
+export AIFLOW_BROKER_CACHE_DIR="${AIFLOW_BROKER_CACHE_DIR:-$PWD/.cache/kafka}"
+echo "== ruff"; .venv/bin/ruff check aiflow ai_flow connectors samples tests benchmarks
+echo "== mypy"; .venv/bin/mypy
+echo "== pytest"
+set +e
+.venv/bin/python -m pytest "$@"
+code=$?
+set -e
+if [ "$code" = 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi
+exit "$code"

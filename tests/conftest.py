@@ -1,0 +1,102 @@
+"""Test harness: one real Kafka broker per test session, shared by every test that needs Kafka.
+
+Where the broker comes from, in order: `AIFLOW_KAFKA_BOOTSTRAP` when it names a cluster; a
+testcontainers Kafka when a Docker engine answers; otherwise the Maven-jar broker of
+`aiflow.kafka.local_broker` on free loopback ports. If none can start, every Kafka test fails
+loudly; none is skipped.
+
+Each test gets its own topic prefix, so tests sharing the broker never see each other's records.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aiflow.config import Config
+from aiflow.kafka import topics
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def broker_cache_dir() -> str:
+    return os.environ.get("AIFLOW_BROKER_CACHE_DIR") or str(REPO / ".cache" / "kafka")
+
+
+def _docker_engine() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+def _say(request: pytest.FixtureRequest, text: str) -> None:
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(text)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("AIFLOW_KAFKA_BOOTSTRAP")
+    if external:
+        _say(request, f"Kafka for the test session: the cluster at {external} (AIFLOW_KAFKA_BOOTSTRAP)")
+        yield external
+        return
+    if _docker_engine():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            bootstrap = container.get_bootstrap_server()
+            _say(request, f"Kafka for the test session: testcontainers broker at {bootstrap}")
+            yield bootstrap
+        return
+
+    from aiflow.kafka.local_broker import LocalBroker
+
+    home = tmp_path_factory.mktemp("broker-home")
+    config = Config.load(home=home, environ={
+        "AIFLOW_BROKER_PORT": str(free_port()),
+        "AIFLOW_BROKER_CONTROLLER_PORT": str(free_port()),
+        "AIFLOW_BROKER_CACHE_DIR": broker_cache_dir(),
+    })
+    broker = LocalBroker(config)
+    broker.start()
+    _say(request, f"Kafka for the test session: local broker started at {config.bootstrap} "
+                  f"(pid {broker.pid()}, log {broker.log_file})")
+    try:
+        yield config.bootstrap
+    finally:
+        broker.stop()
+
+
+def make_config(home: Path, bootstrap: str, **env: str) -> Config:
+    environ = {"AIFLOW_KAFKA_BOOTSTRAP": bootstrap, "AIFLOW_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}", **env}
+    return Config.load(home=home, environ=environ)
+
+
+@pytest.fixture
+def kafka_config(kafka_bootstrap: str, tmp_path: Path) -> Config:
+    """A configuration of a fresh aiflow home whose topics (with a prefix of its own) exist."""
+    config = make_config(tmp_path / "home", kafka_bootstrap)
+    topics.create_topics(config)
+    return config
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kafka)
