@@ -10,7 +10,7 @@ if ! command -v kcat >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)"
   (apt-get install -y -qq kcat >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq kcat; }) >/dev/null
 fi
 export AIFLOW_BROKER_CACHE_DIR="${AIFLOW_BROKER_CACHE_DIR:-$PWD/.cache/kafka}"
-echo "== ruff"; .venv/bin/ruff check aiflow ai_flow connectors samples tests benchmarks
+echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"
 set +e
