@@ -5,7 +5,33 @@
 
 from aiflow.errors import AIFlowError
 from aiflow.events import Event, EventClient, ListenerProcessor
+from aiflow.sdk import (
+    BashOperator,
+    Condition,
+    Context,
+    MeetAllCondition,
+    MeetAnyCondition,
+    Operator,
+    PythonOperator,
+    SingleEventCondition,
+    State,
+    StateDescriptor,
+    TaskAction,
+    TaskStatus,
+    TaskStatusAllMetCondition,
+    TaskStatusCondition,
+    ValueState,
+    ValueStateDescriptor,
+    Workflow,
+    WorkflowRule,
+    WorkflowStatus,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["AIFlowError", "Event", "EventClient", "ListenerProcessor", "__version__"]
+__all__ = [
+    "AIFlowError", "BashOperator", "Condition", "Context", "Event", "EventClient", "ListenerProcessor",
+    "MeetAllCondition", "MeetAnyCondition", "Operator", "PythonOperator", "SingleEventCondition", "State",
+    "StateDescriptor", "TaskAction", "TaskStatus", "TaskStatusAllMetCondition", "TaskStatusCondition",
+    "ValueState", "ValueStateDescriptor", "Workflow", "WorkflowRule", "WorkflowStatus", "__version__",
+]

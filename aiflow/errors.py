@@ -25,3 +25,34 @@ class DecodeError(AIFlowError):
 
 class EventError(AIFlowError):
     """An event cannot be sent or read."""
+
+
+class WorkflowDefinitionError(AIFlowError):
+    """A workflow or task is defined wrongly. `line` is the line of the user's file that did it, if known."""
+
+    def __init__(self, message: str, line: int | None = None, filename: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.filename = filename
+
+    def __str__(self) -> str:
+        where = f"{self.filename}:{self.line}: " if self.filename and self.line else (
+            f"line {self.line}: " if self.line else "")
+        return f"{where}{self.message}"
+
+
+class WorkflowFileError(AIFlowError):
+    """A workflow file cannot be loaded; the message holds the file, the line and the error."""
+
+
+class NotFound(AIFlowError):
+    """The named namespace, workflow, snapshot or execution does not exist."""
+
+
+class Conflict(AIFlowError):
+    """The request contradicts what is stored (a name taken, a namespace not empty, ...)."""
+
+
+class StoreError(AIFlowError):
+    """The metadata store cannot be used (unreachable, or at another schema revision)."""

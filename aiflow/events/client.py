@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
@@ -29,11 +30,17 @@ from aiflow.config import Config
 from aiflow.errors import DecodeError, EventError
 from aiflow.events.codec import EVENT, Codec, default_codec
 from aiflow.events.context import TaskContext
-from aiflow.events.model import NAMESPACE_HEADER, Event, event_from_record
+from aiflow.events.model import NAMESPACE_HEADER, Event
+from aiflow.events.records import event_from_record
 from aiflow.kafka import clients, topics
 from aiflow.kafka.dlq import DeadLetters
 
 log = logging.getLogger(__name__)
+
+
+# What a partition answers while it is being created or its leader moves: worth a retry.
+_MOVING_PARTITION_ERRORS = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                                      KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT})
 
 
 class EventProcessor(Protocol):
@@ -166,13 +173,22 @@ class EventClient:
             found = consumer.offsets_for_times([TopicPartition(self.topic, p, millis) for p in partitions],
                                                timeout=10)
             # -1 means no record at or after that time: start at the end.
-            return [tp if tp.offset >= 0 else TopicPartition(self.topic, tp.partition,
-                                                             consumer.get_watermark_offsets(tp, timeout=10)[1])
+            return [tp if tp.offset >= 0 else TopicPartition(self.topic, tp.partition, self._end_offset(consumer, tp))
                     for tp in found]
         # "From now": the end offsets as of this call, so an event sent after it returns is seen.
-        return [TopicPartition(self.topic, p,
-                               consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1])
+        return [TopicPartition(self.topic, p, self._end_offset(consumer, TopicPartition(self.topic, p)))
                 for p in partitions]
+
+    def _end_offset(self, consumer: Consumer, partition: TopicPartition) -> int:
+        """The partition's high watermark, retrying the errors a just-created or moving partition gives."""
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                return int(consumer.get_watermark_offsets(partition, timeout=10)[1])
+            except KafkaException as exc:
+                if exc.args[0].code() not in _MOVING_PARTITION_ERRORS or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     # -- reading the history ---------------------------------------------------------------
     def iter_events(self, *, key: str | None = None, namespace: str | None = None, since: datetime | None = None,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
+    AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
@@ -105,6 +107,9 @@ def create_topics(config: Config, timeout: float = 30.0) -> list[TopicReport]:
                 else:
                     raise KafkaUnavailable(f"cannot create topic {topic}: {exc.args[0].str()}") from None
 
+    if missing:
+        _wait_for_leaders(admin, [s.name for s in missing], timeout)
+
     present = [s for s in wanted if s.name in existing]
     if present:
         current = describe_configs(config, [s.name for s in present])
@@ -125,6 +130,21 @@ def create_topics(config: Config, timeout: float = 30.0) -> list[TopicReport]:
                 future.result()
     order = {s.name: i for i, s in enumerate(wanted)}
     return sorted(reports, key=lambda r: order[r.name])
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """Return once every partition of the new topics has a leader, so the first reader does not
+    meet NOT_LEADER_FOR_PARTITION while the metadata spreads."""
+    deadline = time.monotonic() + timeout
+    while True:
+        metadata = admin.list_topics(timeout=timeout).topics
+        ready = all(n in metadata and metadata[n].partitions and
+                    all(p.leader >= 0 for p in metadata[n].partitions.values()) for n in names)
+        if ready:
+            return
+        if time.monotonic() > deadline:
+            raise KafkaUnavailable(f"topics {', '.join(names)} have no leader after {timeout:.0f} s")
+        time.sleep(0.1)
 
 
 def describe_configs(config: Config, names: list[str]) -> dict[str, dict[str, str]]:

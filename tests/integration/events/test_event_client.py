@@ -203,8 +203,9 @@ def test_kcat_key_only_event_reaches_default_listener_not_another_namespace(kafk
         in_default, in_other = Collector(), Collector()
         default.register_listener(in_default, ["data_prepared"])
         other.register_listener(in_other, ["data_prepared"])
+        # kcat skips empty lines, so a key-only record is written as "key:" with ':' as key delimiter.
         subprocess.run([kcat, "-P", "-b", kafka_config.bootstrap, "-t", topics.name(kafka_config, topics.EVENTS),
-                        "-k", "data_prepared"], input=b"\n", check=True, timeout=30)
+                        "-K:"], input=b"data_prepared:\n", check=True, timeout=30)
         [event] = in_default.take(1)
         assert event.key == "data_prepared" and event.value is None and event.plain
         in_other.nothing_more()

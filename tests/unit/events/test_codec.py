@@ -6,7 +6,8 @@ from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Message
 
 from aiflow.errors import DecodeError
 from aiflow.events.codec import EVENT, INBOX_MESSAGE, MAGIC, Codec, schema_dir, schema_fingerprint
-from aiflow.events.model import Event, event_from_record
+from aiflow.events.model import Event
+from aiflow.events.records import event_from_record
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 

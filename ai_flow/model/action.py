@@ -1,0 +1,3 @@
+from aiflow.sdk.status import TaskAction
+
+__all__ = ["TaskAction"]

@@ -1,0 +1,3 @@
+from aiflow.sdk.conditions import Condition
+
+__all__ = ["Condition"]

@@ -1,0 +1,3 @@
+from aiflow.sdk.state import Context
+
+__all__ = ["Context"]

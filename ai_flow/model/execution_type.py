@@ -1,0 +1,3 @@
+from aiflow.sdk.status import ExecutionType
+
+__all__ = ["ExecutionType"]

@@ -1,0 +1,5 @@
+from aiflow.sdk.workflow import Operator
+
+AIFlowOperator = Operator
+
+__all__ = ["AIFlowOperator", "Operator"]

@@ -1,0 +1,3 @@
+from aiflow.sdk.conditions import TaskRule, WorkflowRule
+
+__all__ = ["TaskRule", "WorkflowRule"]

@@ -1,0 +1,3 @@
+from aiflow.sdk.workflow import Workflow
+
+__all__ = ["Workflow"]

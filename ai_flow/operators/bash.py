@@ -1,0 +1,3 @@
+from aiflow.sdk.operators import BashOperator
+
+__all__ = ["BashOperator"]

@@ -1,0 +1,3 @@
+from aiflow.sdk.operators import PythonOperator
+
+__all__ = ["PythonOperator"]

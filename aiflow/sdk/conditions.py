@@ -1,0 +1,186 @@
+"""Conditions: when a rule fires. A condition is evaluated only for events whose (namespace, key) it expects.
+
+Write your own by subclassing `Condition` and implementing `is_met(event, context)`; keep state
+between events in `context.get_state(ValueStateDescriptor(name))`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from aiflow.errors import WorkflowDefinitionError
+from aiflow.sdk.state import Context, ValueState, ValueStateDescriptor
+from aiflow.sdk.status import TaskAction, TaskStatus, task_status_event_key
+
+if TYPE_CHECKING:
+    from aiflow.events.model import Event
+
+
+class Condition:
+    """Base of every condition.
+
+    `expect_event_keys`: the event keys it listens to. `namespace`: the namespace of those events;
+    None means the namespace of the workflow the rule belongs to.
+    """
+
+    def __init__(self, expect_event_keys: Sequence[str] | str | None = None, namespace: str | None = None) -> None:
+        keys = [expect_event_keys] if isinstance(expect_event_keys, str) else list(expect_event_keys or [])
+        for key in keys:
+            if not isinstance(key, str) or not key:
+                raise WorkflowDefinitionError(f"{type(self).__name__}: event keys must be non-empty strings")
+        self.expect_event_keys = keys
+        self.namespace = namespace
+
+    def is_met(self, event: Event, context: Context) -> bool:
+        raise NotImplementedError(f"{type(self).__name__} must define is_met(event, context)")
+
+    def subscriptions(self, default_namespace: str) -> list[tuple[str, str]]:
+        """The (namespace, key) pairs of the events this condition is evaluated for."""
+        return [(self.namespace or default_namespace, k) for k in self.expect_event_keys]
+
+    def describe(self) -> dict[str, Any]:
+        cls = type(self)
+        builtin = cls.__module__ == __name__
+        return {"type": cls.__name__ if builtin else f"{cls.__module__}.{cls.__qualname__}",
+                "event_keys": list(self.expect_event_keys), "namespace": self.namespace}
+
+
+class SingleEventCondition(Condition):
+    """Met by every event with its key."""
+
+    def __init__(self, expect_event_key: str, namespace: str | None = None) -> None:
+        super().__init__([expect_event_key], namespace)
+
+    def is_met(self, event: Event, context: Context) -> bool:
+        return True
+
+
+class _Composite(Condition):
+    def __init__(self, conditions: Sequence[Condition]) -> None:
+        conditions = list(conditions)
+        if not conditions or not all(isinstance(c, Condition) for c in conditions):
+            raise WorkflowDefinitionError(f"{type(self).__name__} needs a non-empty list of conditions")
+        super().__init__([k for c in conditions for k in c.expect_event_keys])
+        self.conditions = conditions
+
+    def subscriptions(self, default_namespace: str) -> list[tuple[str, str]]:
+        seen: dict[tuple[str, str], None] = {}
+        for c in self.conditions:
+            seen.update(dict.fromkeys(c.subscriptions(default_namespace)))
+        return list(seen)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "conditions": [c.describe() for c in self.conditions]}
+
+
+class MeetAllCondition(_Composite):
+    """Met when every child condition has been met by its latest matching event.
+
+    Stateful: it remembers, in a state called `name` (unique within the workflow), which children
+    are met. Unlike the original, the memory is cleared once it fires, so a second firing needs
+    every child met again.
+    """
+
+    def __init__(self, name: str, conditions: Sequence[Condition]) -> None:
+        super().__init__(conditions)
+        if not isinstance(name, str) or not name:
+            raise WorkflowDefinitionError("MeetAllCondition needs a name for its state")
+        self.name = name
+
+    def is_met(self, event: Event, context: Context) -> bool:
+        state = context.get_state(ValueStateDescriptor(self.name))
+        assert isinstance(state, ValueState)
+        flags = list(state.value() or [False] * len(self.conditions))
+        for i, child in enumerate(self.conditions):
+            if event.key in child.expect_event_keys:
+                flags[i] = bool(child.is_met(event, context))
+        if all(flags):
+            state.clear()
+            return True
+        state.update(flags)
+        return False
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "name": self.name}
+
+
+class MeetAnyCondition(_Composite):
+    """Met when a child condition that expects the event is met by it."""
+
+    def is_met(self, event: Event, context: Context) -> bool:
+        return any(event.key in c.expect_event_keys and c.is_met(event, context) for c in self.conditions)
+
+
+class TaskStatusCondition(Condition):
+    """Met when the latest try of `task_name` in the same execution has `expect_status`.
+
+    Evaluated whenever that task's status changes (event key `[task_status_change].ns.workflow.task`).
+    `workflow_name` and `namespace` default to the rule's own workflow when it is added.
+    """
+
+    def __init__(self, task_name: str, expect_status: TaskStatus, workflow_name: str | None = None,
+                 namespace: str | None = None) -> None:
+        super().__init__([], namespace)
+        self.task_name = task_name
+        self.expect_status = TaskStatus(expect_status)
+        self.workflow_name = workflow_name
+        if workflow_name is not None and namespace is not None:
+            self.expect_event_keys = [task_status_event_key(namespace, workflow_name, task_name)]
+
+    def bind(self, namespace: str, workflow_name: str) -> None:
+        self.namespace = self.namespace or namespace
+        self.workflow_name = self.workflow_name or workflow_name
+        self.expect_event_keys = [task_status_event_key(self.namespace, self.workflow_name, self.task_name)]
+
+    def is_met(self, event: Event, context: Context) -> bool:
+        return context.get_task_status(self.task_name) == self.expect_status
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "task": self.task_name, "status": self.expect_status.value}
+
+
+class TaskStatusAllMetCondition(_Composite):
+    """Met when every listed task's latest try has its expected status (what `start_after` builds)."""
+
+    def __init__(self, condition_list: Sequence[TaskStatusCondition]) -> None:
+        super().__init__(condition_list)
+        self.status_conditions: list[TaskStatusCondition] = list(condition_list)
+
+    def bind(self, namespace: str, workflow_name: str) -> None:
+        for c in self.status_conditions:
+            c.bind(namespace, workflow_name)
+        self.expect_event_keys = [k for c in self.status_conditions for k in c.expect_event_keys]
+
+    def is_met(self, event: Event, context: Context) -> bool:
+        return all(c.is_met(event, context) for c in self.conditions)
+
+
+class TaskRule:
+    """A condition and the action it triggers on one task. `line` is where the rule was written."""
+
+    def __init__(self, condition: Condition, action: TaskAction, line: int | None = None) -> None:
+        self.condition = condition
+        self.action = TaskAction(action)
+        self.line = line
+
+    def trigger(self, event: Event, context: Context) -> TaskAction | None:
+        return self.action if self.condition.is_met(event, context) else None
+
+    def describe(self) -> dict[str, Any]:
+        return {"action": self.action.value, "condition": self.condition.describe(), "line": self.line}
+
+
+class WorkflowRule:
+    """A workflow trigger: starts a new execution of its workflow when the condition is met."""
+
+    def __init__(self, condition: Condition) -> None:
+        if not isinstance(condition, Condition):
+            raise WorkflowDefinitionError("WorkflowRule needs a Condition")
+        self.condition = condition
+
+    def trigger(self, event: Event, context: Context) -> bool:
+        return bool(self.condition.is_met(event, context))
+
+    def describe(self) -> dict[str, Any]:
+        return {"condition": self.condition.describe()}

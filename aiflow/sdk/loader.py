@@ -1,0 +1,98 @@
+"""Loading a workflow file: run it as a module and take its top-level Workflow objects.
+
+`python -m aiflow.sdk.loader FILE` prints the file's workflows as JSON (or the error, exit 1). The
+upload runs it in a separate process so that a bad file cannot harm the uploading process and the
+file's imports (numpy, scikit-learn, ...) are not loaded into it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from aiflow.errors import WorkflowDefinitionError, WorkflowFileError
+from aiflow.sdk.workflow import Workflow
+
+
+def module_name_for(path: Path) -> str:
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:10]
+    return f"aiflow_workflow_{path.stem.replace('-', '_')}_{digest}"
+
+
+def load_workflows(path: str | os.PathLike[str]) -> list[Workflow]:
+    """Execute the workflow file and return its top-level workflows, in definition order."""
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise WorkflowFileError(f"{path}: no such file")
+    name = module_name_for(file)
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise WorkflowFileError(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # so classes and dataclasses defined in the file can find their module
+    try:
+        spec.loader.exec_module(module)
+    except WorkflowDefinitionError as exc:
+        sys.modules.pop(name, None)
+        line = exc.line or _line_in(file, exc)
+        raise WorkflowFileError(f"{path}:{line}: {exc.message}" if line else f"{path}: {exc.message}") from None
+    except SyntaxError as exc:
+        sys.modules.pop(name, None)
+        raise WorkflowFileError(f"{path}:{exc.lineno}: SyntaxError: {exc.msg}") from None
+    except BaseException as exc:  # the user's code may raise anything, SystemExit included
+        sys.modules.pop(name, None)
+        line = _line_in(file, exc)
+        tail = "".join(traceback.format_exception(exc)[-3:]).rstrip()
+        raise WorkflowFileError(f"{path}:{line}: {type(exc).__name__}: {exc}\n{tail}" if line
+                                else f"{path}: {type(exc).__name__}: {exc}\n{tail}") from None
+    found: dict[int, Workflow] = {}
+    for value in vars(module).values():
+        if isinstance(value, Workflow):
+            found.setdefault(id(value), value)
+    if not found:
+        raise WorkflowFileError(f"{path}: defines no Workflow at its top level")
+    seen: dict[tuple[str, str], None] = {}
+    for wf in found.values():
+        if (wf.namespace, wf.name) in seen:
+            raise WorkflowFileError(f"{path}:{wf.line}: two workflows named {wf.namespace}.{wf.name}")
+        seen[(wf.namespace, wf.name)] = None
+    return list(found.values())
+
+
+def _line_in(file: Path, exc: BaseException) -> int | None:
+    """The line of `file` closest to where `exc` was raised."""
+    line = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        if Path(frame.f_code.co_filename).resolve() == file:
+            line = lineno
+    return line
+
+
+def describe_file(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    return [wf.describe() for wf in load_workflows(path)]
+
+
+def main(argv: list[str]) -> int:
+    # The file may print to stdout as it loads: keep the real stdout for the result alone.
+    result_fd = os.dup(1)
+    os.dup2(2, 1)
+    if len(argv) != 1:
+        result: dict[str, Any] = {"error": "usage: python -m aiflow.sdk.loader WORKFLOW_FILE"}
+    else:
+        try:
+            result = {"workflows": describe_file(argv[0])}
+        except WorkflowFileError as exc:
+            result = {"error": str(exc)}
+    sys.stdout.flush()
+    os.write(result_fd, (json.dumps(result, default=str) + "\n").encode())
+    return 0 if "workflows" in result else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
