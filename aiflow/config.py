@@ -56,6 +56,8 @@ KEYS: tuple[Key, ...] = (
     Key("topics.dlq_retention_ms", int, 30 * 24 * 3600 * 1000, "AIFLOW_TOPIC_DLQ_RETENTION_MS",
         "retention of the dead-letter topic"),
     Key("db.uri", str, "sqlite:///{home}/aiflow.db", "AIFLOW_DB_URI", "SQLAlchemy URI of the metadata store"),
+    Key("blob.uri", str, "file://{home}/blobs", "AIFLOW_BLOB_URI",
+        "where workflow snapshots are stored (file://<folder>)"),
     Key("namespace", str, "default", "AIFLOW_NAMESPACE", "namespace used when none is given"),
     Key("broker.port", int, 9092, "AIFLOW_BROKER_PORT", "client port of the local broker"),
     Key("broker.controller_port", int, 9093, "AIFLOW_BROKER_CONTROLLER_PORT",

@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,6 +95,62 @@ def kafka_config(kafka_bootstrap: str, tmp_path: Path) -> Config:
     config = make_config(tmp_path / "home", kafka_bootstrap)
     topics.create_topics(config)
     return config
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server for the session: `AIFLOW_TEST_POSTGRES_URI` (a server URI without a database),
+    or a throw-away cluster of Debian's `postgresql` package on a free loopback port."""
+    external = os.environ.get("AIFLOW_TEST_POSTGRES_URI")
+    if external:
+        yield external.rstrip("/")
+        return
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        if IN_CI:
+            pytest.fail("PostgreSQL is not installed; scripts/test.sh installs Debian's postgresql package")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    # Not under pytest's temporary folder: that one is private to root, and PostgreSQL runs as postgres.
+    base = Path(tempfile.mkdtemp(prefix="aiflow-test-postgres-"))
+    data, port = base / "data", free_port()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(base, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "aiflow"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"),
+                    "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                   check=True, capture_output=True)
+    _say(request, f"PostgreSQL for the test session: started on 127.0.0.1:{port}")
+    try:
+        yield f"postgresql+psycopg://aiflow@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: SQLite in a temporary folder, or a new database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/aiflow.db"
+    server = request.getfixturevalue("postgres_server")
+    import psycopg
+
+    name = f"t{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{server}/{name}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

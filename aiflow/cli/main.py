@@ -38,10 +38,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from aiflow.cli import broker_cmd, config_cmd, event_cmd, topics_cmd
+    from aiflow.cli import broker_cmd, config_cmd, db_cmd, event_cmd, namespace_cmd, topics_cmd, workflow_cmd
 
-    for module in (config_cmd, broker_cmd, topics_cmd, event_cmd):
+    for module in (config_cmd, broker_cmd, topics_cmd, db_cmd, event_cmd, namespace_cmd, workflow_cmd):
         cli.add_command(module.group)
+    cli.add_command(workflow_cmd.snapshot_group)
 
 
 _register()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aiflow.errors import WorkflowDefinitionError, WorkflowFileError
-from aiflow.sdk.workflow import Workflow
+from aiflow.sdk.workflow import Workflow, collect_created
 
 
 def module_name_for(path: Path) -> str:
@@ -36,6 +36,8 @@ def load_workflows(path: str | os.PathLike[str]) -> list[Workflow]:
         raise WorkflowFileError(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # so classes and dataclasses defined in the file can find their module
+    created: list[Workflow] = []
+    collect_created(created)
     try:
         spec.loader.exec_module(module)
     except WorkflowDefinitionError as exc:
@@ -51,12 +53,12 @@ def load_workflows(path: str | os.PathLike[str]) -> list[Workflow]:
         tail = "".join(traceback.format_exception(exc)[-3:]).rstrip()
         raise WorkflowFileError(f"{path}:{line}: {type(exc).__name__}: {exc}\n{tail}" if line
                                 else f"{path}: {type(exc).__name__}: {exc}\n{tail}") from None
-    found: dict[int, Workflow] = {}
-    for value in vars(module).values():
-        if isinstance(value, Workflow):
-            found.setdefault(id(value), value)
+    finally:
+        collect_created(None)
+    # Every workflow the file created while it ran, in order: `with Workflow(...) as w:` and without `as`.
+    found = {id(w): w for w in created}
     if not found:
-        raise WorkflowFileError(f"{path}: defines no Workflow at its top level")
+        raise WorkflowFileError(f"{path}: defines no Workflow")
     seen: dict[tuple[str, str], None] = {}
     for wf in found.values():
         if (wf.namespace, wf.name) in seen:

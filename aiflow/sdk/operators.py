@@ -30,7 +30,7 @@ class PythonOperator(Operator):
 
     def describe(self) -> dict[str, Any]:
         fn = self.python_callable
-        return {**super().describe(), "callable": f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"}
+        return {**super().describe(), "callable": getattr(fn, "__qualname__", repr(fn))}
 
 
 class BashOperator(Operator):

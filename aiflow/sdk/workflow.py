@@ -33,6 +33,7 @@ from aiflow.sdk.conditions import (
 from aiflow.sdk.expressions import Expression, parse_expression
 from aiflow.sdk.status import TaskAction, TaskStatus
 
+NAMESPACE_ENV = "AIFLOW_NAMESPACE"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 _PACKAGE_DIRS = tuple(os.path.dirname(os.path.dirname(p)) + os.sep for p in (__file__,))
 _context = threading.local()
@@ -60,13 +61,18 @@ def check_name(kind: str, name: object) -> str:
 class Workflow:
     """A named set of tasks and the rules that start, stop and restart them."""
 
-    def __init__(self, name: str, namespace: str = "default", **config: Any) -> None:
+    def __init__(self, name: str, namespace: str | None = None, **config: Any) -> None:
         self.name = check_name("workflow", name)
-        self.namespace = check_name("namespace", namespace)
+        # Without a namespace: the one the uploader chose (`-n`, or the configured default), which
+        # the worker sets again when it loads the file for a task, so both agree.
+        self.namespace = check_name("namespace", namespace or os.environ.get(NAMESPACE_ENV) or "default")
         self.config = config
         self.tasks: dict[str, Operator] = {}
         self.rules: dict[str, list[TaskRule]] = {}
         self.line = user_line()
+        created = getattr(_context, "created", None)
+        if created is not None:
+            created.append(self)
 
     # -- the `with` block ------------------------------------------------------------------
     def __enter__(self) -> Workflow:
@@ -144,6 +150,12 @@ class Workflow:
 
 def current_workflow() -> Workflow | None:
     return getattr(_context, "workflow", None)
+
+
+def collect_created(into: list[Workflow] | None) -> None:
+    """Record every Workflow created from now on in `into` (None stops recording); the loader uses it
+    to find workflows written as `with Workflow(...):` without `as`."""
+    _context.created = into
 
 
 def _find_cycle(graph: Mapping[str, set[str]]) -> list[str] | None:

@@ -1,0 +1,1 @@
+"""The metadata store (SQL), its migrations, and the blob store of workflow snapshots."""

@@ -1,0 +1,110 @@
+"""Workflow snapshots: the workflow file and its artifacts, zipped, hashed, unpacked again for tasks.
+
+Layout inside the zip (as the original AIFlow had it): `<file stem>/<workflow file>` and
+`<file stem>/<artifact name>/...`, so a task's working directory holds the file next to its data.
+The zip is deterministic — sorted entries, fixed timestamps — so the same content has the same
+sha256 and an unchanged re-upload creates no new version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiflow.errors import AIFlowError, WorkflowFileError
+
+_FIXED_TIME = (2000, 1, 1, 0, 0, 0)
+_SKIP = {"__pycache__", ".git", ".ipynb_checkpoints"}
+
+
+@dataclass(frozen=True)
+class PackedSnapshot:
+    path: Path
+    sha256: str
+    workflow_file: str  # path of the workflow file inside the zip
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _entries(source: Path, arcname: str) -> list[tuple[Path, str]]:
+    if source.is_file():
+        return [(source, arcname)]
+    found = []
+    for root, dirs, files in os.walk(source):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP)
+        for name in sorted(files):
+            if name.endswith(".pyc"):
+                continue
+            path = Path(root) / name
+            found.append((path, f"{arcname}/{path.relative_to(source).as_posix()}"))
+    return found
+
+
+def pack(workflow_file: Path, artifacts: list[Path], out_dir: Path) -> PackedSnapshot:
+    """Zip the workflow file and its artifacts (files or folders) into `out_dir`."""
+    stem = workflow_file.stem
+    entries = [(workflow_file, f"{stem}/{workflow_file.name}")]
+    names = {workflow_file.name}
+    for artifact in artifacts:
+        if not artifact.exists():
+            raise WorkflowFileError(f"--files {artifact}: no such file or folder")
+        if artifact.name in names:
+            raise WorkflowFileError(f"--files {artifact}: another file named {artifact.name!r} is already in "
+                                    "the snapshot")
+        names.add(artifact.name)
+        entries += _entries(artifact, f"{stem}/{artifact.name}")
+    out = out_dir / f"{stem}.zip"
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path, arcname in sorted(entries, key=lambda e: e[1]):
+            info = zipfile.ZipInfo(arcname, date_time=_FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (path.stat().st_mode & 0o777) << 16
+            with open(path, "rb") as f:
+                zf.writestr(info, f.read())
+    return PackedSnapshot(out, sha256_of(out), f"{stem}/{workflow_file.name}")
+
+
+def unpack(zip_path: Path, expected_sha256: str, destination: Path) -> Path:
+    """Verify the zip's sha256 and unpack it into `destination`, once.
+
+    Safe when several tasks of one execution unpack at the same moment: each unpacks into a temporary
+    folder beside `destination` and renames it into place; the first rename wins, the others are
+    discarded.
+    """
+    actual = sha256_of(zip_path)
+    if actual != expected_sha256:
+        raise AIFlowError(f"snapshot {zip_path} has sha256 {actual}, expected {expected_sha256}: refusing it")
+    if destination.is_dir():
+        return destination
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}-"))
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            for info in zf.infolist():
+                target = (staging / info.filename).resolve()
+                if not str(target).startswith(str(staging.resolve()) + os.sep):
+                    raise AIFlowError(f"snapshot {zip_path} holds a path outside its folder: {info.filename}")
+            zf.extractall(staging)
+            for info in zf.infolist():
+                mode = (info.external_attr >> 16) & 0o777
+                if mode:
+                    os.chmod(staging / info.filename, mode)
+        try:
+            staging.rename(destination)
+        except OSError:
+            if not destination.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return destination
