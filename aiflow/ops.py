@@ -202,7 +202,8 @@ def _latest_snapshot(s: Session, row: WorkflowRow) -> SnapshotRow:
 
 
 def upload_workflows(workflow_file_path: str | os.PathLike[str],
-                     artifacts: Sequence[str | os.PathLike[str]] | None = None, *, namespace: str | None = None, config: Config | None = None) -> list[WorkflowInfo]:
+                     artifacts: Sequence[str | os.PathLike[str]] | None = None, *,
+                     namespace: str | None = None, config: Config | None = None) -> list[WorkflowInfo]:
     """Validate the file, snapshot it with its artifacts, and store and publish each workflow in it.
 
     A file that does not load is refused with its line and error, and nothing is stored. Uploading
