@@ -5,9 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh dev,ml
-if ! command -v kcat >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  echo "Installing kcat (Debian package) for the plain-producer tests ..."
-  (apt-get install -y -qq kcat >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq kcat; }) >/dev/null
+# Debian packages the tests use: kcat (a plain Kafka producer) and postgresql (the metadata tests
+# also run on PostgreSQL; the tests start a throw-away cluster of their own).
+need=()
+command -v kcat >/dev/null || need+=(kcat)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
+if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "Installing ${need[*]} (Debian packages) for the tests ..."
+  (apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${need[@]}"; }) >/dev/null
 fi
 export AIFLOW_BROKER_CACHE_DIR="${AIFLOW_BROKER_CACHE_DIR:-$PWD/.cache/kafka}"
 echo "== ruff"; .venv/bin/ruff check .
