@@ -59,6 +59,13 @@ KEYS: tuple[Key, ...] = (
     Key("blob.uri", str, "file://{home}/blobs", "AIFLOW_BLOB_URI",
         "where workflow snapshots are stored (file://<folder>)"),
     Key("namespace", str, "default", "AIFLOW_NAMESPACE", "namespace used when none is given"),
+    Key("scheduler.heartbeat_timeout", int, 30, "AIFLOW_HEARTBEAT_TIMEOUT",
+        "seconds without a heartbeat after which a running try is FAILED"),
+    Key("worker.slots", int, 4, "AIFLOW_WORKER_SLOTS", "tries one worker runs at once"),
+    Key("worker.heartbeat_interval", int, 5, "AIFLOW_WORKER_HEARTBEAT_INTERVAL",
+        "seconds between a worker's heartbeats for each running try"),
+    Key("worker.stop_grace", int, 10, "AIFLOW_WORKER_STOP_GRACE",
+        "seconds between SIGTERM and SIGKILL when a try is stopped"),
     Key("broker.port", int, 9092, "AIFLOW_BROKER_PORT", "client port of the local broker"),
     Key("broker.controller_port", int, 9093, "AIFLOW_BROKER_CONTROLLER_PORT",
         "KRaft controller port of the local broker"),
@@ -180,7 +187,8 @@ class Config:
         return config
 
     def validate(self) -> None:
-        for name in ("topics.partitions", "topics.replication_factor"):
+        for name in ("topics.partitions", "topics.replication_factor", "scheduler.heartbeat_timeout", "worker.slots",
+                     "worker.heartbeat_interval"):
             if self.values[name] < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {self.values[name]}")
         for name in ("broker.port", "broker.controller_port"):

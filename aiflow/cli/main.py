@@ -38,11 +38,23 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from aiflow.cli import broker_cmd, config_cmd, db_cmd, event_cmd, namespace_cmd, topics_cmd, workflow_cmd
+    from aiflow.cli import (
+        broker_cmd,
+        config_cmd,
+        db_cmd,
+        event_cmd,
+        execution_cmd,
+        namespace_cmd,
+        service_cmd,
+        topics_cmd,
+        workflow_cmd,
+    )
 
     for module in (config_cmd, broker_cmd, topics_cmd, db_cmd, event_cmd, namespace_cmd, workflow_cmd):
         cli.add_command(module.group)
-    cli.add_command(workflow_cmd.snapshot_group)
+    for command in (workflow_cmd.snapshot_group, execution_cmd.execution_group, execution_cmd.task_group,
+                    service_cmd.scheduler_group, service_cmd.worker_group):
+        cli.add_command(command)
 
 
 _register()

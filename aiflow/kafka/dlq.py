@@ -19,6 +19,15 @@ def source_of(msg: Message) -> str:
     return f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
 
 
+def headers_for(msg: Message, reason: str, reporter: str) -> list[tuple[str, str | bytes | None]]:
+    """The record's own headers plus why, where from, who found it and when."""
+    original = msg.headers() or []
+    kept: list[tuple[str, str | bytes | None]] = [(k, v if isinstance(v, bytes) else str(v or "").encode())
+            for k, v in (original if isinstance(original, list) else original.items())]
+    return [*kept, (REASON, reason.encode()), (SOURCE, source_of(msg).encode()),
+            (REPORTER, reporter.encode()), (TIME, str(int(time.time() * 1000)).encode())]
+
+
 class DeadLetters:
     """Copies bad records to the dead-letter topic as received (key, value, headers) plus why.
 
@@ -33,12 +42,7 @@ class DeadLetters:
         self._producer = producer or clients.producer(config, role="dlq")
 
     def send(self, msg: Message, reason: str) -> None:
-        original = msg.headers() or []
-        headers: list[tuple[str, str | bytes | None]] = [
-            *(original if isinstance(original, list) else original.items()),
-            (REASON, reason.encode()), (SOURCE, source_of(msg).encode()),
-            (REPORTER, self.reporter.encode()), (TIME, str(int(time.time() * 1000)).encode()),
-        ]
+        headers = headers_for(msg, reason, self.reporter)
         errors: list[str] = []
         self._producer.produce(self.topic, key=msg.key(), value=msg.value(), headers=headers,
                                on_delivery=lambda err, _m: errors.append(str(err)) if err else None)

@@ -16,7 +16,6 @@ import fcntl
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from aiflow.config import Config
 from aiflow.errors import BrokerError, KafkaUnavailable
 from aiflow.kafka import clients
+from aiflow.process import read_pid, stop_daemon
 
 MIN_JAVA = 17
 
@@ -178,18 +178,7 @@ class LocalBroker:
 
     # -- process ---------------------------------------------------------------------------
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            self.pid_file.unlink(missing_ok=True)
-            return None
-        except PermissionError:
-            pass
-        return pid
+        return read_pid(self.pid_file)
 
     def answers(self, timeout: float = 2.0) -> bool:
         try:
@@ -242,19 +231,7 @@ class LocalBroker:
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop this home's broker: SIGTERM, then SIGKILL after `timeout`. False if none was running."""
-        pid = self.pid()
-        if pid is None:
-            return False
-        _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
-        if _alive(pid):
-            _signal_group(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.1)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return stop_daemon(self.pid_file, timeout)
 
 
 def _cluster_id() -> str:
@@ -266,33 +243,6 @@ def _check_java() -> None:
     major = _java_major()
     if major < MIN_JAVA:
         raise BrokerError(f"Kafka's broker needs Java {MIN_JAVA} or newer; `java` on PATH is Java {major}")
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
-    except PermissionError:
-        os.kill(pid, sig)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-        if waited == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return True
 
 
 def _tail(path: Path, lines: int = 5) -> str:

@@ -24,6 +24,7 @@ class WorkflowDefinition:
     enabled: bool = True
     rule_keys: list[tuple[str, str]] = field(default_factory=list)
     trigger_keys: list[tuple[str, str]] = field(default_factory=list)
+    definition: str = "{}"
 
     @property
     def key(self) -> str:
@@ -36,6 +37,7 @@ class WorkflowDefinition:
             "workflow_file": self.workflow_file, "enabled": self.enabled,
             "rule_keys": [{"namespace": ns, "key": k} for ns, k in self.rule_keys],
             "trigger_keys": [{"namespace": ns, "key": k} for ns, k in self.trigger_keys],
+            "definition": self.definition,
             "update_time": datetime.now(timezone.utc),
         }
 
@@ -47,6 +49,7 @@ class WorkflowDefinition:
             workflow_file=str(record["workflow_file"]), enabled=bool(record["enabled"]),
             rule_keys=[(s["namespace"], s["key"]) for s in record["rule_keys"]],  # type: ignore[attr-defined]
             trigger_keys=[(s["namespace"], s["key"]) for s in record["trigger_keys"]],  # type: ignore[attr-defined]
+            definition=str(record["definition"]),
         )
 
 

@@ -12,12 +12,13 @@ import importlib.util
 import json
 import os
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Any
 
 from aiflow.errors import WorkflowDefinitionError, WorkflowFileError
-from aiflow.sdk.workflow import Workflow, collect_created
+from aiflow.sdk.workflow import NAMESPACE_ENV, Workflow, collect_created
 
 
 def module_name_for(path: Path) -> str:
@@ -35,6 +36,8 @@ def load_workflows(path: str | os.PathLike[str]) -> list[Workflow]:
     if spec is None or spec.loader is None:
         raise WorkflowFileError(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
+    if str(file.parent) not in sys.path:  # sibling modules import as when the file is run directly
+        sys.path.insert(0, str(file.parent))
     sys.modules[name] = module  # so classes and dataclasses defined in the file can find their module
     created: list[Workflow] = []
     collect_created(created)
@@ -65,6 +68,27 @@ def load_workflows(path: str | os.PathLike[str]) -> list[Workflow]:
             raise WorkflowFileError(f"{path}:{wf.line}: two workflows named {wf.namespace}.{wf.name}")
         seen[(wf.namespace, wf.name)] = None
     return list(found.values())
+
+
+_env_lock = threading.Lock()
+
+
+def load_workflow(path: str | os.PathLike[str], namespace: str, name: str) -> Workflow:
+    """Load workflow `name` from the file, with `namespace` as the default namespace, as at upload."""
+    with _env_lock:
+        before = os.environ.get(NAMESPACE_ENV)
+        os.environ[NAMESPACE_ENV] = namespace
+        try:
+            found = load_workflows(path)
+        finally:
+            if before is None:
+                os.environ.pop(NAMESPACE_ENV, None)
+            else:
+                os.environ[NAMESPACE_ENV] = before
+    for wf in found:
+        if wf.name == name and wf.namespace == namespace:
+            return wf
+    raise WorkflowFileError(f"{path} does not define workflow {namespace}.{name}")
 
 
 def _line_in(file: Path, exc: BaseException) -> int | None:

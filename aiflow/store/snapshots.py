@@ -16,7 +16,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiflow.config import Config
 from aiflow.errors import AIFlowError, WorkflowFileError
+from aiflow.store.blobs import blob_store
 
 _FIXED_TIME = (2000, 1, 1, 0, 0, 0)
 _SKIP = {"__pycache__", ".git", ".ipynb_checkpoints"}
@@ -108,3 +110,17 @@ def unpack(zip_path: Path, expected_sha256: str, destination: Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return destination
+
+
+def fetch(config: Config, uri: str, sha256: str, destination: Path) -> Path:
+    """Download the snapshot blob, verify its sha256 and unpack it into `destination` (once)."""
+    if destination.is_dir():
+        return destination
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=".download-", suffix=".zip")
+    os.close(fd)
+    try:
+        blob_store(config).get(uri, Path(tmp))
+        return unpack(Path(tmp), sha256, destination)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

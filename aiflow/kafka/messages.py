@@ -1,0 +1,106 @@
+"""Building and reading the records aiflow's processes send each other (schemas in avro/).
+
+Each builder returns a `Record`: the topic role, the record key and the encoded value, so the
+caller produces it in whatever transaction it is in.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from confluent_kafka import Producer
+
+from aiflow.config import Config
+from aiflow.events.codec import (
+    CONTROL_COMMAND,
+    INBOX_MESSAGE,
+    STATE_RECORD,
+    TASK_COMMAND,
+    default_codec,
+)
+from aiflow.events.model import Event
+from aiflow.kafka import topics
+
+
+@dataclass(frozen=True)
+class Record:
+    role: str
+    key: str
+    value: bytes | None
+    partition: int | None = None
+    headers: tuple[tuple[str, str | bytes | None], ...] = ()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def workflow_key(namespace: str, workflow: str) -> str:
+    """The inbox record key: every input about one workflow goes to one partition, in order."""
+    return f"{namespace}/{workflow}"
+
+
+def _inbox(namespace: str, workflow: str, kind: str, **fields: Any) -> Record:
+    record = {"message_id": uuid.uuid4().hex, "namespace": namespace, "workflow": workflow, "kind": kind,
+              "event": None, "source": None, "report": None, "command": None, "execution_id": None,
+              "task": None, "args": {}, "create_time": _now(), **fields}
+    return Record(topics.INBOX, workflow_key(namespace, workflow), default_codec().encode(INBOX_MESSAGE, record))
+
+
+def inbox_command(namespace: str, workflow: str, command: str, execution_id: str | None = None,
+                  task: str | None = None, args: dict[str, str] | None = None) -> Record:
+    return _inbox(namespace, workflow, "COMMAND", command=command, execution_id=execution_id, task=task,
+                  args=dict(args or {}))
+
+
+def inbox_event(namespace: str, workflow: str, event: Event, source: str) -> Record:
+    return _inbox(namespace, workflow, "EVENT", event=event.to_avro(), source=source,
+                  execution_id=event.execution_id)
+
+
+def inbox_report(namespace: str, workflow: str, execution_id: str, task: str, try_number: int,
+                 status: str | None, message: str = "", worker: str = "", pid: int | None = None) -> Record:
+    report = {"execution_id": execution_id, "task": task, "try_number": try_number, "status": status,
+              "message": message, "worker": worker, "pid": pid}
+    return _inbox(namespace, workflow, "TASK_STATUS" if status else "HEARTBEAT", report=report,
+                  execution_id=execution_id, task=task)
+
+
+def task_command(namespace: str, workflow: str, execution_id: str, task: str, try_number: int, snapshot_uri: str,
+                 snapshot_sha256: str, workflow_file: str, timeout: float | None) -> Record:
+    value = {"command_id": uuid.uuid4().hex, "namespace": namespace, "workflow": workflow,
+             "execution_id": execution_id, "task": task, "try_number": try_number, "snapshot_uri": snapshot_uri,
+             "snapshot_sha256": snapshot_sha256, "workflow_file": workflow_file, "timeout_seconds": timeout,
+             "create_time": _now()}
+    return Record(topics.TASKS, execution_id, default_codec().encode(TASK_COMMAND, value))
+
+
+def control_command(execution_id: str, task: str | None, try_number: int | None, kind: str, reason: str) -> Record:
+    value = {"command_id": uuid.uuid4().hex, "kind": kind, "execution_id": execution_id, "task": task,
+             "try_number": try_number, "reason": reason, "create_time": _now()}
+    return Record(topics.CONTROL, execution_id, default_codec().encode(CONTROL_COMMAND, value))
+
+
+def state_record(entity: str, entity_id: str, namespace: str, workflow: str, version: int, body: str,
+                 partition: int) -> Record:
+    value = {"entity": entity, "entity_id": entity_id, "namespace": namespace, "workflow": workflow,
+             "version": version, "body": body, "update_time": _now()}
+    return Record(topics.STATE, entity_id, default_codec().encode(STATE_RECORD, value), partition)
+
+
+def produce(producer: Producer, config: Config, record: Record) -> None:
+    """Queue the record on the producer (in its open transaction, if any), waiting while its queue is full."""
+    topic = topics.name(config, record.role)
+    while True:
+        try:
+            if record.partition is None:
+                producer.produce(topic, key=record.key.encode(), value=record.value, headers=list(record.headers))
+            else:
+                producer.produce(topic, key=record.key.encode(), value=record.value, headers=list(record.headers),
+                                 partition=record.partition)
+            return
+        except BufferError:
+            producer.poll(0.05)

@@ -1,0 +1,437 @@
+"""The scheduler's core: pure functions of (execution state, input, now) -> commands.
+
+No Kafka, no database, no clock it is not given. The service (`service.py`) consumes an input,
+calls one of the `on_*` functions here with the execution's state and the loaded workflow, and
+produces what they return — all in one Kafka transaction.
+
+Invariants kept here:
+- a task has at most one alive try (QUEUED, RUNNING, RETRYING or STOPPING) at a time;
+- every try gets a number one higher than the task's previous try, and records its cause;
+- a report about a try that is not the task's latest, or is already finished, changes nothing;
+- a finished execution starts nothing new, and stops whatever it still has alive.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from aiflow.events.model import Event
+from aiflow.sdk.conditions import TaskRule
+from aiflow.sdk.state import Context, MemoryContext
+from aiflow.sdk.status import (
+    TASK_ALIVE_SET,
+    TASK_FINISHED_SET,
+    WORKFLOW_FINISHED_SET,
+    ExecutionType,
+    TaskAction,
+    TaskStatus,
+    WorkflowStatus,
+    task_status_event_key,
+)
+from aiflow.sdk.workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+
+# -- state -----------------------------------------------------------------------------------
+@dataclass
+class Snapshot:
+    version: int
+    uri: str
+    sha256: str
+    workflow_file: str
+
+
+@dataclass
+class TaskTry:
+    task: str
+    try_number: int
+    status: str
+    cause: str
+    attempt: int = 1  # 1 for a fresh start, +1 for each retry of it
+    queued_time: float | None = None
+    begin_time: float | None = None
+    end_time: float | None = None
+    message: str = ""
+    worker: str = ""
+    last_heartbeat: float | None = None
+    retry_at: float | None = None
+    stop_reason: str = ""  # why we asked it to stop: "", "timeout", "heartbeat", "restart", "stop"
+    then_start: str = ""  # for a RESTART: the cause of the try that starts once this one has stopped
+
+    @property
+    def alive(self) -> bool:
+        return TaskStatus(self.status) in TASK_ALIVE_SET
+
+
+@dataclass
+class Execution:
+    id: str
+    namespace: str
+    workflow: str
+    snapshot: Snapshot
+    run_type: str
+    cause: str
+    status: str = WorkflowStatus.RUNNING.value
+    create_time: float = 0.0
+    end_time: float | None = None
+    tries: dict[str, list[TaskTry]] = field(default_factory=dict)
+    states: dict[str, Any] = field(default_factory=dict)
+    next_periodic: dict[str, float] = field(default_factory=dict)
+    version: int = 0
+
+    def latest(self, task: str) -> TaskTry | None:
+        tries = self.tries.get(task)
+        return tries[-1] if tries else None
+
+    @property
+    def finished(self) -> bool:
+        return WorkflowStatus(self.status) in WORKFLOW_FINISHED_SET
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Execution:
+        data = dict(data)
+        data["snapshot"] = Snapshot(**data["snapshot"])
+        data["tries"] = {task: [TaskTry(**t) for t in tries] for task, tries in data["tries"].items()}
+        return cls(**data)
+
+
+# -- outputs ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StartTry:
+    """Send a START command for this try."""
+
+    execution: Execution
+    task: str
+    try_number: int
+
+
+@dataclass(frozen=True)
+class StopTry:
+    """Tell whichever worker runs this try to stop it (`kill`: no grace period)."""
+
+    execution_id: str
+    task: str
+    try_number: int
+    reason: str
+    kill: bool = False
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    """A try's status changed; announced as an event so workflow triggers can listen to it."""
+
+    execution: Execution
+    task: str
+    try_number: int
+    status: str
+
+
+Output = StartTry | StopTry | StatusChanged
+
+
+@dataclass
+class Settings:
+    heartbeat_timeout: float = 30.0
+
+
+class _Context(MemoryContext):
+    """Rule context of one execution: its rule states and its tasks' latest statuses."""
+
+    def __init__(self, execution: Execution) -> None:
+        statuses = {t: TaskStatus(tries[-1].status) for t, tries in execution.tries.items() if tries}
+        super().__init__(states=execution.states, task_statuses=statuses)
+
+
+class _Run:
+    """Applies one input to one execution, collecting outputs. Used only inside this module."""
+
+    def __init__(self, execution: Execution, workflow: Workflow, now: float) -> None:
+        self.ex = execution
+        self.wf = workflow
+        self.now = now
+        self.out: list[Output] = []
+
+    # -- tries -------------------------------------------------------------------------------
+    def start(self, task: str, cause: str, attempt: int = 1, delay: float = 0.0) -> None:
+        previous = self.ex.latest(task)
+        number = previous.try_number + 1 if previous else 1
+        if delay > 0:
+            new = TaskTry(task, number, TaskStatus.RETRYING.value, cause, attempt, retry_at=self.now + delay)
+            self.ex.tries.setdefault(task, []).append(new)
+            self.changed(new)
+            return
+        new = TaskTry(task, number, TaskStatus.QUEUED.value, cause, attempt, queued_time=self.now)
+        self.ex.tries.setdefault(task, []).append(new)
+        self.out.append(StartTry(self.ex, task, number))
+        self.changed(new)
+
+    def stop(self, attempt: TaskTry, reason: str, kill: bool = False) -> None:
+        if attempt.status in (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value):
+            attempt.status = TaskStatus.STOPPING.value
+            attempt.stop_reason = reason
+            self.out.append(StopTry(self.ex.id, attempt.task, attempt.try_number, reason, kill))
+            self.changed(attempt)
+        elif attempt.status == TaskStatus.RETRYING.value:  # never started: nothing to tell a worker
+            attempt.status = TaskStatus.STOPPED.value
+            attempt.end_time = self.now
+            attempt.stop_reason = reason
+            self.changed(attempt)
+        elif attempt.status == TaskStatus.STOPPING.value and reason != attempt.stop_reason and kill:
+            self.out.append(StopTry(self.ex.id, attempt.task, attempt.try_number, reason, kill))
+
+    def changed(self, attempt: TaskTry) -> None:
+        self.out.append(StatusChanged(self.ex, attempt.task, attempt.try_number, attempt.status))
+
+    # -- actions -----------------------------------------------------------------------------
+    def act(self, task: str, action: TaskAction, cause: str) -> None:
+        latest = self.ex.latest(task)
+        alive = latest is not None and latest.alive
+        if action == TaskAction.START:
+            if latest is not None and alive:
+                log.info("execution %s: START of %s ignored, try %s is %s (%s)", self.ex.id, task,
+                         latest.try_number, latest.status, cause)
+                return
+            self.start(task, cause)
+        elif action == TaskAction.STOP:
+            if not alive:
+                log.info("execution %s: STOP of %s ignored, no try of it is alive (%s)", self.ex.id, task, cause)
+                return
+            assert latest is not None
+            self.stop(latest, "stop")
+        elif action == TaskAction.RESTART:
+            if latest is not None and alive and latest.status != TaskStatus.RETRYING.value:
+                if latest.status != TaskStatus.STOPPING.value:
+                    self.stop(latest, "restart")
+                latest.stop_reason = "restart"
+                latest.then_start = cause
+                return  # the new try starts when the worker reports this one STOPPED
+            if latest is not None and alive:
+                self.stop(latest, "restart")
+            self.start(task, cause)
+
+    def evaluate(self, event: Event, source: str) -> None:
+        """Run the rules that expect this event; for each task, the first rule that fires wins."""
+        context: Context = _Context(self.ex)
+        for task, rules in self.wf.rules.items():
+            for index, rule in enumerate(rules, start=1):
+                if (event.namespace, event.key) not in rule.condition.subscriptions(self.wf.namespace):
+                    continue
+                if self._fires(rule, event, context, task):
+                    self.act(task, rule.action, f"rule {index} of {task} ({rule.action.value}) on event "
+                                                f"{event.key!r}{f' at {source}' if source else ''}")
+                    break
+            if self.ex.finished:
+                return
+
+    def _fires(self, rule: TaskRule, event: Event, context: Context, task: str) -> bool:
+        try:
+            return rule.trigger(event, context) is not None
+        except Exception:  # a user's condition must not stop the scheduler
+            log.exception("execution %s: a condition of task %s raised; treated as not met", self.ex.id, task)
+            return False
+
+    # -- status ------------------------------------------------------------------------------
+    def after_status_change(self, attempt: TaskTry) -> None:
+        """Let the rules see the change, then settle the execution's status."""
+        self.changed(attempt)
+        if not self.ex.finished:
+            key = task_status_event_key(self.ex.namespace, self.ex.workflow, attempt.task)
+            self.evaluate(Event(key=key, value=attempt.status, namespace=self.ex.namespace,
+                                execution_id=self.ex.id), "")
+        self.settle()
+
+    def can_restart(self, task: str) -> bool:
+        op = self.wf.tasks.get(task)
+        if op is not None and op.periodic is not None:
+            return True
+        return any(r.action in (TaskAction.START, TaskAction.RESTART) for r in self.wf.rules.get(task, []))
+
+    def settle(self) -> None:
+        if self.ex.finished:
+            return
+        latest = {t: self.ex.latest(t) for t in self.wf.tasks}
+        ended = [a for a in latest.values() if a is not None and not a.alive]
+        status: WorkflowStatus | None = None
+        if any(a.status == TaskStatus.FAILED.value and not self.can_restart(a.task) for a in ended):
+            status = WorkflowStatus.FAILED
+        elif any(a.status == TaskStatus.STOPPED.value and not self.can_restart(a.task) for a in ended):
+            status = WorkflowStatus.STOPPED
+        elif all(a is not None and a.status == TaskStatus.SUCCESS.value for a in latest.values()) and \
+                not any(op.periodic for op in self.wf.tasks.values()):
+            status = WorkflowStatus.SUCCESS
+        if status is not None:
+            self.finish(status)
+
+    def finish(self, status: WorkflowStatus) -> None:
+        self.ex.status = status.value
+        self.ex.end_time = self.now
+        self.ex.next_periodic.clear()
+        for tries in self.ex.tries.values():
+            if tries[-1].alive:
+                self.stop(tries[-1], "stop")
+
+    def fail_or_retry(self, attempt: TaskTry, message: str) -> None:
+        attempt.status = TaskStatus.FAILED.value
+        attempt.end_time = self.now
+        attempt.message = message
+        op = self.wf.tasks.get(attempt.task)
+        if op is not None and attempt.attempt <= op.max_retries and not self.ex.finished:
+            self.changed(attempt)
+            self.start(attempt.task, f"retry {attempt.attempt} of {op.max_retries} after try "
+                                     f"{attempt.try_number} failed", attempt.attempt + 1, op.retry_delay)
+            return
+        self.after_status_change(attempt)
+
+
+# -- the entry points ------------------------------------------------------------------------
+def start_execution(workflow: Workflow, execution_id: str, snapshot: Snapshot, run_type: ExecutionType,
+                    cause: str, now: float) -> tuple[Execution, list[Output]]:
+    """A new execution: tasks with no START rule start at once; periodic tasks get their first tick."""
+    ex = Execution(id=execution_id, namespace=workflow.namespace, workflow=workflow.name, snapshot=snapshot,
+                   run_type=run_type.value, cause=cause, create_time=now)
+    run = _Run(ex, workflow, now)
+    for name, op in workflow.tasks.items():
+        has_start = any(r.action == TaskAction.START for r in workflow.rules.get(name, []))
+        if not has_start:
+            run.start(name, "execution started")
+        if op.periodic is not None:
+            ex.next_periodic[name] = op.periodic.next_after(_as_datetime(now)).timestamp()
+    run.settle()
+    return ex, run.out
+
+
+def on_event(ex: Execution, workflow: Workflow, event: Event, source: str, now: float) -> list[Output]:
+    if ex.finished:
+        return []
+    run = _Run(ex, workflow, now)
+    run.evaluate(event, source)
+    run.settle()
+    return run.out
+
+
+def on_command(ex: Execution, workflow: Workflow, command: str, task: str | None, now: float) -> list[Output]:
+    """STOP_EXECUTION, or START_TASK / STOP_TASK / RESTART_TASK of `task`."""
+    run = _Run(ex, workflow, now)
+    if command == "STOP_EXECUTION":
+        if not ex.finished:
+            run.finish(WorkflowStatus.STOPPED)
+        return run.out
+    if ex.finished:
+        log.info("execution %s is %s: %s %s ignored", ex.id, ex.status, command, task)
+        return []
+    if task not in workflow.tasks:
+        log.info("execution %s: %s of unknown task %s ignored", ex.id, command, task)
+        return []
+    action = {"START_TASK": TaskAction.START, "STOP_TASK": TaskAction.STOP, "RESTART_TASK": TaskAction.RESTART}[command]
+    run.act(task, action, f"command {command}")
+    run.settle()
+    return run.out
+
+
+def on_report(ex: Execution, workflow: Workflow, task: str, try_number: int, status: str | None,
+              message: str, worker: str, now: float) -> list[Output]:
+    """A worker's report on a try: a status (RUNNING, SUCCESS, FAILED, STOPPED) or a heartbeat (None)."""
+    attempt = ex.latest(task)
+    if attempt is None or attempt.try_number != try_number or not attempt.alive:
+        return []  # late, duplicate or unknown: the try it is about is no longer in play
+    run = _Run(ex, workflow, now)
+    attempt.last_heartbeat = now
+    if worker:
+        attempt.worker = worker
+    if status is None:
+        return run.out
+    if status == TaskStatus.RUNNING.value:
+        if attempt.status == TaskStatus.QUEUED.value:
+            attempt.status = TaskStatus.RUNNING.value
+            attempt.begin_time = now
+            run.changed(attempt)
+        return run.out
+    if TaskStatus(status) not in TASK_FINISHED_SET:
+        return run.out
+    attempt.end_time = now
+    if status == TaskStatus.SUCCESS.value:
+        attempt.status = status
+        attempt.message = message
+        run.after_status_change(attempt)
+    elif status == TaskStatus.FAILED.value or (status == TaskStatus.STOPPED.value and
+                                                attempt.stop_reason in ("timeout", "heartbeat")):
+        reason = {"timeout": f"timed out after {_timeout(workflow, task)} s",
+                  "heartbeat": message or "no heartbeat"}.get(attempt.stop_reason, message)
+        run.fail_or_retry(attempt, reason)
+    else:
+        attempt.status = TaskStatus.STOPPED.value
+        attempt.message = message
+        if attempt.stop_reason == "restart" and not ex.finished:
+            run.changed(attempt)
+            run.start(task, attempt.then_start or "restart")
+        else:
+            run.after_status_change(attempt)
+    run.settle()
+    return run.out
+
+
+def on_tick(ex: Execution, workflow: Workflow, now: float, settings: Settings) -> list[Output]:
+    """Time-driven decisions: retries due, timeouts, lost heartbeats, periodic restarts."""
+    if ex.finished:
+        return []
+    run = _Run(ex, workflow, now)
+    for task, tries in ex.tries.items():
+        attempt = tries[-1]
+        if attempt.status == TaskStatus.RETRYING.value and attempt.retry_at is not None and attempt.retry_at <= now:
+            attempt.status = TaskStatus.QUEUED.value
+            attempt.queued_time = now
+            attempt.retry_at = None
+            run.out.append(StartTry(ex, task, attempt.try_number))
+            run.changed(attempt)
+        elif attempt.status == TaskStatus.RUNNING.value:
+            timeout = _timeout(workflow, task)
+            if timeout is not None and attempt.begin_time is not None and now - attempt.begin_time > timeout:
+                run.stop(attempt, "timeout")
+            elif attempt.last_heartbeat is not None and now - attempt.last_heartbeat > settings.heartbeat_timeout:
+                # Its worker is gone, or cut off: fail the try, and tell any worker still running it to stop.
+                run.out.append(StopTry(ex.id, task, attempt.try_number, "heartbeat", kill=True))
+                run.fail_or_retry(attempt, f"no heartbeat for {settings.heartbeat_timeout:.0f} s "
+                                           f"(worker {attempt.worker or 'unknown'})")
+    for task, due in sorted(ex.next_periodic.items()):
+        if due <= now and not ex.finished:
+            op = workflow.tasks[task]
+            assert op.periodic is not None
+            ex.next_periodic[task] = op.periodic.next_after(_as_datetime(now)).timestamp()
+            run.act(task, TaskAction.RESTART, f"periodic {op.periodic}")
+    run.settle()
+    return run.out
+
+
+def next_deadline(ex: Execution, workflow: Workflow, settings: Settings) -> float | None:
+    """When `on_tick` may next have something to do for this execution (None: never, unless an input
+    arrives first)."""
+    if ex.finished:
+        return None
+    times = list(ex.next_periodic.values())
+    for task, tries in ex.tries.items():
+        attempt = tries[-1]
+        if attempt.status == TaskStatus.RETRYING.value and attempt.retry_at is not None:
+            times.append(attempt.retry_at)
+        elif attempt.status == TaskStatus.RUNNING.value:
+            timeout = _timeout(workflow, task)
+            if timeout is not None and attempt.begin_time is not None:
+                times.append(attempt.begin_time + timeout)
+            if attempt.last_heartbeat is not None:
+                times.append(attempt.last_heartbeat + settings.heartbeat_timeout)
+    return min(times) if times else None
+
+
+def _timeout(workflow: Workflow, task: str) -> float | None:
+    op = workflow.tasks.get(task)
+    return op.timeout if op is not None else None
+
+
+def _as_datetime(now: float) -> datetime:
+    return datetime.fromtimestamp(now, tz=timezone.utc)

@@ -1,0 +1,73 @@
+"""`aiflow scheduler start`: the router, the scheduler loop and the projector, as threads of one process.
+
+If any of them dies the others are stopped and the process exits non-zero, so a supervisor (or a
+second instance, which takes over the partitions) can act; a half-working scheduler is worse.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+from aiflow.config import Config
+from aiflow.errors import AIFlowError
+from aiflow.kafka import clients
+
+log = logging.getLogger(__name__)
+
+
+def run_services(name: str, services: list[tuple[str, Callable[[threading.Event], None]]],
+                 stop: threading.Event | None = None) -> None:
+    """Run each service's `run(stop)` in a thread until SIGTERM/SIGINT or until one of them fails."""
+    stop = stop or threading.Event()
+    failures: list[BaseException] = []
+
+    def guard(label: str, target: Callable[[threading.Event], None]) -> None:
+        try:
+            target(stop)
+        except BaseException as exc:
+            log.exception("%s: %s failed", name, label)
+            failures.append(exc)
+            stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    threads = [threading.Thread(target=guard, args=(label, run), name=f"aiflow-{label}") for label, run in services]
+    for t in threads:
+        t.start()
+    while not stop.is_set():
+        stop.wait(0.5)
+    for t in threads:
+        t.join(timeout=60)
+    if failures:
+        raise AIFlowError(f"{name} stopped: {type(failures[0]).__name__}: {failures[0]}")
+
+
+def run_scheduler(config: Config, stop: threading.Event | None = None) -> None:
+    from aiflow.scheduler import core
+    from aiflow.scheduler.router import Router
+    from aiflow.scheduler.service import Scheduler
+    from aiflow.store.db import Store
+    from aiflow.store.projector import Projector
+
+    clients.check_reachable(config)
+    Store(config).ensure_schema()
+    settings = core.Settings(heartbeat_timeout=float(config.values["scheduler.heartbeat_timeout"]))
+    router, scheduler, projector = Router(config), Scheduler(config, settings), Projector(config)
+    log.info("scheduler process: Kafka %s, topics %s.*, database %s", config.bootstrap, config.topic_prefix,
+             config.db_uri.split("@")[-1])
+    run_services("scheduler", [("router", router.run), ("scheduler", scheduler.run), ("projector", projector.run)],
+                 stop)
+
+
+def run_worker(config: Config, slots: int | None = None, stop: threading.Event | None = None) -> None:
+    from aiflow.worker.service import Worker
+
+    clients.check_reachable(config)
+    worker = Worker(config, slots=slots or int(config.values["worker.slots"]),
+                    heartbeat_interval=float(config.values["worker.heartbeat_interval"]),
+                    stop_grace=float(config.values["worker.stop_grace"]))
+    run_services("worker", [("worker", worker.run)], stop)

@@ -1,0 +1,271 @@
+"""The scheduler loop: consumes the inbox, applies the core, produces commands, state and events.
+
+Guarantees (see aiflow/kafka/transactions.py for the mechanism):
+- Exactly-once decisions. For each batch of inbox records, the task commands, stop commands,
+  status events, state-changelog records and the inbox offsets commit in one Kafka transaction.
+  A scheduler killed with SIGKILL leaves its transaction to be aborted; another instance restores the
+  state of the moved partitions from the state topic (read_committed) and goes on from the committed
+  offsets, so no command is lost or doubled.
+- State co-partitioning. The changelog record of an execution is written to the state partition with
+  the number of the inbox partition it belongs to, so an instance that owns inbox partition p
+  restores exactly state partition p.
+- Bad input never stops the loop: a record that cannot be decoded or applied goes to the dead-letter
+  topic, in the same transaction, with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+
+from aiflow.config import Config
+from aiflow.errors import AIFlowError, DecodeError
+from aiflow.events.codec import EVENT, INBOX_MESSAGE, STATE_RECORD, default_codec
+from aiflow.events.model import Event
+from aiflow.kafka import clients, dlq, messages, topics
+from aiflow.kafka.messages import Record
+from aiflow.kafka.transactions import TransactionalLoop, abortable, fatal
+from aiflow.scheduler import core
+from aiflow.scheduler.workflows import WorkflowCache
+from aiflow.sdk.status import ExecutionType, task_status_event_key
+from aiflow.sdk.workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Owned:
+    execution: core.Execution
+    partition: int
+
+
+class Scheduler:
+    """One scheduler instance: owns the executions of the inbox partitions it is assigned."""
+
+    def __init__(self, config: Config, settings: core.Settings | None = None) -> None:
+        self.config = config
+        self.settings = settings or core.Settings()
+        self.codec = default_codec()
+        self.workflows = WorkflowCache(config)
+        self.executions: dict[str, _Owned] = {}
+        self.finished: set[str] = set()
+        self.loop = TransactionalLoop(config, "scheduler", topics.name(config, topics.INBOX),
+                                      f"{config.topic_prefix}-scheduler", on_assign=self._restore,
+                                      on_revoke=self._forget)
+        self._dirty: dict[str, _Owned] = {}
+        self._pending: list[Record] = []
+
+    # -- partitions ----------------------------------------------------------------------------
+    def _restore(self, partitions: list[TopicPartition]) -> None:
+        """Rebuild the executions of newly assigned partitions from the state topic."""
+        wanted = {p.partition for p in partitions}
+        reader = clients.consumer(self.config, role="scheduler-restore", settings={"enable.partition.eof": True})
+        state_topic = topics.name(self.config, topics.STATE)
+        reader.assign([TopicPartition(state_topic, p, 0) for p in wanted])
+        at_end: set[int] = set()
+        latest: dict[str, tuple[int, str]] = {}
+        while len(at_end) < len(wanted):
+            for msg in reader.consume(1000, timeout=0.5):
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        at_end.add(msg.partition() or 0)
+                    continue
+                at_end.discard(msg.partition() or 0)
+                value = msg.value()
+                if value is None:
+                    continue
+                _, record = self.codec.decode(value, expected=STATE_RECORD)
+                if record["entity"] == "EXECUTION":
+                    latest[record["entity_id"]] = (msg.partition() or 0, record["body"])
+        reader.close()
+        restored = 0
+        for execution_id, (partition, body) in latest.items():
+            ex = core.Execution.from_dict(json.loads(body))
+            if ex.finished:
+                self.finished.add(execution_id)
+            else:
+                self.executions[execution_id] = _Owned(ex, partition)
+                restored += 1
+        log.info("scheduler: restored %d active executions of partitions %s", restored, sorted(wanted))
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        gone = {p.partition for p in partitions}
+        for execution_id in [e for e, o in self.executions.items() if o.partition in gone]:
+            del self.executions[execution_id]
+
+    # -- applying inputs ----------------------------------------------------------------------
+    def _workflow_of(self, ex: core.Execution) -> Workflow:
+        s = ex.snapshot
+        return self.workflows.get(ex.namespace, ex.workflow, s.uri, s.sha256, s.workflow_file)
+
+    def _apply(self, msg: Message) -> None:
+        value = msg.value()
+        if value is None:
+            raise DecodeError("an inbox record without a value")
+        _, m = self.codec.decode(value, expected=INBOX_MESSAGE)
+        partition = msg.partition() or 0
+        now = time.time()
+        kind = m["kind"]
+        if kind == "COMMAND" and m["command"] == "START_EXECUTION":
+            self._start_execution(m, partition, now)
+        elif kind == "COMMAND":
+            owned = self._owned(m["execution_id"], m)
+            if owned:
+                self._emit(owned, core.on_command(owned.execution, self._workflow_of(owned.execution),
+                                                  m["command"], m["task"], now))
+        elif kind == "EVENT":
+            event = Event.from_avro(m["event"])
+            source = m["source"] or ""
+            if event.execution_id:
+                targets = [o for o in [self.executions.get(event.execution_id)] if o is not None]
+            else:
+                targets = [o for o in self.executions.values()
+                           if o.execution.namespace == m["namespace"] and o.execution.workflow == m["workflow"]]
+            for owned in targets:
+                self._emit(owned, core.on_event(owned.execution, self._workflow_of(owned.execution), event,
+                                                source, now))
+        elif kind in ("TASK_STATUS", "HEARTBEAT"):
+            report = m["report"]
+            owned = self._owned(report["execution_id"], m)
+            if owned:
+                self._emit(owned, core.on_report(owned.execution, self._workflow_of(owned.execution),
+                                                 report["task"], report["try_number"], report["status"],
+                                                 report["message"], report["worker"], now))
+        else:
+            raise DecodeError(f"unknown inbox kind {kind}")
+
+    def _owned(self, execution_id: str | None, m: dict[str, object]) -> _Owned | None:
+        owned = self.executions.get(execution_id or "")
+        if owned is None:
+            state = "finished" if execution_id in self.finished else "unknown"
+            log.info("scheduler: %s for %s execution %s ignored", m.get("command") or m["kind"], state, execution_id)
+        return owned
+
+    def _start_execution(self, m: dict[str, str | dict[str, str]], partition: int, now: float) -> None:
+        args = m["args"]
+        assert isinstance(args, dict)
+        execution_id = str(m["execution_id"])
+        if execution_id in self.executions or execution_id in self.finished:
+            return  # a duplicate command: the execution exists already
+        snapshot = core.Snapshot(int(args["snapshot_version"]), args["snapshot_uri"], args["snapshot_sha256"],
+                                 args["workflow_file"])
+        workflow = self.workflows.get(str(m["namespace"]), str(m["workflow"]), snapshot.uri, snapshot.sha256,
+                                      snapshot.workflow_file)
+        ex, outputs = core.start_execution(workflow, execution_id, snapshot,
+                                           ExecutionType(args.get("run_type", "MANUAL")),
+                                           args.get("cause", "manual start"), now)
+        owned = _Owned(ex, partition)
+        self.executions[execution_id] = owned
+        self._emit(owned, outputs)
+
+    # -- outputs ------------------------------------------------------------------------------
+    def _emit(self, owned: _Owned, outputs: list[core.Output]) -> None:
+        ex = owned.execution
+        self._dirty[ex.id] = owned
+        for out in outputs:
+            if isinstance(out, core.StartTry):
+                op = self._workflow_of(ex).tasks.get(out.task)
+                s = ex.snapshot
+                self._pending.append(messages.task_command(ex.namespace, ex.workflow, ex.id, out.task,
+                                                           out.try_number, s.uri, s.sha256, s.workflow_file,
+                                                           op.timeout if op else None))
+            elif isinstance(out, core.StopTry):
+                self._pending.append(messages.control_command(out.execution_id, out.task, out.try_number,
+                                                              "KILL" if out.kill else "STOP", out.reason))
+            elif isinstance(out, core.StatusChanged):
+                self._pending.append(self._status_event(ex, out))
+
+    def _status_event(self, ex: core.Execution, out: core.StatusChanged) -> Record:
+        event = Event(key=task_status_event_key(ex.namespace, ex.workflow, out.task), value=out.status,
+                      namespace=ex.namespace, sender="aiflow-scheduler", workflow=ex.workflow,
+                      execution_id=ex.id, task=out.task, try_number=out.try_number)
+        return Record(topics.EVENTS, event.key, self.codec.encode(EVENT, event.to_avro()))
+
+    def _flush_state(self) -> None:
+        for owned in self._dirty.values():
+            ex = owned.execution
+            ex.version += 1
+            self._pending.append(messages.state_record("EXECUTION", ex.id, ex.namespace, ex.workflow, ex.version,
+                                                       json.dumps(ex.to_dict()), owned.partition))
+            if ex.finished:
+                self.executions.pop(ex.id, None)
+                self.finished.add(ex.id)
+        self._dirty.clear()
+
+    def _produce(self) -> None:
+        for record in self._pending:
+            messages.produce(self.loop.producer, self.config, record)
+        self._pending.clear()
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _due(self, now: float) -> list[_Owned]:
+        due = []
+        for owned in list(self.executions.values()):
+            try:
+                deadline = core.next_deadline(owned.execution, self._workflow_of(owned.execution), self.settings)
+            except AIFlowError:
+                continue
+            if deadline is not None and deadline <= now:
+                due.append(owned)
+        return due
+
+    def step(self) -> int:
+        """One batch: poll, apply, tick timers, produce, commit. Returns the number of inputs."""
+        msgs = self.loop.poll()
+        now = time.time()
+        due = self._due(now)
+        if not msgs and not due:
+            return 0
+        self.loop.begin()
+        for msg in msgs:
+            try:
+                self._apply(msg)
+            except Exception as exc:  # a bad record or a bug on one input must not stop the loop
+                log.exception("scheduler: inbox record %s sent to the dead-letter topic", dlq.source_of(msg))
+                self._pending.append(_dead_letter(msg, f"{type(exc).__name__}: {exc}"))
+        for owned in due:
+            if owned.execution.id in self.executions:
+                self._emit(owned, core.on_tick(owned.execution, self._workflow_of(owned.execution), now,
+                                               self.settings))
+        self._flush_state()
+        self._produce()
+        self.loop.commit()
+        return len(msgs)
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("scheduler: started")
+        try:
+            while not stop.is_set():
+                try:
+                    self.step()
+                except KafkaException as exc:
+                    if fatal(exc):
+                        raise
+                    log.warning("scheduler: transaction failed (%s); aborting and restoring", exc.args[0])
+                    self._recover(abortable(exc))
+        finally:
+            self.loop.close()
+            log.info("scheduler: stopped")
+
+    def _recover(self, abort: bool) -> None:
+        """Forget what the failed step did: abort, rewind, and restore state from the changelog."""
+        self._pending.clear()
+        self._dirty.clear()
+        if abort or self.loop.in_transaction:
+            self.loop.abort()
+        assignment = self.loop.consumer.assignment()
+        self.executions.clear()
+        self.finished.clear()
+        if assignment:
+            self._restore(assignment)
+
+
+def _dead_letter(msg: Message, reason: str) -> Record:
+    return Record(topics.DLQ, (msg.key() or b"").decode("utf-8", errors="replace"), msg.value(),
+                  headers=tuple(dlq.headers_for(msg, reason, "scheduler")))

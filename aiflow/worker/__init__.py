@@ -1,0 +1,1 @@
+"""The worker: runs task tries in processes of their own."""

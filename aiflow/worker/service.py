@@ -1,0 +1,288 @@
+"""The worker loop: takes START commands, runs each try in a process group of its own, reports.
+
+Guarantees:
+- A try starts at most once. Taking a START and reporting it RUNNING commit together with the
+  command's offset in one Kafka transaction *before* the process starts. A worker that dies before
+  that commit leaves the command to another worker; one that dies after it is caught by the
+  scheduler's heartbeat timeout, which fails the try (and retries it where the task allows).
+- Back-pressure, not queues: with all `slots` busy the worker pauses its partitions of the tasks
+  topic instead of taking commands it cannot run. A never-ending task holds its slot until stopped.
+- STOP is SIGTERM to the try's whole process group, a grace period, then SIGKILL: children the
+  task spawned are stopped with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from subprocess import DEVNULL, STDOUT, Popen
+from typing import Any
+
+from confluent_kafka import KafkaException, TopicPartition
+
+from aiflow.config import Config
+from aiflow.events.codec import CONTROL_COMMAND, TASK_COMMAND, default_codec
+from aiflow.events.context import TaskContext
+from aiflow.kafka import clients, messages, topics
+from aiflow.kafka.transactions import TransactionalLoop, abortable, fatal
+from aiflow.store.snapshots import fetch
+from aiflow.worker.runner import STOPPED_EXIT_CODE
+
+log = logging.getLogger(__name__)
+
+TryKey = tuple[str, str, int]  # execution, task, try
+
+
+@dataclass
+class Running:
+    command: dict[str, Any]
+    process: Popen[bytes]
+    log_file: Path
+    started: float
+    stop_reason: str = ""
+    kill_at: float | None = None
+    reported: set[str] = field(default_factory=set)
+
+
+def log_path(home: Path, workflow: str, execution_id: str, task: str, try_number: int) -> Path:
+    return home / "logs" / workflow / execution_id / task / f"{try_number}.log"
+
+
+def working_dir(home: Path, workflow: str, execution_id: str) -> Path:
+    return home / "working_dir" / workflow / execution_id
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            text = f.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+class Worker:
+    def __init__(self, config: Config, slots: int = 4, name: str | None = None, heartbeat_interval: float = 5.0,
+                 stop_grace: float = 10.0) -> None:
+        self.config = config
+        self.slots = max(1, slots)
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.heartbeat_interval = heartbeat_interval
+        self.stop_grace = stop_grace
+        self.codec = default_codec()
+        self.running: dict[TryKey, Running] = {}
+        self.stopped_before_start: dict[tuple[str, str | None, int | None], float] = {}
+        self.loop = TransactionalLoop(config, "worker", topics.name(config, topics.TASKS),
+                                      f"{config.topic_prefix}-worker")
+        self.control = clients.consumer(config, role="worker-control")
+        control_topic = topics.name(config, topics.CONTROL)
+        end = self.control.get_watermark_offsets(TopicPartition(control_topic, 0), timeout=10)[1]
+        # Every worker reads every STOP from now on (recent ones too: a START may still be on its way).
+        self.control.assign([TopicPartition(control_topic, 0, max(0, end - 1000))])
+        self.paused = False
+        self._last_heartbeat = 0.0
+
+    # -- reports -------------------------------------------------------------------------------
+    def _report(self, command: dict[str, Any], status: str | None, message: str = "",
+                pid: int | None = None) -> None:
+        messages.produce(self.loop.producer, self.config, messages.inbox_report(
+            command["namespace"], command["workflow"], command["execution_id"], command["task"],
+            command["try_number"], status, message[-4000:], self.name, pid))
+
+    # -- starting ------------------------------------------------------------------------------
+    def _take_commands(self) -> None:
+        free = self.slots - len(self.running)
+        assignment = self.loop.consumer.assignment()
+        if free <= 0:
+            if assignment and not self.paused:
+                self.loop.consumer.pause(assignment)
+                self.paused = True
+            return
+        if self.paused and assignment:
+            self.loop.consumer.resume(assignment)
+            self.paused = False
+        msgs = self.loop.poll(max_records=free, timeout=0.05)
+        if not msgs:
+            return
+        commands = []
+        self.loop.begin()
+        for msg in msgs:
+            try:
+                _, command = self.codec.decode(msg.value() or b"", expected=TASK_COMMAND)
+            except Exception as exc:
+                log.error("worker: unreadable task command %s/%s: %s", msg.partition(), msg.offset(), exc)
+                continue
+            if self._stopped_already(command):
+                self._report(command, "STOPPED", "stopped before it started")
+                continue
+            self._report(command, "RUNNING")
+            commands.append(command)
+        self.loop.commit()  # RUNNING reported and offsets committed: from here on these tries are ours
+        for command in commands:
+            self._launch(command)
+
+    def _stopped_already(self, command: dict[str, Any]) -> bool:
+        keys = [(command["execution_id"], None, None), (command["execution_id"], command["task"], None),
+                (command["execution_id"], command["task"], command["try_number"])]
+        return any(k in self.stopped_before_start for k in keys)
+
+    def _launch(self, command: dict[str, Any]) -> None:
+        home = self.config.home
+        key: TryKey = (command["execution_id"], command["task"], command["try_number"])
+        log_file = log_path(home, command["workflow"], *key)
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder = fetch(self.config, command["snapshot_uri"], command["snapshot_sha256"],
+                           working_dir(home, command["workflow"], command["execution_id"]))
+            workflow_file = folder / command["workflow_file"]
+            context = TaskContext(command["namespace"], command["workflow"], command["execution_id"],
+                                  command["task"], command["try_number"])
+            env = {**os.environ, **context.to_env(), "AIFLOW_HOME": str(home),
+                   "AIFLOW_KAFKA_BOOTSTRAP": self.config.bootstrap, "AIFLOW_TOPIC_PREFIX": self.config.topic_prefix,
+                   "PYTHONUNBUFFERED": "1"}
+            with open(log_file, "ab") as out:
+                process = Popen([sys.executable, "-m", "aiflow.worker.runner", str(workflow_file),
+                                 command["workflow"], command["task"]], cwd=workflow_file.parent, env=env,
+                                stdout=out, stderr=STDOUT, stdin=DEVNULL, start_new_session=True)
+        except Exception as exc:
+            log.exception("worker: could not start %s", key)
+            with open(log_file, "a") as out:
+                out.write(f"aiflow worker {self.name}: could not start the task: {exc}\n")
+            self.loop.begin()
+            self._report(command, "FAILED", f"could not start the task: {exc}")
+            self.loop.commit()
+            return
+        log.info("worker: started %s/%s try %s (pid %s)", command["workflow"], command["task"],
+                 command["try_number"], process.pid)
+        self.running[key] = Running(command, process, log_file, time.time())
+
+    # -- stopping ------------------------------------------------------------------------------
+    def _read_control(self) -> None:
+        for msg in self.control.consume(100, timeout=0):
+            if msg.error() is not None:
+                continue
+            try:
+                _, c = self.codec.decode(msg.value() or b"", expected=CONTROL_COMMAND)
+            except Exception as exc:
+                log.error("worker: unreadable control command: %s", exc)
+                continue
+            self.stopped_before_start[(c["execution_id"], c["task"], c["try_number"])] = time.time()
+            for key, run in self.running.items():
+                if key[0] == c["execution_id"] and c["task"] in (None, key[1]) and c["try_number"] in (None, key[2]):
+                    self._stop(run, c["reason"] or "stop", kill=c["kind"] == "KILL")
+        horizon = time.time() - 600
+        self.stopped_before_start = {k: t for k, t in self.stopped_before_start.items() if t > horizon}
+
+    def _stop(self, run: Running, reason: str, kill: bool = False) -> None:
+        if run.process.poll() is not None:
+            return
+        run.stop_reason = run.stop_reason or reason
+        sig = signal.SIGKILL if kill else signal.SIGTERM
+        try:
+            os.killpg(run.process.pid, sig)
+        except ProcessLookupError:
+            return
+        if not kill and run.kill_at is None:
+            run.kill_at = time.time() + self.stop_grace
+
+    def _reap(self) -> None:
+        now = time.time()
+        finished = []
+        for key, run in self.running.items():
+            code = run.process.poll()
+            if code is None:
+                if run.kill_at is not None and now >= run.kill_at:
+                    log.warning("worker: %s did not stop within %.0f s; killing it", key, self.stop_grace)
+                    self._kill_group(run)
+                    run.kill_at = None
+                continue
+            self._kill_group(run)  # the task is gone: its children go with it
+            if run.stop_reason:
+                status, message = "STOPPED", f"stopped ({run.stop_reason})"
+            elif code == 0:
+                status, message = "SUCCESS", ""
+            else:
+                status, message = "FAILED", _tail(run.log_file) or f"exit code {code}"
+                if code == STOPPED_EXIT_CODE or code < 0:
+                    message = f"terminated by a signal (exit code {code})\n{message}"
+            finished.append((key, run, status, message))
+        if not finished:
+            return
+        self.loop.begin()
+        for key, run, status, message in finished:
+            self._report(run.command, status, message)
+            del self.running[key]
+            log.info("worker: %s/%s try %s %s", run.command["workflow"], key[1], key[2], status)
+        self.loop.commit()
+
+    @staticmethod
+    def _kill_group(run: Running) -> None:
+        try:
+            os.killpg(run.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _heartbeat(self) -> None:
+        now = time.time()
+        if not self.running or now - self._last_heartbeat < self.heartbeat_interval:
+            return
+        self._last_heartbeat = now
+        self.loop.begin()
+        for run in self.running.values():
+            if run.process.poll() is None:
+                self._report(run.command, None, pid=run.process.pid)
+        self.loop.commit()
+
+    # -- the loop ------------------------------------------------------------------------------
+    def step(self) -> None:
+        self._read_control()
+        self._reap()
+        self._take_commands()
+        self._heartbeat()
+        if len(self.running) >= self.slots:
+            time.sleep(0.05)
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("worker %s: started with %d slots", self.name, self.slots)
+        try:
+            while not stop.is_set():
+                try:
+                    self.step()
+                except KafkaException as exc:
+                    if fatal(exc):
+                        raise
+                    log.warning("worker: transaction failed (%s); aborting", exc.args[0])
+                    if abortable(exc) or self.loop.in_transaction:
+                        self.loop.abort()
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop every try (they count as FAILED, so retries run elsewhere), report them, leave the group."""
+        for run in self.running.values():
+            self._stop(run, "worker shutdown")
+        deadline = time.time() + self.stop_grace
+        while any(r.process.poll() is None for r in self.running.values()) and time.time() < deadline:
+            time.sleep(0.1)
+        try:
+            self.loop.begin()
+            for run in self.running.values():
+                self._kill_group(run)
+                self._report(run.command, "FAILED", f"worker {self.name} shut down while it ran")
+            self.loop.commit()
+        except KafkaException as exc:
+            log.error("worker: could not report the stopped tries: %s", exc)
+        self.running.clear()
+        self.control.close()
+        self.loop.close()
+        log.info("worker %s: stopped", self.name)
+
