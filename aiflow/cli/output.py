@@ -47,12 +47,13 @@ def emit(data: Sequence[Mapping[str, Any]] | Mapping[str, Any], fmt: str, column
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(show_edge=False, box=None, pad_edge=False, header_style="bold")
     for c in cols:
         table.add_column(c)
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in cols))
+        table.add_row(*(Text(_cell(row.get(c))) for c in cols))  # Text: no markup in data, e.g. "[task_status_change]"
     console = Console()
     if not console.is_terminal:  # piped: never cut a cell to fit an imagined screen width
         console = Console(width=100_000)

@@ -91,6 +91,11 @@ class Execution:
     def finished(self) -> bool:
         return WorkflowStatus(self.status) in WORKFLOW_FINISHED_SET
 
+    @property
+    def settled(self) -> bool:
+        """Finished, and no try of it is still stopping: nothing can change it any more."""
+        return self.finished and not any(tries[-1].alive for tries in self.tries.values())
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -216,16 +221,17 @@ class _Run:
                 self.stop(latest, "restart")
             self.start(task, cause)
 
-    def evaluate(self, event: Event, source: str) -> None:
-        """Run the rules that expect this event; for each task, the first rule that fires wins."""
+    def evaluate(self, event: Event, source: str, what: str | None = None) -> None:
+        """Run the rules that expect this event; for each task, the first rule that fires wins.
+        `what` describes the input in the tries' causes (default: the event key and its source)."""
+        what = what or f"event {event.key!r}{f' at {source}' if source else ''}"
         context: Context = _Context(self.ex)
         for task, rules in self.wf.rules.items():
             for index, rule in enumerate(rules, start=1):
                 if (event.namespace, event.key) not in rule.condition.subscriptions(self.wf.namespace):
                     continue
                 if self._fires(rule, event, context, task):
-                    self.act(task, rule.action, f"rule {index} of {task} ({rule.action.value}) on event "
-                                                f"{event.key!r}{f' at {source}' if source else ''}")
+                    self.act(task, rule.action, f"rule {index} of {task} ({rule.action.value}) on {what}")
                     break
             if self.ex.finished:
                 return
@@ -243,8 +249,8 @@ class _Run:
         self.changed(attempt)
         if not self.ex.finished:
             key = task_status_event_key(self.ex.namespace, self.ex.workflow, attempt.task)
-            self.evaluate(Event(key=key, value=attempt.status, namespace=self.ex.namespace,
-                                execution_id=self.ex.id), "")
+            status_event = Event(key=key, value=attempt.status, namespace=self.ex.namespace, execution_id=self.ex.id)
+            self.evaluate(status_event, "", f"{attempt.task} try {attempt.try_number} {attempt.status}")
         self.settle()
 
     def can_restart(self, task: str) -> bool:

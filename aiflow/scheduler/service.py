@@ -87,7 +87,7 @@ class Scheduler:
         restored = 0
         for execution_id, (partition, body) in latest.items():
             ex = core.Execution.from_dict(json.loads(body))
-            if ex.finished:
+            if ex.settled:
                 self.finished.add(execution_id)
             else:
                 self.executions[execution_id] = _Owned(ex, partition)
@@ -193,7 +193,7 @@ class Scheduler:
             ex.version += 1
             self._pending.append(messages.state_record("EXECUTION", ex.id, ex.namespace, ex.workflow, ex.version,
                                                        json.dumps(ex.to_dict()), owned.partition))
-            if ex.finished:
+            if ex.settled:
                 self.executions.pop(ex.id, None)
                 self.finished.add(ex.id)
         self._dirty.clear()

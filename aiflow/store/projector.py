@@ -99,7 +99,9 @@ class Projector:
         good = [m for m in msgs if m.error() is None]
         if good:
             self.apply(good)
-            self.consumer.commit(asynchronous=False)
+            positions = [p for p in self.consumer.position(self.consumer.assignment()) if p.offset >= 0]
+            if positions:
+                self.consumer.commit(offsets=positions, asynchronous=False)
         return len(good)
 
     def run(self, stop: threading.Event) -> None:
