@@ -1,0 +1,308 @@
+"""The scheduler core's semantics, as pure functions: no broker, no database, no clock."""
+
+from __future__ import annotations
+
+import json
+
+from aiflow import Condition, Operator, TaskAction, TaskStatus, ValueStateDescriptor, Workflow
+from aiflow.events.model import Event
+from aiflow.scheduler import core
+from aiflow.scheduler.core import Execution, Settings, StartTry, StatusChanged, StopTry
+from aiflow.sdk.status import ExecutionType
+
+SNAP = core.Snapshot(1, "file:///s.zip", "ab" * 32, "flow/flow.py")
+T0 = 1_000_000.0
+
+
+def start(wf: Workflow, now: float = T0) -> tuple[Execution, list[core.Output]]:
+    return core.start_execution(wf, "e1", SNAP, ExecutionType.MANUAL, "test", now)
+
+
+def starts(outputs: list[core.Output]) -> list[tuple[str, int]]:
+    return [(o.task, o.try_number) for o in outputs if isinstance(o, StartTry)]
+
+
+def stops(outputs: list[core.Output]) -> list[tuple[str, int, str, bool]]:
+    return [(o.task, o.try_number, o.reason, o.kill) for o in outputs if isinstance(o, StopTry)]
+
+
+def report(ex: Execution, wf: Workflow, task: str, status: str | None, try_number: int | None = None,
+           now: float = T0 + 1, message: str = "") -> list[core.Output]:
+    latest = ex.latest(task)
+    assert latest is not None
+    return core.on_report(ex, wf, task, try_number or latest.try_number, status, message, "w1", now)
+
+
+def run_to(ex: Execution, wf: Workflow, task: str, status: str, now: float = T0 + 1) -> list[core.Output]:
+    report(ex, wf, task, "RUNNING", now=now)
+    return report(ex, wf, task, status, now=now)
+
+
+def status_of(ex: Execution, task: str) -> str:
+    latest = ex.latest(task)
+    return latest.status if latest else "-"
+
+
+def event(key: str, namespace: str = "default", execution_id: str | None = None) -> Event:
+    return Event(key=key, namespace=namespace, execution_id=execution_id)
+
+
+def chain() -> Workflow:
+    with Workflow(name="chain") as wf:
+        a, b, c = Operator("a"), Operator("b"), Operator("c")
+        b.start_after(a)
+        c.start_after([a, b])
+    return wf
+
+
+def test_tasks_without_a_start_rule_start_with_the_execution() -> None:
+    ex, out = start(chain())
+    assert starts(out) == [("a", 1)]
+    assert ex.status == "RUNNING" and status_of(ex, "a") == "QUEUED" and ex.latest("b") is None
+
+
+def test_start_after_waits_for_every_upstream_success_in_any_definition_order() -> None:
+    wf = chain()
+    ex, _ = start(wf)
+    assert starts(run_to(ex, wf, "a", "SUCCESS")) == [("b", 1)]
+    out = run_to(ex, wf, "b", "SUCCESS")
+    assert starts(out) == [("c", 1)]
+    latest_c = ex.latest("c")
+    assert latest_c is not None and latest_c.cause == "rule 1 of c (START) on b try 1 SUCCESS"
+    run_to(ex, wf, "c", "SUCCESS")
+    assert ex.status == "SUCCESS" and ex.end_time is not None
+
+
+def test_status_changes_are_announced() -> None:
+    wf = chain()
+    ex, out = start(wf)
+    assert [(o.task, o.status) for o in out if isinstance(o, StatusChanged)] == [("a", "QUEUED")]
+    out = run_to(ex, wf, "a", "SUCCESS")
+    assert ("a", "SUCCESS") in [(o.task, o.status) for o in out if isinstance(o, StatusChanged)]
+
+
+def events_wf() -> Workflow:
+    with Workflow(name="ev") as wf:
+        t = Operator("t")
+        t.action_on_event_received(TaskAction.START, "go")
+        t.action_on_event_received(TaskAction.STOP, "halt")
+        t.action_on_event_received(TaskAction.RESTART, "again")
+        Operator("forever")
+    return wf
+
+
+def test_start_on_an_alive_task_is_ignored_and_starts_a_new_try_once_it_ended() -> None:
+    wf = events_wf()
+    ex, _ = start(wf)
+    assert starts(core.on_event(ex, wf, event("go"), "aiflow.events/0/1", T0)) == [("t", 1)]
+    assert core.on_event(ex, wf, event("go"), "aiflow.events/0/2", T0) == []
+    run_to(ex, wf, "t", "SUCCESS")
+    assert starts(core.on_event(ex, wf, event("go"), "aiflow.events/0/3", T0 + 2)) == [("t", 2)]
+    latest = ex.latest("t")
+    assert latest is not None and latest.cause == "rule 1 of t (START) on event 'go' at aiflow.events/0/3"
+
+
+def test_stop_stops_the_alive_try_and_is_a_no_op_on_a_task_that_never_ran() -> None:
+    wf = events_wf()
+    ex, _ = start(wf)
+    assert core.on_event(ex, wf, event("halt"), "", T0) == []  # t never ran: nothing, and no error
+    core.on_event(ex, wf, event("go"), "", T0)
+    report(ex, wf, "t", "RUNNING")
+    assert stops(core.on_event(ex, wf, event("halt"), "", T0 + 2)) == [("t", 1, "stop", False)]
+    assert status_of(ex, "t") == "STOPPING"
+    report(ex, wf, "t", "STOPPED", now=T0 + 3)
+    assert status_of(ex, "t") == "STOPPED"
+    assert ex.status == "RUNNING"  # t can be started again by its rules
+
+
+def test_restart_stops_then_starts_a_new_try() -> None:
+    wf = events_wf()
+    ex, _ = start(wf)
+    assert starts(core.on_event(ex, wf, event("again"), "", T0)) == [("t", 1)]  # not alive: just start
+    report(ex, wf, "t", "RUNNING")
+    out = core.on_event(ex, wf, event("again"), "e/0/9", T0 + 2)
+    assert stops(out) == [("t", 1, "restart", False)] and starts(out) == []
+    out = report(ex, wf, "t", "STOPPED", now=T0 + 3)
+    assert starts(out) == [("t", 2)]
+    assert ex.tries["t"][0].status == "STOPPED" and ex.tries["t"][1].cause.startswith("rule 3 of t (RESTART)")
+
+
+def test_the_first_rule_of_a_task_that_fires_wins() -> None:
+    with Workflow(name="w") as wf:
+        t = Operator("t")
+        t.action_on_event_received(TaskAction.START, "k")
+        t.action_on_event_received(TaskAction.STOP, "k")
+    ex, _ = start(wf)
+    assert starts(core.on_event(ex, wf, event("k"), "", T0)) == [("t", 1)]
+    report(ex, wf, "t", "RUNNING")
+    assert stops(core.on_event(ex, wf, event("k"), "", T0)) == []  # START fires first, and is a no-op
+
+
+def test_events_of_another_namespace_fire_nothing() -> None:
+    wf = events_wf()
+    ex, _ = start(wf)
+    assert core.on_event(ex, wf, event("go", namespace="other"), "", T0) == []
+
+
+def test_action_on_task_status_with_failed() -> None:
+    with Workflow(name="w") as wf:
+        stream, batch = Operator("stream"), Operator("batch")
+        stream.action_on_task_status(TaskAction.STOP, {batch: TaskStatus.FAILED})
+        batch.action_on_event_received(TaskAction.START, "retry-batch")  # so a failure does not end it
+    ex, _ = start(wf)
+    report(ex, wf, "stream", "RUNNING")
+    core.on_event(ex, wf, event("retry-batch"), "", T0)
+    out = run_to(ex, wf, "batch", "FAILED")
+    assert stops(out) == [("stream", 1, "stop", False)]
+
+
+class SumReaches10(Condition):
+    def __init__(self) -> None:
+        super().__init__(["n"])
+
+    def is_met(self, event: Event, context) -> bool:  # type: ignore[no-untyped-def]
+        state = context.get_state(ValueStateDescriptor("sum"))
+        total = (state.value() or 0) + int(event.value or 0)
+        state.update(total)
+        return total >= 10
+
+
+def test_custom_condition_state_survives_a_restart_of_the_scheduler() -> None:
+    with Workflow(name="w") as wf:
+        Operator("t").action_on_condition(TaskAction.START, SumReaches10())
+    ex, _ = start(wf)
+    core.on_event(ex, wf, Event(key="n", value="6"), "", T0)
+    restored = Execution.from_dict(json.loads(json.dumps(ex.to_dict())))  # through the changelog
+    assert restored.states == {"sum": 6}
+    assert starts(core.on_event(restored, wf, Event(key="n", value="4"), "", T0)) == [("t", 1)]
+
+
+def test_a_raising_condition_is_not_met_and_does_not_stop_the_scheduler() -> None:
+    class Broken(Condition):
+        def is_met(self, event, context) -> bool:  # type: ignore[no-untyped-def]
+            raise RuntimeError("bug in user code")
+
+    with Workflow(name="w") as wf:
+        Operator("t").action_on_condition(TaskAction.START, Broken(["k"]))
+    ex, _ = start(wf)
+    assert core.on_event(ex, wf, event("k"), "", T0) == []
+
+
+def test_execution_fails_when_a_task_that_cannot_be_restarted_fails() -> None:
+    wf = chain()
+    ex, _ = start(wf)
+    run_to(ex, wf, "a", "FAILED", now=T0 + 1)
+    assert ex.status == "FAILED"
+
+
+def test_execution_keeps_running_when_a_rule_can_restart_the_failed_task() -> None:
+    wf = events_wf()
+    ex, _ = start(wf)
+    core.on_event(ex, wf, event("go"), "", T0)
+    run_to(ex, wf, "t", "FAILED")
+    assert ex.status == "RUNNING"
+
+
+def test_failed_execution_stops_what_is_still_running() -> None:
+    with Workflow(name="w") as wf:
+        Operator("stream")
+        Operator("batch")
+    ex, _ = start(wf)
+    report(ex, wf, "stream", "RUNNING")
+    out = run_to(ex, wf, "batch", "FAILED")
+    assert ex.status == "FAILED" and stops(out) == [("stream", 1, "stop", False)]
+    report(ex, wf, "stream", "STOPPED", now=T0 + 2)
+    assert status_of(ex, "stream") == "STOPPED" and ex.status == "FAILED" and ex.settled
+
+
+def test_stop_execution_stops_every_alive_try_and_then_ignores_events() -> None:
+    wf = events_wf()
+    ex, _ = start(wf)
+    report(ex, wf, "forever", "RUNNING")
+    out = core.on_command(ex, wf, "STOP_EXECUTION", None, T0 + 2)
+    assert ex.status == "STOPPED" and stops(out) == [("forever", 1, "stop", False)]
+    assert not ex.settled
+    assert core.on_event(ex, wf, event("go"), "", T0 + 3) == []
+    report(ex, wf, "forever", "STOPPED", now=T0 + 4)
+    assert ex.settled
+
+
+def test_commands_on_tasks() -> None:
+    wf = events_wf()
+    ex, _ = start(wf)
+    assert starts(core.on_command(ex, wf, "START_TASK", "t", T0)) == [("t", 1)]
+    assert core.on_command(ex, wf, "START_TASK", "nope", T0) == []
+    report(ex, wf, "t", "RUNNING")
+    assert stops(core.on_command(ex, wf, "RESTART_TASK", "t", T0)) == [("t", 1, "restart", False)]
+
+
+def test_late_and_duplicate_reports_change_nothing() -> None:
+    wf = events_wf()
+    ex, _ = start(wf)
+    run_to(ex, wf, "forever", "SUCCESS")
+    before = json.dumps(ex.to_dict())
+    assert report(ex, wf, "forever", "FAILED", try_number=1) == []
+    assert report(ex, wf, "forever", "RUNNING", try_number=1) == []
+    core.on_event(ex, wf, event("go"), "", T0)
+    assert core.on_report(ex, wf, "t", 7, "SUCCESS", "", "w", T0) == []  # a try that does not exist
+    assert json.loads(before)["tries"]["forever"] == ex.to_dict()["tries"]["forever"]
+
+
+def test_periodic_tasks_keep_the_execution_running_and_restart_on_their_schedule() -> None:
+    with Workflow(name="w") as wf:
+        Operator("tick", periodic_expression="interval@0 0 0 10")
+    ex, out = start(wf)
+    assert starts(out) == [("tick", 1)] and ex.next_periodic["tick"] == T0 + 10
+    run_to(ex, wf, "tick", "SUCCESS", now=T0 + 1)
+    assert ex.status == "RUNNING"
+    assert core.next_deadline(ex, wf, Settings()) == T0 + 10
+    assert core.on_tick(ex, wf, T0 + 5, Settings()) == []
+    assert starts(core.on_tick(ex, wf, T0 + 10, Settings())) == [("tick", 2)]
+    assert ex.next_periodic["tick"] == T0 + 20
+
+
+def test_a_failed_try_with_retries_left_is_retried_after_the_delay() -> None:
+    with Workflow(name="w") as wf:
+        Operator("flaky", max_retries=1, retry_delay=30)
+    ex, _ = start(wf)
+    out = run_to(ex, wf, "flaky", "FAILED", now=T0 + 1)
+    assert starts(out) == [] and status_of(ex, "flaky") == "RETRYING" and ex.status == "RUNNING"
+    assert ex.tries["flaky"][0].status == "FAILED"
+    assert core.on_tick(ex, wf, T0 + 20, Settings()) == []
+    assert starts(core.on_tick(ex, wf, T0 + 31, Settings())) == [("flaky", 2)]
+    run_to(ex, wf, "flaky", "FAILED", now=T0 + 40)
+    assert status_of(ex, "flaky") == "FAILED" and ex.status == "FAILED"  # no retries left
+
+
+def test_a_try_running_past_its_timeout_is_stopped_and_failed() -> None:
+    with Workflow(name="w") as wf:
+        Operator("slow", timeout=60)
+    ex, _ = start(wf)
+    report(ex, wf, "slow", "RUNNING", now=T0)
+    assert core.on_tick(ex, wf, T0 + 30, Settings(heartbeat_timeout=1000)) == []
+    assert stops(core.on_tick(ex, wf, T0 + 61, Settings(heartbeat_timeout=1000))) == [("slow", 1, "timeout", False)]
+    report(ex, wf, "slow", "STOPPED", now=T0 + 62)
+    latest = ex.latest("slow")
+    assert latest is not None and latest.status == "FAILED" and "timed out after 60.0 s" in latest.message
+    assert ex.status == "FAILED"
+
+
+def test_a_running_try_without_heartbeats_is_failed_and_killed() -> None:
+    with Workflow(name="w") as wf:
+        Operator("t", max_retries=1)
+    ex, _ = start(wf)
+    report(ex, wf, "t", "RUNNING", now=T0)
+    report(ex, wf, "t", None, now=T0 + 20)  # a heartbeat
+    assert core.on_tick(ex, wf, T0 + 45, Settings(heartbeat_timeout=30)) == []
+    out = core.on_tick(ex, wf, T0 + 51, Settings(heartbeat_timeout=30))
+    assert stops(out) == [("t", 1, "heartbeat", True)]
+    assert ex.tries["t"][0].status == "FAILED" and "no heartbeat for 30 s" in ex.tries["t"][0].message
+    assert starts(out) == [("t", 2)]  # retried at once: retry_delay is 0
+
+
+def test_a_queued_try_is_not_timed_out_while_it_waits_for_a_worker() -> None:
+    with Workflow(name="w") as wf:
+        Operator("t", timeout=5)
+    ex, _ = start(wf)
+    assert core.next_deadline(ex, wf, Settings()) is None
+    assert core.on_tick(ex, wf, T0 + 3600, Settings()) == []
