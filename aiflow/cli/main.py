@@ -46,11 +46,12 @@ def _register() -> None:
         execution_cmd,
         namespace_cmd,
         service_cmd,
+        standalone_cmd,
         topics_cmd,
         workflow_cmd,
     )
 
-    for module in (config_cmd, broker_cmd, topics_cmd, db_cmd, event_cmd, namespace_cmd, workflow_cmd):
+    for module in (standalone_cmd, config_cmd, broker_cmd, topics_cmd, db_cmd, event_cmd, namespace_cmd, workflow_cmd):
         cli.add_command(module.group)
     for command in (workflow_cmd.snapshot_group, execution_cmd.execution_group, execution_cmd.task_group,
                     service_cmd.scheduler_group, service_cmd.worker_group):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiflow.config import Config
 from aiflow.errors import AIFlowError
@@ -18,7 +18,7 @@ from aiflow.kafka import clients
 log = logging.getLogger(__name__)
 
 
-def run_services(name: str, services: list[tuple[str, Callable[[threading.Event], None]]],
+def run_services(name: str, services: Sequence[tuple[str, Callable[[threading.Event], None]]],
                  stop: threading.Event | None = None) -> None:
     """Run each service's `run(stop)` in a thread until SIGTERM/SIGINT or until one of them fails."""
     stop = stop or threading.Event()
