@@ -113,7 +113,8 @@ STREAMING = """
 from aiflow import Workflow, BashOperator
 
 with Workflow(name="streaming"):
-    BashOperator(name="spawner", bash_command="sleep 1000 & echo $! > child1.pid; sleep 1000 & echo $! > child2.pid; wait")
+    BashOperator(name="spawner",
+                 bash_command="sleep 1000 & echo $! > child1.pid; sleep 1000 & echo $! > child2.pid; wait")
 """
 
 
