@@ -1,0 +1,77 @@
+"""The tutorial exactly as ../shared/seed/tutorial.md writes it, with `aiflow standalone -d` running it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from tests.conftest import REPO
+from tests.e2e.test_cli_events import fresh_env, run
+
+SAMPLE = REPO / "samples" / "online_machine_learning"
+
+
+def runner_processes(home: Path) -> list[str]:
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if "aiflow.worker.runner" in cmdline and f"AIFLOW_HOME={home}".encode() in environ:
+            found.append(cmdline)
+    return found
+
+
+def test_the_tutorial_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = fresh_env(home, AIFLOW_KAFKA_BOOTSTRAP=kafka_bootstrap, AIFLOW_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:10]}",
+                    AIFLOW_WORKER_STOP_GRACE="5")
+    folder = tmp_path / "online_machine_learning"
+    folder.mkdir()
+    shutil.copy(SAMPLE / "online_ml_workflow.py", folder)
+    subprocess.run([sys.executable, str(SAMPLE / "make_dataset.py"), str(folder / "dataset")], check=True,
+                   capture_output=True)
+
+    assert "aiflow standalone is running" in run(env, "standalone", "-d").stdout
+    try:
+        upload = subprocess.run([*(sys.executable, "-m", "aiflow.cli"), "workflow", "upload", "online_ml_workflow.py",
+                                 "--files", "dataset"], cwd=folder, env=env, capture_output=True, text=True)
+        assert upload.stdout.strip() == "Workflow: default.online_machine_learning, submitted.", upload.stderr
+        started = run(env, "workflow-execution", "start", "online_machine_learning").stdout.strip()
+        assert started.startswith("Workflow execution: ") and started.endswith(" submitted.")
+        execution_id = started.removeprefix("Workflow execution: ").removesuffix(" submitted.")
+        assert execution_id in run(env, "workflow-execution", "list", "online_machine_learning").stdout
+        assert "pre_processing" in run(env, "task-execution", "list", execution_id).stdout
+
+        result = (home / "working_dir" / "online_machine_learning" / execution_id / "online_ml_workflow" / "tmp"
+                  / "predict_result")
+        deadline = time.monotonic() + 120
+        while not (result.exists() and "predict result:" in result.read_text()):
+            assert time.monotonic() < deadline, "no prediction within 2 minutes: " + str(
+                run(env, "task-execution", "list", execution_id).stdout)
+            time.sleep(1)
+        assert result.read_text().startswith(f"model [{home}/working_dir/online_machine_learning/{execution_id}/")
+
+        assert execution_id in run(env, "workflow-execution", "stop-all", "online_machine_learning").stdout
+        deadline = time.monotonic() + 60
+        while True:
+            tries = json.loads(run(env, "task-execution", "list", execution_id, "-o", "json").stdout)
+            latest = {t["task"]: t["status"] for t in tries}  # rows come oldest first
+            if all(status in ("STOPPED", "SUCCESS") for status in latest.values()):
+                break
+            assert time.monotonic() < deadline, f"tasks still alive: {latest}"
+            time.sleep(1)
+        assert latest["pre_processing"] == "STOPPED" and latest["predicting"] == "STOPPED"
+        shown = json.loads(run(env, "workflow-execution", "show", execution_id, "-o", "json").stdout)
+        assert shown["status"] == "STOPPED"
+        assert runner_processes(home) == []
+        assert list((home / "logs" / "online_machine_learning" / execution_id).glob("*/1.log"))
+    finally:
+        run(env, "standalone", "stop", check=False)
