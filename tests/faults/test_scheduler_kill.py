@@ -1,0 +1,103 @@
+"""SIGKILL the scheduler in the middle of a stream of events: every expected try runs exactly once.
+
+Each task appends one line per try to a file of its own execution, so the count is taken from the
+tasks' side effects, not from aiflow's own records.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+from aiflow import EventClient, ops
+from aiflow.kafka import topics
+from tests.conftest import make_config
+
+TASKS = 10
+EXECUTIONS = 4
+ROUNDS = 3
+
+WORKFLOW = f"""
+from aiflow import Workflow, BashOperator, TaskAction
+
+with Workflow(name="counted"):
+    BashOperator(name="keepalive", bash_command="sleep 100000")
+    for i in range({TASKS}):
+        BashOperator(name=f"t{{i}}", bash_command=f"echo t{{i}} $AIFLOW_TRY_NUMBER >> ../ran.txt").action_on_event_received(
+            TaskAction.START, f"k{{i}}")
+"""
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "aiflow.cli", *args], env=env, stdout=out, stderr=out,
+                                start_new_session=True)
+
+
+def test_scheduler_sigkill_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIFLOW_")},
+           "AIFLOW_HOME": str(tmp_path / "home"), "AIFLOW_KAFKA_BOOTSTRAP": kafka_bootstrap,
+           "AIFLOW_TOPIC_PREFIX": prefix, "AIFLOW_KAFKA_SESSION_TIMEOUT_MS": "3000",
+           "AIFLOW_KAFKA_TRANSACTION_TIMEOUT_MS": "5000", "AIFLOW_WORKER_STOP_GRACE": "2"}
+    config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_TOPIC_PREFIX=prefix)
+    topics.create_topics(config)
+    flow = tmp_path / "counted.py"
+    flow.write_text(WORKFLOW)
+    ops.upload_workflows(flow, config=config)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    worker = start(["worker", "start", "--slots", "12"], env, logs / "worker.log")
+    scheduler = start(["scheduler", "start"], env, logs / "scheduler-0.log")
+    try:
+        executions = [ops.start_workflow_execution("counted", config=config, wait=60) for _ in range(EXECUTIONS)]
+        rng = random.Random(7)
+        kills = 0
+        with EventClient(config) as client:
+            for round_number in range(ROUNDS):
+                order = list(range(TASKS))
+                rng.shuffle(order)
+                for n, i in enumerate(order):
+                    client.send_event(f"k{i}", f"round {round_number}")
+                    if n == rng.randrange(TASKS) and kills < 3:
+                        scheduler.send_signal(signal.SIGKILL)
+                        scheduler.wait()
+                        kills += 1
+                        scheduler = start(["scheduler", "start"], env, logs / f"scheduler-{kills}.log")
+                # Let every try of this round end, so the next round's START is not a no-op on a live try.
+                deadline = time.monotonic() + 120
+                while _lines(tmp_path, executions) < EXECUTIONS * TASKS * (round_number + 1):
+                    assert time.monotonic() < deadline, f"round {round_number}: {_lines(tmp_path, executions)} tries"
+                    time.sleep(0.5)
+                time.sleep(1.0)
+        assert kills == 3
+        time.sleep(3)
+        for execution_id in executions:
+            ran = Counter(_read(tmp_path, execution_id))
+            expected = Counter({f"t{i} {r + 1}": 1 for i in range(TASKS) for r in range(ROUNDS)})
+            assert ran == expected, f"execution {execution_id}: {ran - expected} extra, {expected - ran} missing"
+    finally:
+        for process in (scheduler, worker):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in (scheduler, worker):
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _read(tmp_path: Path, execution_id: str) -> list[str]:
+    path = tmp_path / "home" / "working_dir" / "counted" / execution_id / "ran.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _lines(tmp_path: Path, executions: list[str]) -> int:
+    return sum(len(_read(tmp_path, e)) for e in executions)
