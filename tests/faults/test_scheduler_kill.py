@@ -30,8 +30,8 @@ from aiflow import Workflow, BashOperator, TaskAction
 with Workflow(name="counted"):
     BashOperator(name="keepalive", bash_command="sleep 100000")
     for i in range({TASKS}):
-        BashOperator(name=f"t{{i}}", bash_command=f"echo t{{i}} $AIFLOW_TRY_NUMBER >> ../ran.txt").action_on_event_received(
-            TaskAction.START, f"k{{i}}")
+        task = BashOperator(name=f"t{{i}}", bash_command=f"echo t{{i}} $AIFLOW_TRY_NUMBER >> ../ran.txt")
+        task.action_on_event_received(TaskAction.START, f"k{{i}}")
 """
 
 
@@ -64,9 +64,12 @@ def test_scheduler_sigkill_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_p
             for round_number in range(ROUNDS):
                 order = list(range(TASKS))
                 rng.shuffle(order)
+                kill_after = rng.randrange(1, TASKS - 1)
                 for n, i in enumerate(order):
                     client.send_event(f"k{i}", f"round {round_number}")
-                    if n == rng.randrange(TASKS) and kills < 3:
+                    if n == kill_after:
+                        # Kill a scheduler that is at work: it owns the partitions and has restored them.
+                        _wait_for_text(logs / f"scheduler-{kills}.log", "restored")
                         scheduler.send_signal(signal.SIGKILL)
                         scheduler.wait()
                         kills += 1
@@ -92,6 +95,13 @@ def test_scheduler_sigkill_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_p
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _wait_for_text(path: Path, text: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and text in path.read_text()):
+        assert time.monotonic() < deadline, f"{path.name} never said {text!r}"
+        time.sleep(0.2)
 
 
 def _read(tmp_path: Path, execution_id: str) -> list[str]:
