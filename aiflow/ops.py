@@ -27,12 +27,22 @@ from aiflow.config import Config
 from aiflow.errors import Conflict, KafkaUnavailable, NotFound, WorkflowFileError
 from aiflow.kafka import clients, messages, topics
 from aiflow.kafka import workflows as workflow_topic
+from aiflow.sdk.conditions import WorkflowRule, condition_from_spec, condition_to_spec
+from aiflow.sdk.expressions import parse_expression
 from aiflow.sdk.status import WORKFLOW_FINISHED_SET, WorkflowStatus
 from aiflow.sdk.workflow import NAMESPACE_ENV, check_name
 from aiflow.store import snapshots
 from aiflow.store.blobs import blob_store
 from aiflow.store.db import Store
-from aiflow.store.models import ExecutionRow, NamespaceRow, SnapshotRow, TaskExecutionRow, WorkflowRow
+from aiflow.store.models import (
+    ExecutionRow,
+    NamespaceRow,
+    ScheduleRow,
+    SnapshotRow,
+    TaskExecutionRow,
+    TriggerRow,
+    WorkflowRow,
+)
 
 DEFAULT_NAMESPACE = "default"
 
@@ -189,13 +199,26 @@ def _get_workflow_row(s: Session, namespace: str, name: str) -> WorkflowRow:
     return row
 
 
-def _definition_record(row: WorkflowRow, snapshot: SnapshotRow) -> workflow_topic.WorkflowDefinition:
+def _publish(s: Session, config: Config, row: WorkflowRow, snapshot: SnapshotRow | None = None) -> None:
+    """Publish the workflow's whole current definition (snapshot, flag, rule keys, active triggers and
+    schedules) on the workflows topic; returns once it is durable."""
+    snapshot = snapshot or _latest_snapshot(s, row)
     described = json.loads(snapshot.definition)
-    return workflow_topic.WorkflowDefinition(
+    triggers = [{"id": t.id, "condition": json.loads(t.definition)} for t in s.scalars(
+        select(TriggerRow).where(TriggerRow.workflow_id == row.id, TriggerRow.is_paused.is_(False))
+        .order_by(TriggerRow.id))]
+    schedules = [{"id": sc.id, "expression": sc.expression} for sc in s.scalars(
+        select(ScheduleRow).where(ScheduleRow.workflow_id == row.id, ScheduleRow.is_paused.is_(False))
+        .order_by(ScheduleRow.id))]
+    trigger_keys: dict[tuple[str, str], None] = {}
+    for t in triggers:
+        trigger_keys.update(dict.fromkeys(condition_from_spec(t["condition"]).subscriptions(row.namespace)))
+    workflow_topic.publish(config, workflow_topic.WorkflowDefinition(
         namespace=row.namespace, workflow=row.name, version=snapshot.version, snapshot_uri=snapshot.uri,
         snapshot_sha256=snapshot.sha256, workflow_file=snapshot.workflow_file, enabled=row.is_enabled,
         rule_keys=[(k["namespace"], k["key"]) for k in described.get("event_keys", [])],
-        definition=snapshot.definition)
+        trigger_keys=list(trigger_keys), definition=snapshot.definition, triggers=json.dumps(triggers),
+        schedules=json.dumps(schedules)))
 
 
 def _latest_snapshot(s: Session, row: WorkflowRow) -> SnapshotRow:
@@ -254,7 +277,7 @@ def upload_workflows(workflow_file_path: str | os.PathLike[str],
                 s.flush()
                 # Published before the commit: if Kafka refuses, the transaction rolls back and
                 # nothing is stored; the blob alone stays, content-addressed and harmless.
-                workflow_topic.publish(config, _definition_record(row, latest))
+                _publish(s, config, row, latest)
                 results.append(_workflow_info(row))
     return results
 
@@ -284,7 +307,7 @@ def _set_enabled(workflow_name: str, namespace: str | None, enabled: bool, confi
         row = _get_workflow_row(s, _ns(config, namespace), workflow_name)
         row.is_enabled = enabled
         row.update_time = datetime.now(timezone.utc)
-        workflow_topic.publish(config, _definition_record(row, _latest_snapshot(s, row)))
+        _publish(s, config, row)
         return _workflow_info(row)
 
 
@@ -423,8 +446,7 @@ def _task_info(row: TaskExecutionRow) -> TaskExecutionInfo:
 def _send(config: Config, record: messages.Record) -> None:
     producer = clients.producer(config, role="ops")
     errors: list[str] = []
-    producer.produce(topics.name(config, record.role), key=record.key.encode(), value=record.value,
-                     on_delivery=lambda err, _m: errors.append(err.str()) if err else None)
+    messages.produce(producer, config, record, lambda err, _m: errors.append(err.str()) if err else None)
     if producer.flush(30) or errors:
         raise KafkaUnavailable(f"could not send the command to {topics.name(config, record.role)}: "
                                f"{errors[0] if errors else 'timed out'}")
@@ -576,3 +598,172 @@ def task_log_path(workflow_execution_id: str, task_name: str, try_number: int | 
     execution = get_workflow_execution(workflow_execution_id, config=config)
     assert execution is not None
     return config.home / "logs" / execution.workflow / workflow_execution_id / task_name / f"{info.try_number}.log"
+
+
+# -- triggers and schedules -------------------------------------------------------------------
+@dataclass
+class TriggerInfo:
+    id: int
+    namespace: str
+    workflow: str
+    condition: dict[str, Any]
+    is_paused: bool
+    create_time: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "create_time": self.create_time.isoformat()}
+
+
+@dataclass
+class ScheduleInfo:
+    id: int
+    namespace: str
+    workflow: str
+    expression: str
+    is_paused: bool
+    create_time: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "create_time": self.create_time.isoformat()}
+
+
+def _trigger_info(row: TriggerRow, workflow: WorkflowRow) -> TriggerInfo:
+    return TriggerInfo(row.id, workflow.namespace, workflow.name, json.loads(row.definition), row.is_paused,
+                       _aware(row.create_time))
+
+
+def _schedule_info(row: ScheduleRow, workflow: WorkflowRow) -> ScheduleInfo:
+    return ScheduleInfo(row.id, workflow.namespace, workflow.name, row.expression, row.is_paused,
+                        _aware(row.create_time))
+
+
+def add_workflow_trigger(rule: WorkflowRule, workflow_name: str, namespace: str | None = None, *,
+                         config: Config | None = None) -> TriggerInfo:
+    """Start a new execution of the workflow (run type EVENT) whenever the rule's condition is met."""
+    config = _config(config)
+    if not isinstance(rule, WorkflowRule):
+        raise WorkflowFileError("add_workflow_trigger needs a WorkflowRule(condition)")
+    spec = condition_to_spec(rule.condition)
+    with Store(config).session() as s:
+        workflow = _get_workflow_row(s, _ns(config, namespace), workflow_name)
+        row = TriggerRow(workflow_id=workflow.id, definition=json.dumps(spec), is_paused=False,
+                         create_time=datetime.now(timezone.utc))
+        s.add(row)
+        s.flush()
+        _publish(s, config, workflow)
+        return _trigger_info(row, workflow)
+
+
+def list_workflow_triggers(workflow_name: str, namespace: str | None = None, *,
+                           config: Config | None = None) -> list[TriggerInfo]:
+    config = _config(config)
+    with Store(config).session() as s:
+        workflow = _get_workflow_row(s, _ns(config, namespace), workflow_name)
+        rows = s.scalars(select(TriggerRow).where(TriggerRow.workflow_id == workflow.id).order_by(TriggerRow.id))
+        return [_trigger_info(r, workflow) for r in rows]
+
+
+def _trigger(s: Session, trigger_id: int) -> tuple[TriggerRow, WorkflowRow]:
+    row = s.get(TriggerRow, trigger_id)
+    if row is None:
+        raise NotFound(f"workflow trigger {trigger_id} does not exist")
+    workflow = s.get(WorkflowRow, row.workflow_id)
+    assert workflow is not None
+    return row, workflow
+
+
+def get_workflow_trigger(trigger_id: int, *, config: Config | None = None) -> TriggerInfo:
+    with Store(_config(config)).session() as s:
+        return _trigger_info(*_trigger(s, trigger_id))
+
+
+def _set_trigger_paused(trigger_id: int, paused: bool, config: Config | None) -> TriggerInfo:
+    config = _config(config)
+    with Store(config).session() as s:
+        row, workflow = _trigger(s, trigger_id)
+        row.is_paused = paused
+        s.flush()
+        _publish(s, config, workflow)
+        return _trigger_info(row, workflow)
+
+
+def pause_workflow_trigger(trigger_id: int, *, config: Config | None = None) -> TriggerInfo:
+    return _set_trigger_paused(trigger_id, True, config)
+
+
+def resume_workflow_trigger(trigger_id: int, *, config: Config | None = None) -> TriggerInfo:
+    return _set_trigger_paused(trigger_id, False, config)
+
+
+def delete_workflow_trigger(trigger_id: int, *, config: Config | None = None) -> None:
+    config = _config(config)
+    with Store(config).session() as s:
+        row, workflow = _trigger(s, trigger_id)
+        s.delete(row)
+        s.flush()
+        _publish(s, config, workflow)
+
+
+def add_workflow_schedule(expression: str, workflow_name: str, namespace: str | None = None, *,
+                          config: Config | None = None) -> ScheduleInfo:
+    """Start a new execution (run type PERIODIC) on the schedule: `cron@...` (UTC) or `interval@d h m s`."""
+    config = _config(config)
+    parse_expression(expression)
+    with Store(config).session() as s:
+        workflow = _get_workflow_row(s, _ns(config, namespace), workflow_name)
+        row = ScheduleRow(workflow_id=workflow.id, expression=expression, is_paused=False,
+                          create_time=datetime.now(timezone.utc))
+        s.add(row)
+        s.flush()
+        _publish(s, config, workflow)
+        return _schedule_info(row, workflow)
+
+
+def list_workflow_schedules(workflow_name: str, namespace: str | None = None, *,
+                            config: Config | None = None) -> list[ScheduleInfo]:
+    config = _config(config)
+    with Store(config).session() as s:
+        workflow = _get_workflow_row(s, _ns(config, namespace), workflow_name)
+        rows = s.scalars(select(ScheduleRow).where(ScheduleRow.workflow_id == workflow.id).order_by(ScheduleRow.id))
+        return [_schedule_info(r, workflow) for r in rows]
+
+
+def _schedule(s: Session, schedule_id: int) -> tuple[ScheduleRow, WorkflowRow]:
+    row = s.get(ScheduleRow, schedule_id)
+    if row is None:
+        raise NotFound(f"workflow schedule {schedule_id} does not exist")
+    workflow = s.get(WorkflowRow, row.workflow_id)
+    assert workflow is not None
+    return row, workflow
+
+
+def get_workflow_schedule(schedule_id: int, *, config: Config | None = None) -> ScheduleInfo:
+    with Store(_config(config)).session() as s:
+        return _schedule_info(*_schedule(s, schedule_id))
+
+
+def _set_schedule_paused(schedule_id: int, paused: bool, config: Config | None) -> ScheduleInfo:
+    config = _config(config)
+    with Store(config).session() as s:
+        row, workflow = _schedule(s, schedule_id)
+        row.is_paused = paused
+        s.flush()
+        _publish(s, config, workflow)
+        return _schedule_info(row, workflow)
+
+
+def pause_workflow_schedule(schedule_id: int, *, config: Config | None = None) -> ScheduleInfo:
+    return _set_schedule_paused(schedule_id, True, config)
+
+
+def resume_workflow_schedule(schedule_id: int, *, config: Config | None = None) -> ScheduleInfo:
+    return _set_schedule_paused(schedule_id, False, config)
+
+
+def delete_workflow_schedule(schedule_id: int, *, config: Config | None = None) -> None:
+    config = _config(config)
+    with Store(config).session() as s:
+        row, workflow = _schedule(s, schedule_id)
+        s.delete(row)
+        s.flush()
+        _publish(s, config, workflow)

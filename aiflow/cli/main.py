@@ -48,13 +48,15 @@ def _register() -> None:
         service_cmd,
         standalone_cmd,
         topics_cmd,
+        trigger_cmd,
         workflow_cmd,
     )
 
     for module in (standalone_cmd, config_cmd, broker_cmd, topics_cmd, db_cmd, event_cmd, namespace_cmd, workflow_cmd):
         cli.add_command(module.group)
     for command in (workflow_cmd.snapshot_group, execution_cmd.execution_group, execution_cmd.task_group,
-                    service_cmd.scheduler_group, service_cmd.worker_group):
+                    trigger_cmd.trigger_group, trigger_cmd.schedule_group, service_cmd.scheduler_group,
+                    service_cmd.worker_group):
         cli.add_command(command)
 
 

@@ -7,11 +7,13 @@ caller produces it in whatever transaction it is in.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from aiflow.config import Config
 from aiflow.events.codec import (
@@ -41,6 +43,12 @@ def _now() -> datetime:
 def workflow_key(namespace: str, workflow: str) -> str:
     """The inbox record key: every input about one workflow goes to one partition, in order."""
     return f"{namespace}/{workflow}"
+
+
+def inbox_partition(key: str, partitions: int) -> int:
+    """The inbox partition of a workflow. Chosen by aiflow, not by the client's partitioner, so a
+    scheduler knows which workflows it owns (for their schedules) before any of their input arrives."""
+    return zlib.crc32(key.encode()) % partitions
 
 
 def _inbox(namespace: str, workflow: str, kind: str, **fields: Any) -> Record:
@@ -91,16 +99,21 @@ def state_record(entity: str, entity_id: str, namespace: str, workflow: str, ver
     return Record(topics.STATE, entity_id, default_codec().encode(STATE_RECORD, value), partition)
 
 
-def produce(producer: Producer, config: Config, record: Record) -> None:
+def produce(producer: Producer, config: Config, record: Record,
+            on_delivery: Callable[[KafkaError | None, Message], None] | None = None) -> None:
     """Queue the record on the producer (in its open transaction, if any), waiting while its queue is full."""
     topic = topics.name(config, record.role)
+    if record.role == topics.INBOX and record.partition is None:
+        partitions = topics.partition_count(config, topics.INBOX)
+        record = replace(record, partition=inbox_partition(record.key, partitions))
     while True:
         try:
             if record.partition is None:
-                producer.produce(topic, key=record.key.encode(), value=record.value, headers=list(record.headers))
+                producer.produce(topic, key=record.key.encode(), value=record.value, headers=list(record.headers),
+                                 on_delivery=on_delivery)
             else:
                 producer.produce(topic, key=record.key.encode(), value=record.value, headers=list(record.headers),
-                                 partition=record.partition)
+                                 partition=record.partition, on_delivery=on_delivery)
             return
         except BufferError:
             producer.poll(0.05)

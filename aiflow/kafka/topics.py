@@ -177,3 +177,18 @@ def describe_topics(config: Config, timeout: float = 10.0) -> list[dict[str, obj
             "purpose": s.purpose,
         })
     return rows
+
+
+_partition_counts: dict[tuple[str, str], int] = {}
+
+
+def partition_count(config: Config, role: str) -> int:
+    """How many partitions the topic has on the cluster (asked once per process)."""
+    topic = name(config, role)
+    key = (config.bootstrap, topic)
+    if key not in _partition_counts:
+        metadata = clients.admin(config).list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise KafkaUnavailable(f"topic {topic} does not exist: run `aiflow topics create`")
+        _partition_counts[key] = len(metadata.partitions)
+    return _partition_counts[key]

@@ -25,6 +25,8 @@ class WorkflowDefinition:
     rule_keys: list[tuple[str, str]] = field(default_factory=list)
     trigger_keys: list[tuple[str, str]] = field(default_factory=list)
     definition: str = "{}"
+    triggers: str = "[]"  # JSON: [{"id": int, "condition": spec}] of the active triggers
+    schedules: str = "[]"  # JSON: [{"id": int, "expression": str}] of the active schedules
 
     @property
     def key(self) -> str:
@@ -38,6 +40,8 @@ class WorkflowDefinition:
             "rule_keys": [{"namespace": ns, "key": k} for ns, k in self.rule_keys],
             "trigger_keys": [{"namespace": ns, "key": k} for ns, k in self.trigger_keys],
             "definition": self.definition,
+            "triggers": self.triggers,
+            "schedules": self.schedules,
             "update_time": datetime.now(timezone.utc),
         }
 
@@ -49,7 +53,8 @@ class WorkflowDefinition:
             workflow_file=str(record["workflow_file"]), enabled=bool(record["enabled"]),
             rule_keys=[(s["namespace"], s["key"]) for s in record["rule_keys"]],  # type: ignore[attr-defined]
             trigger_keys=[(s["namespace"], s["key"]) for s in record["trigger_keys"]],  # type: ignore[attr-defined]
-            definition=str(record["definition"]),
+            definition=str(record["definition"]), triggers=str(record["triggers"]),
+            schedules=str(record["schedules"]),
         )
 
 

@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from aiflow.events.model import Event
-from aiflow.sdk.conditions import TaskRule
+from aiflow.sdk.conditions import Condition, TaskRule
+from aiflow.sdk.expressions import Expression
 from aiflow.sdk.state import Context, MemoryContext
 from aiflow.sdk.status import (
     TASK_ALIVE_SET,
@@ -441,3 +442,62 @@ def _timeout(workflow: Workflow, task: str) -> float | None:
 
 def _as_datetime(now: float) -> datetime:
     return datetime.fromtimestamp(now, tz=timezone.utc)
+
+
+# -- workflow-level: triggers and schedules ---------------------------------------------------
+@dataclass
+class WorkflowState:
+    """What the scheduler keeps per workflow: trigger condition states and the next schedule ticks."""
+
+    namespace: str
+    workflow: str
+    trigger_states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    schedule_next: dict[str, float] = field(default_factory=dict)
+    version: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorkflowState:
+        return cls(**data)
+
+
+def on_trigger_event(ws: WorkflowState, triggers: list[tuple[int, Condition]], event: Event,
+                     now: float) -> list[int]:
+    """The ids of the triggers this event fires. Each trigger's condition keeps its own state."""
+    fired = []
+    for trigger_id, condition in triggers:
+        if (event.namespace, event.key) not in condition.subscriptions(ws.namespace):
+            continue
+        context = MemoryContext(states=ws.trigger_states.setdefault(str(trigger_id), {}))
+        try:
+            met = condition.is_met(event, context)
+        except Exception:
+            log.exception("workflow %s.%s: the condition of trigger %s raised; treated as not met",
+                          ws.namespace, ws.workflow, trigger_id)
+            met = False
+        if met:
+            fired.append(trigger_id)
+    live = {str(t) for t, _ in triggers}
+    for gone in [t for t in ws.trigger_states if t not in live]:
+        del ws.trigger_states[gone]
+    return fired
+
+
+def due_schedules(ws: WorkflowState, schedules: list[tuple[int, Expression]], now: float) -> list[int]:
+    """The ids of the schedules due now; each fires once, however many ticks were missed while no
+    scheduler ran, and its next tick is the first one after now."""
+    due = []
+    live = set()
+    for schedule_id, expression in schedules:
+        key = str(schedule_id)
+        live.add(key)
+        if key not in ws.schedule_next:
+            ws.schedule_next[key] = expression.next_after(_as_datetime(now)).timestamp()
+        elif ws.schedule_next[key] <= now:
+            due.append(schedule_id)
+            ws.schedule_next[key] = expression.next_after(_as_datetime(now)).timestamp()
+    for gone in [k for k in ws.schedule_next if k not in live]:
+        del ws.schedule_next[gone]
+    return due

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
@@ -57,11 +58,14 @@ class RuleIndex:
 
 
 class DefinitionFollower:
-    """Reads the workflows topic from the start, then keeps following it, into a RuleIndex."""
+    """Reads the workflows topic from the start, then keeps following it: the current definition of
+    every workflow, and a callback on each change (None: deleted)."""
 
-    def __init__(self, config: Config, index: RuleIndex) -> None:
-        self.index = index
+    def __init__(self, config: Config,
+                 on_change: Callable[[WorkflowId, WorkflowDefinition | None], None] | None = None) -> None:
         self.codec = default_codec()
+        self.definitions: dict[WorkflowId, WorkflowDefinition] = {}
+        self.on_change = on_change
         self.consumer = clients.consumer(config, role="definitions", settings={"enable.partition.eof": True})
         self.consumer.assign([TopicPartition(topics.name(config, topics.WORKFLOWS), 0, 0)])
         self.caught_up = False
@@ -75,15 +79,20 @@ class DefinitionFollower:
                 continue
             namespace, _, name = (msg.key() or b"").decode().partition("/")
             value = msg.value()
-            if value is None:
-                self.index.remove((namespace, name))
-                continue
-            try:
-                definition = WorkflowDefinition.from_avro(self.codec.decode(value, expected=WORKFLOW_DEFINITION)[1])
-            except DecodeError as exc:
-                log.error("router: unreadable workflow definition %s: %s", namespace + "/" + name, exc)
-                continue
-            self.index.update((namespace, name), definition.rule_keys)
+            definition: WorkflowDefinition | None = None
+            if value is not None:
+                try:
+                    definition = WorkflowDefinition.from_avro(
+                        self.codec.decode(value, expected=WORKFLOW_DEFINITION)[1])
+                except DecodeError as exc:
+                    log.error("unreadable workflow definition %s/%s: %s", namespace, name, exc)
+                    continue
+            if definition is None:
+                self.definitions.pop((namespace, name), None)
+            else:
+                self.definitions[(namespace, name)] = definition
+            if self.on_change:
+                self.on_change((namespace, name), definition)
 
     def catch_up(self) -> None:
         while not self.caught_up:
@@ -97,10 +106,19 @@ class Router:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.codec = default_codec()
-        self.index = RuleIndex()
-        self.definitions = DefinitionFollower(config, self.index)
+        self.rules = RuleIndex()  # task rules: scoped to the sender's workflow for events from tasks
+        self.triggers = RuleIndex()  # workflow triggers of enabled workflows: any event of their namespace
+        self.definitions = DefinitionFollower(config, self._index)
         self.loop = TransactionalLoop(config, "router", topics.name(config, topics.EVENTS),
                                       f"{config.topic_prefix}-router")
+
+    def _index(self, workflow: WorkflowId, definition: WorkflowDefinition | None) -> None:
+        if definition is None:
+            self.rules.remove(workflow)
+            self.triggers.remove(workflow)
+            return
+        self.rules.update(workflow, definition.rule_keys)
+        self.triggers.update(workflow, definition.trigger_keys if definition.enabled else [])
 
     def route(self, msg: Message) -> list[Record]:
         try:
@@ -108,9 +126,10 @@ class Router:
         except DecodeError as exc:
             return [Record(topics.DLQ, (msg.key() or b"").decode("utf-8", errors="replace"), msg.value(),
                            headers=tuple(dlq.headers_for(msg, str(exc), "router")))]
-        targets = self.index.lookup(event.namespace, event.key)
+        targets = self.rules.lookup(event.namespace, event.key)
         if event.execution_id and event.workflow:
             targets = {t for t in targets if t == (event.namespace, event.workflow)}
+        targets = targets | self.triggers.lookup(event.namespace, event.key)
         source = dlq.source_of(msg)
         return [messages.inbox_event(ns, wf, event, source) for ns, wf in sorted(targets)]
 
@@ -128,7 +147,7 @@ class Router:
 
     def run(self, stop: threading.Event) -> None:
         self.definitions.catch_up()
-        log.info("router: started with %d workflows indexed", len(self.index))
+        log.info("router: started with %d workflows indexed", len(self.rules))
         try:
             while not stop.is_set():
                 try:

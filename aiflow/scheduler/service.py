@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
@@ -30,12 +31,19 @@ from aiflow.events.model import Event
 from aiflow.kafka import clients, dlq, messages, topics
 from aiflow.kafka.messages import Record
 from aiflow.kafka.transactions import TransactionalLoop, abortable, fatal
+from aiflow.kafka.workflows import WorkflowDefinition
 from aiflow.scheduler import core
+from aiflow.scheduler.router import DefinitionFollower, WorkflowId
 from aiflow.scheduler.workflows import WorkflowCache
+from aiflow.sdk.conditions import Condition, condition_from_spec
+from aiflow.sdk.expressions import Expression, parse_expression
 from aiflow.sdk.status import ExecutionType, task_status_event_key
 from aiflow.sdk.workflow import Workflow
 
 log = logging.getLogger(__name__)
+
+
+_Parsed = tuple[list[tuple[int, Condition]], list[tuple[int, Expression]]]  # triggers, schedules
 
 
 @dataclass
@@ -59,6 +67,11 @@ class Scheduler:
                                       on_revoke=self._forget)
         self._dirty: dict[str, _Owned] = {}
         self._pending: list[Record] = []
+        self.definitions = DefinitionFollower(config)
+        self.workflow_states: dict[WorkflowId, core.WorkflowState] = {}
+        self._dirty_workflows: set[WorkflowId] = set()
+        self.assigned: set[int] = set()
+        self._parsed: dict[tuple[WorkflowId, str, str], _Parsed] = {}
 
     # -- partitions ----------------------------------------------------------------------------
     def _restore(self, partitions: list[TopicPartition]) -> None:
@@ -83,6 +96,9 @@ class Scheduler:
                 _, record = self.codec.decode(value, expected=STATE_RECORD)
                 if record["entity"] == "EXECUTION":
                     latest[record["entity_id"]] = (msg.partition() or 0, record["body"])
+                elif record["entity"] == "WORKFLOW":
+                    ws = core.WorkflowState.from_dict(json.loads(record["body"]))
+                    self.workflow_states[(ws.namespace, ws.workflow)] = ws
         reader.close()
         restored = 0
         for execution_id, (partition, body) in latest.items():
@@ -92,12 +108,20 @@ class Scheduler:
             else:
                 self.executions[execution_id] = _Owned(ex, partition)
                 restored += 1
+        self.assigned |= wanted
         log.info("scheduler: restored %d active executions of partitions %s", restored, sorted(wanted))
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
         gone = {p.partition for p in partitions}
         for execution_id in [e for e, o in self.executions.items() if o.partition in gone]:
             del self.executions[execution_id]
+        for wid in [w for w in self.workflow_states if self._partition_of(w) in gone]:
+            del self.workflow_states[wid]
+        self.assigned -= gone
+
+    def _partition_of(self, workflow: WorkflowId) -> int:
+        return messages.inbox_partition(messages.workflow_key(*workflow),
+                                        topics.partition_count(self.config, topics.INBOX))
 
     # -- applying inputs ----------------------------------------------------------------------
     def _workflow_of(self, ex: core.Execution) -> Workflow:
@@ -122,14 +146,14 @@ class Scheduler:
         elif kind == "EVENT":
             event = Event.from_avro(m["event"])
             source = m["source"] or ""
-            if event.execution_id:
-                targets = [o for o in [self.executions.get(event.execution_id)] if o is not None]
-            else:
-                targets = [o for o in self.executions.values()
-                           if o.execution.namespace == m["namespace"] and o.execution.workflow == m["workflow"]]
-            for owned in targets:
+            wid = (str(m["namespace"]), str(m["workflow"]))
+            mine = [o for o in self.executions.values() if (o.execution.namespace, o.execution.workflow) == wid]
+            if event.execution_id:  # from a task: its own execution's rules only (DESIGN §8)
+                mine = [o for o in mine if o.execution.id == event.execution_id]
+            for owned in mine:
                 self._emit(owned, core.on_event(owned.execution, self._workflow_of(owned.execution), event,
                                                 source, now))
+            self._triggers(wid, event, source, partition, now)
         elif kind in ("TASK_STATUS", "HEARTBEAT"):
             report = m["report"]
             owned = self._owned(report["execution_id"], m)
@@ -153,16 +177,74 @@ class Scheduler:
         execution_id = str(m["execution_id"])
         if execution_id in self.executions or execution_id in self.finished:
             return  # a duplicate command: the execution exists already
+        wid = (str(m["namespace"]), str(m["workflow"]))
+        definition = self.definitions.definitions.get(wid)
+        if definition is not None and not definition.enabled:
+            log.info("scheduler: %s.%s is disabled: start of %s refused", *wid, execution_id)
+            return
         snapshot = core.Snapshot(int(args["snapshot_version"]), args["snapshot_uri"], args["snapshot_sha256"],
                                  args["workflow_file"])
-        workflow = self.workflows.get(str(m["namespace"]), str(m["workflow"]), snapshot.uri, snapshot.sha256,
-                                      snapshot.workflow_file)
-        ex, outputs = core.start_execution(workflow, execution_id, snapshot,
-                                           ExecutionType(args.get("run_type", "MANUAL")),
-                                           args.get("cause", "manual start"), now)
+        self._create(wid, execution_id, snapshot, ExecutionType(args.get("run_type", "MANUAL")),
+                     args.get("cause", "manual start"), partition, now)
+
+    def _create(self, wid: WorkflowId, execution_id: str, snapshot: core.Snapshot, run_type: ExecutionType,
+                cause: str, partition: int, now: float) -> None:
+        workflow = self.workflows.get(wid[0], wid[1], snapshot.uri, snapshot.sha256, snapshot.workflow_file)
+        ex, outputs = core.start_execution(workflow, execution_id, snapshot, run_type, cause, now)
         owned = _Owned(ex, partition)
         self.executions[execution_id] = owned
         self._emit(owned, outputs)
+
+    # -- triggers and schedules ----------------------------------------------------------------
+    def _parsed_definition(self, wid: WorkflowId, definition: WorkflowDefinition) -> _Parsed:
+        key = (wid, definition.triggers, definition.schedules)
+        if key not in self._parsed:
+            triggers = [(t["id"], condition_from_spec(t["condition"])) for t in json.loads(definition.triggers)]
+            schedules = [(sc["id"], parse_expression(sc["expression"])) for sc in json.loads(definition.schedules)]
+            self._parsed[key] = (triggers, schedules)
+        return self._parsed[key]
+
+    def _start_latest(self, wid: WorkflowId, definition: WorkflowDefinition, run_type: ExecutionType, cause: str,
+                      partition: int, now: float) -> None:
+        snapshot = core.Snapshot(definition.version, definition.snapshot_uri, definition.snapshot_sha256,
+                                 definition.workflow_file)
+        self._create(wid, uuid.uuid4().hex[:12], snapshot, run_type, cause, partition, now)
+
+    def _triggers(self, wid: WorkflowId, event: Event, source: str, partition: int, now: float) -> None:
+        definition = self.definitions.definitions.get(wid)
+        if definition is None or not definition.enabled or definition.triggers == "[]":
+            return
+        triggers, _ = self._parsed_definition(wid, definition)
+        ws = self.workflow_states.setdefault(wid, core.WorkflowState(*wid))
+        fired = core.on_trigger_event(ws, triggers, event, now)
+        self._dirty_workflows.add(wid)
+        for trigger_id in fired:
+            self._start_latest(wid, definition, ExecutionType.EVENT,
+                               f"trigger {trigger_id} on event {event.key!r} at {source}", partition, now)
+
+    def _schedules(self, now: float) -> None:
+        for wid, definition in list(self.definitions.definitions.items()):
+            if not definition.enabled or definition.schedules == "[]":
+                continue
+            partition = self._partition_of(wid)
+            if partition not in self.assigned:
+                continue
+            _, schedules = self._parsed_definition(wid, definition)
+            ws = self.workflow_states.setdefault(wid, core.WorkflowState(*wid))
+            before = dict(ws.schedule_next)
+            for schedule_id in core.due_schedules(ws, schedules, now):
+                expression = dict(schedules)[schedule_id]
+                self._start_latest(wid, definition, ExecutionType.PERIODIC, f"schedule {schedule_id} ({expression})",
+                                   partition, now)
+            if ws.schedule_next != before:
+                self._dirty_workflows.add(wid)
+
+    def _schedules_due(self, now: float) -> bool:
+        for wid, ws in self.workflow_states.items():
+            if any(t <= now for t in ws.schedule_next.values()) and self._partition_of(wid) in self.assigned:
+                return True
+        return any(d.enabled and d.schedules != "[]" and wid not in self.workflow_states
+                   and self._partition_of(wid) in self.assigned for wid, d in self.definitions.definitions.items())
 
     # -- outputs ------------------------------------------------------------------------------
     def _emit(self, owned: _Owned, outputs: list[core.Output]) -> None:
@@ -197,6 +279,15 @@ class Scheduler:
                 self.executions.pop(ex.id, None)
                 self.finished.add(ex.id)
         self._dirty.clear()
+        for wid in self._dirty_workflows:
+            ws = self.workflow_states.get(wid)
+            if ws is None:
+                continue
+            ws.version += 1
+            self._pending.append(messages.state_record("WORKFLOW", messages.workflow_key(*wid), ws.namespace,
+                                                       ws.workflow, ws.version, json.dumps(ws.to_dict()),
+                                                       self._partition_of(wid)))
+        self._dirty_workflows.clear()
 
     def _produce(self) -> None:
         for record in self._pending:
@@ -217,10 +308,12 @@ class Scheduler:
 
     def step(self) -> int:
         """One batch: poll, apply, tick timers, produce, commit. Returns the number of inputs."""
+        self.definitions.poll()
         msgs = self.loop.poll()
         now = time.time()
         due = self._due(now)
-        if not msgs and not due:
+        schedules_due = self._schedules_due(now)
+        if not msgs and not due and not schedules_due:
             return 0
         self.loop.begin()
         for msg in msgs:
@@ -233,12 +326,15 @@ class Scheduler:
             if owned.execution.id in self.executions:
                 self._emit(owned, core.on_tick(owned.execution, self._workflow_of(owned.execution), now,
                                                self.settings))
+        if schedules_due:
+            self._schedules(now)
         self._flush_state()
         self._produce()
         self.loop.commit()
         return len(msgs)
 
     def run(self, stop: threading.Event) -> None:
+        self.definitions.catch_up()
         log.info("scheduler: started")
         try:
             while not stop.is_set():
@@ -251,17 +347,21 @@ class Scheduler:
                     self._recover(abortable(exc))
         finally:
             self.loop.close()
+            self.definitions.close()
             log.info("scheduler: stopped")
 
     def _recover(self, abort: bool) -> None:
         """Forget what the failed step did: abort, rewind, and restore state from the changelog."""
         self._pending.clear()
         self._dirty.clear()
+        self._dirty_workflows.clear()
         if abort or self.loop.in_transaction:
             self.loop.abort()
         assignment = self.loop.consumer.assignment()
         self.executions.clear()
         self.finished.clear()
+        self.workflow_states.clear()
+        self.assigned.clear()
         if assignment:
             self._restore(assignment)
 

@@ -6,6 +6,8 @@ between events in `context.get_state(ValueStateDescriptor(name))`.
 
 from __future__ import annotations
 
+import importlib
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -184,3 +186,54 @@ class WorkflowRule:
 
     def describe(self) -> dict[str, Any]:
         return {"condition": self.condition.describe()}
+
+
+def condition_to_spec(condition: Condition) -> dict[str, Any]:
+    """A JSON description from which `condition_from_spec` builds the same condition in another process.
+
+    Built-in conditions are described by their parameters. A condition class of your own must be
+    importable where the scheduler runs (a module on its path, not `__main__`), and its attributes
+    JSON-serialisable; it is rebuilt from them without calling `__init__`.
+    """
+    if type(condition) is SingleEventCondition:
+        return {"type": "SingleEventCondition", "key": condition.expect_event_keys[0], "namespace": condition.namespace}
+    if type(condition) is MeetAnyCondition:
+        return {"type": "MeetAnyCondition", "conditions": [condition_to_spec(c) for c in condition.conditions]}
+    if type(condition) is MeetAllCondition:
+        return {"type": "MeetAllCondition", "name": condition.name,
+                "conditions": [condition_to_spec(c) for c in condition.conditions]}
+    if type(condition) is TaskStatusCondition:
+        return {"type": "TaskStatusCondition", "task": condition.task_name, "status": condition.expect_status.value,
+                "workflow": condition.workflow_name, "namespace": condition.namespace}
+    cls = type(condition)
+    if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
+        raise WorkflowDefinitionError(f"{cls.__qualname__} is defined in a script: put it in an importable module "
+                                      "so the scheduler can rebuild it")
+    try:
+        state = json.loads(json.dumps(vars(condition)))
+    except (TypeError, ValueError):
+        raise WorkflowDefinitionError(f"{cls.__qualname__}: its attributes must be JSON-serialisable to be "
+                                      "sent to the scheduler") from None
+    return {"type": "class", "class": f"{cls.__module__}:{cls.__qualname__}", "state": state}
+
+
+def condition_from_spec(spec: dict[str, Any]) -> Condition:
+    kind = spec["type"]
+    if kind == "SingleEventCondition":
+        return SingleEventCondition(spec["key"], spec.get("namespace"))
+    if kind == "MeetAnyCondition":
+        return MeetAnyCondition([condition_from_spec(c) for c in spec["conditions"]])
+    if kind == "MeetAllCondition":
+        return MeetAllCondition(spec["name"], [condition_from_spec(c) for c in spec["conditions"]])
+    if kind == "TaskStatusCondition":
+        return TaskStatusCondition(spec["task"], TaskStatus(spec["status"]), spec.get("workflow"),
+                                   spec.get("namespace"))
+    if kind == "class":
+        module_name, _, qualname = spec["class"].partition(":")
+        target: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+        condition = target.__new__(target)
+        condition.__dict__.update(spec["state"])
+        return condition
+    raise WorkflowDefinitionError(f"unknown condition type {kind!r}")

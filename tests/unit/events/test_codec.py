@@ -27,7 +27,8 @@ SAMPLES = {
     "aiflow.WorkflowDefinition": {"namespace": "default", "workflow": "w", "version": 3, "snapshot_uri": "u",
                                   "snapshot_sha256": "s", "workflow_file": "w.py", "enabled": True,
                                   "rule_keys": [{"namespace": "default", "key": "data_prepared"}],
-                                  "trigger_keys": [], "definition": "{}", "update_time": NOW},
+                                  "trigger_keys": [], "definition": "{}", "triggers": "[]", "schedules": "[]",
+                                  "update_time": NOW},
     "aiflow.StateRecord": {"entity": "EXECUTION", "entity_id": "e", "namespace": "default", "workflow": "w",
                            "version": 7, "body": "{}", "update_time": NOW},
 }

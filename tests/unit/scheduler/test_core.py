@@ -306,3 +306,32 @@ def test_a_queued_try_is_not_timed_out_while_it_waits_for_a_worker() -> None:
     ex, _ = start(wf)
     assert core.next_deadline(ex, wf, Settings()) is None
     assert core.on_tick(ex, wf, T0 + 3600, Settings()) == []
+
+
+def test_a_schedule_fires_once_per_due_tick_and_once_after_downtime() -> None:
+    from aiflow.sdk.expressions import parse_expression
+
+    ws = core.WorkflowState("default", "w")
+    every_10s = [(1, parse_expression("interval@0 0 0 10"))]
+    assert core.due_schedules(ws, every_10s, T0) == []  # first sight: the first tick is 10 s away
+    assert ws.schedule_next == {"1": T0 + 10}
+    assert core.due_schedules(ws, every_10s, T0 + 5) == []
+    assert core.due_schedules(ws, every_10s, T0 + 10) == [1]
+    assert ws.schedule_next == {"1": T0 + 20}
+    restored = core.WorkflowState.from_dict(json.loads(json.dumps(ws.to_dict())))
+    assert core.due_schedules(restored, every_10s, T0 + 1000) == [1]  # 98 missed ticks: one run
+    assert core.due_schedules(restored, every_10s, T0 + 1001) == []
+    assert core.due_schedules(restored, [], T0 + 2000) == [] and restored.schedule_next == {}
+
+
+def test_triggers_fire_on_their_keys_with_state_of_their_own() -> None:
+    from aiflow import MeetAllCondition, SingleEventCondition
+
+    ws = core.WorkflowState("default", "w")
+    both = MeetAllCondition("both", [SingleEventCondition("a"), SingleEventCondition("b")])
+    triggers = [(1, SingleEventCondition("a")), (2, both)]
+    assert core.on_trigger_event(ws, triggers, event("a"), T0) == [1]
+    assert core.on_trigger_event(ws, triggers, event("b"), T0) == [2]
+    assert core.on_trigger_event(ws, triggers, event("a", namespace="other"), T0) == []
+    assert core.on_trigger_event(ws, [(1, SingleEventCondition("a"))], event("a"), T0) == [1]
+    assert set(ws.trigger_states) == {"1"}  # the removed trigger's state is dropped
