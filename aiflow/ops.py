@@ -204,15 +204,15 @@ def _publish(s: Session, config: Config, row: WorkflowRow, snapshot: SnapshotRow
     schedules) on the workflows topic; returns once it is durable."""
     snapshot = snapshot or _latest_snapshot(s, row)
     described = json.loads(snapshot.definition)
-    triggers = [{"id": t.id, "condition": json.loads(t.definition)} for t in s.scalars(
-        select(TriggerRow).where(TriggerRow.workflow_id == row.id, TriggerRow.is_paused.is_(False))
-        .order_by(TriggerRow.id))]
-    schedules = [{"id": sc.id, "expression": sc.expression} for sc in s.scalars(
-        select(ScheduleRow).where(ScheduleRow.workflow_id == row.id, ScheduleRow.is_paused.is_(False))
-        .order_by(ScheduleRow.id))]
+    triggers = [{"id": t.id, "condition": json.loads(t.definition), "paused": t.is_paused}
+                for t in s.scalars(select(TriggerRow).where(TriggerRow.workflow_id == row.id).order_by(TriggerRow.id))]
+    schedules = [{"id": sc.id, "expression": sc.expression, "paused": sc.is_paused}
+                 for sc in s.scalars(select(ScheduleRow).where(ScheduleRow.workflow_id == row.id)
+                                     .order_by(ScheduleRow.id))]
     trigger_keys: dict[tuple[str, str], None] = {}
     for t in triggers:
-        trigger_keys.update(dict.fromkeys(condition_from_spec(t["condition"]).subscriptions(row.namespace)))
+        if not t["paused"]:
+            trigger_keys.update(dict.fromkeys(condition_from_spec(t["condition"]).subscriptions(row.namespace)))
     workflow_topic.publish(config, workflow_topic.WorkflowDefinition(
         namespace=row.namespace, workflow=row.name, version=snapshot.version, snapshot_uri=snapshot.uri,
         snapshot_sha256=snapshot.sha256, workflow_file=snapshot.workflow_file, enabled=row.is_enabled,

@@ -59,3 +59,12 @@ def reset(yes: bool) -> None:
                       abort=True)
     store.reset()
     click.echo("Database reset.")
+
+
+@group.command("rebuild")
+def rebuild() -> None:
+    """Replay the workflows and state topics into an empty database."""
+    from aiflow.store.rebuild import rebuild as run_rebuild
+
+    report = run_rebuild(load_config())
+    click.echo(f"Rebuilt {report.workflows} workflow(s) and {report.executions} execution(s) from Kafka.")

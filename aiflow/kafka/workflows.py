@@ -25,8 +25,8 @@ class WorkflowDefinition:
     rule_keys: list[tuple[str, str]] = field(default_factory=list)
     trigger_keys: list[tuple[str, str]] = field(default_factory=list)
     definition: str = "{}"
-    triggers: str = "[]"  # JSON: [{"id": int, "condition": spec}] of the active triggers
-    schedules: str = "[]"  # JSON: [{"id": int, "expression": str}] of the active schedules
+    triggers: str = "[]"  # JSON: [{"id": int, "condition": spec, "paused": bool}]
+    schedules: str = "[]"  # JSON: [{"id": int, "expression": str, "paused": bool}]
 
     @property
     def key(self) -> str:

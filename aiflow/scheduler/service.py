@@ -199,8 +199,10 @@ class Scheduler:
     def _parsed_definition(self, wid: WorkflowId, definition: WorkflowDefinition) -> _Parsed:
         key = (wid, definition.triggers, definition.schedules)
         if key not in self._parsed:
-            triggers = [(t["id"], condition_from_spec(t["condition"])) for t in json.loads(definition.triggers)]
-            schedules = [(sc["id"], parse_expression(sc["expression"])) for sc in json.loads(definition.schedules)]
+            triggers = [(t["id"], condition_from_spec(t["condition"])) for t in json.loads(definition.triggers)
+                        if not t.get("paused")]
+            schedules = [(sc["id"], parse_expression(sc["expression"])) for sc in json.loads(definition.schedules)
+                         if not sc.get("paused")]
             self._parsed[key] = (triggers, schedules)
         return self._parsed[key]
 
@@ -212,7 +214,7 @@ class Scheduler:
 
     def _triggers(self, wid: WorkflowId, event: Event, source: str, partition: int, now: float) -> None:
         definition = self.definitions.definitions.get(wid)
-        if definition is None or not definition.enabled or definition.triggers == "[]":
+        if definition is None or not definition.enabled:
             return
         triggers, _ = self._parsed_definition(wid, definition)
         ws = self.workflow_states.setdefault(wid, core.WorkflowState(*wid))
@@ -224,7 +226,7 @@ class Scheduler:
 
     def _schedules(self, now: float) -> None:
         for wid, definition in list(self.definitions.definitions.items()):
-            if not definition.enabled or definition.schedules == "[]":
+            if not definition.enabled:
                 continue
             partition = self._partition_of(wid)
             if partition not in self.assigned:
@@ -243,7 +245,7 @@ class Scheduler:
         for wid, ws in self.workflow_states.items():
             if any(t <= now for t in ws.schedule_next.values()) and self._partition_of(wid) in self.assigned:
                 return True
-        return any(d.enabled and d.schedules != "[]" and wid not in self.workflow_states
+        return any(d.enabled and wid not in self.workflow_states and self._parsed_definition(wid, d)[1]
                    and self._partition_of(wid) in self.assigned for wid, d in self.definitions.definitions.items())
 
     # -- outputs ------------------------------------------------------------------------------

@@ -162,3 +162,45 @@ def test_an_unreadable_inbox_record_goes_to_the_dead_letter_topic_and_the_schedu
     assert [m.value() for m in dead] == [b"\x00garbage"]
     assert "no C3 01 marker" in dict(m for m in dead[0].headers())["aiflow.dlq.reason"].decode()
 
+
+
+def test_db_rebuild_replays_the_topics_into_the_same_rows(system: System, tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from aiflow import SingleEventCondition, WorkflowRule
+    from aiflow.config import Config
+    from aiflow.store.db import Store
+    from aiflow.store.models import ExecutionRow, ScheduleRow, TaskExecutionRow, TriggerRow, WorkflowRow
+    from aiflow.store.rebuild import rebuild
+
+    system.upload(CHAIN)
+    execution_id = ops.start_workflow_execution("chain", config=system.config)
+    with EventClient(system.config) as client:
+        client.send_event("go")
+    system.wait_for(lambda: system.status(execution_id) == "SUCCESS", what="the execution to succeed")
+    trigger = ops.add_workflow_trigger(WorkflowRule(SingleEventCondition("never")), "chain", config=system.config)
+    ops.pause_workflow_trigger(trigger.id, config=system.config)
+    ops.add_workflow_schedule("cron@0 0 1 1 *", "chain", config=system.config)
+    time.sleep(1.0)
+
+    def rows(config: Config) -> dict[str, list[tuple[object, ...]]]:
+        with Store(config).session() as s:
+            return {
+                "executions": [(r.id, r.status, r.run_type, r.snapshot_version, r.cause)
+                               for r in s.scalars(select(ExecutionRow).order_by(ExecutionRow.id))],
+                "tries": [(r.id, r.status, r.cause, r.message, r.worker, r.begin_date, r.end_date)
+                          for r in s.scalars(select(TaskExecutionRow).order_by(TaskExecutionRow.id))],
+                "workflows": [(r.namespace, r.name, r.is_enabled, r.latest_version, r.definition)
+                              for r in s.scalars(select(WorkflowRow))],
+                "triggers": [(r.id, r.definition, r.is_paused) for r in s.scalars(select(TriggerRow))],
+                "schedules": [(r.id, r.expression, r.is_paused) for r in s.scalars(select(ScheduleRow))],
+            }
+
+    original = rows(system.config)
+    assert len(original["tries"]) == 3 and original["triggers"][0][2] is True
+    empty = Config.load(home=system.config.home, environ={
+        "AIFLOW_KAFKA_BOOTSTRAP": system.config.bootstrap, "AIFLOW_TOPIC_PREFIX": system.config.topic_prefix,
+        "AIFLOW_DB_URI": f"sqlite:///{tmp_path}/rebuilt.db"})
+    report = rebuild(empty)
+    assert (report.workflows, report.executions) == (1, 1)
+    assert rows(empty) == original
