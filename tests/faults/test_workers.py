@@ -1,0 +1,119 @@
+"""Workers as separate processes: sharing a stream of tries, and one of them SIGKILLed mid-task."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+from aiflow import ops
+from aiflow.kafka import topics
+from tests.conftest import make_config
+
+TASKS, EXECUTIONS = 25, 8  # 200 tries; benchmarks/ runs larger streams
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "aiflow.cli", *args], env=env, stdout=out, stderr=out,
+                                start_new_session=True)
+
+
+def environment(tmp_path: Path, bootstrap: str, **extra: str) -> tuple[dict[str, str], str]:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIFLOW_")},
+           "AIFLOW_HOME": str(tmp_path / "home"), "AIFLOW_KAFKA_BOOTSTRAP": bootstrap, "AIFLOW_TOPIC_PREFIX": prefix,
+           "AIFLOW_KAFKA_SESSION_TIMEOUT_MS": "3000", "AIFLOW_KAFKA_TRANSACTION_TIMEOUT_MS": "5000", **extra}
+    return env, prefix
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_two_workers_share_a_stream_and_every_try_runs_exactly_once(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env, prefix = environment(tmp_path, kafka_bootstrap)
+    config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_TOPIC_PREFIX=prefix)
+    topics.create_topics(config)
+    flow = tmp_path / "many.py"
+    flow.write_text("from aiflow import Workflow, BashOperator\n"
+                    "with Workflow(name='many'):\n"
+                    f"    for i in range({TASKS}):\n"
+                    "        BashOperator(name=f't{i}', bash_command=f'echo $AIFLOW_EXECUTION_ID t{i} "
+                    f"$AIFLOW_TRY_NUMBER >> {tmp_path}/ran.txt')\n")
+    ops.upload_workflows(flow, config=config)
+    processes = [start(["scheduler", "start"], env, tmp_path / "scheduler.log"),
+                 start(["worker", "start", "--slots", "3"], env, tmp_path / "worker-a.log"),
+                 start(["worker", "start", "--slots", "3"], env, tmp_path / "worker-b.log")]
+    try:
+        executions = [ops.start_workflow_execution("many", config=config, wait=60) for _ in range(EXECUTIONS)]
+        deadline = time.monotonic() + 600
+        while not all(ops.get_workflow_execution(e, config=config).status == "SUCCESS"  # type: ignore[union-attr]
+                      for e in executions):
+            assert time.monotonic() < deadline, "the stream did not finish"
+            time.sleep(1)
+        ran = Counter((tmp_path / "ran.txt").read_text().splitlines())
+        expected = Counter({f"{e} t{i} 1": 1 for e in executions for i in range(TASKS)})
+        assert ran == expected, f"{ran - expected} extra, {expected - ran} missing"
+        workers = {t.worker for e in executions for t in ops.list_task_executions(e, config=config)}
+        assert len(workers) == 2  # both workers took a share
+    finally:
+        stop_all(processes)
+
+
+LONG = """
+from aiflow import Workflow, BashOperator
+
+with Workflow(name="long"):
+    BashOperator(name="long", bash_command="echo $AIFLOW_TRY_NUMBER >> ../tries.txt; sleep 1000", max_retries=1)
+"""
+
+
+def test_a_sigkilled_workers_try_fails_by_heartbeat_and_another_worker_retries_it(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    env, prefix = environment(tmp_path, kafka_bootstrap, AIFLOW_HEARTBEAT_TIMEOUT="5",
+                              AIFLOW_WORKER_HEARTBEAT_INTERVAL="1", AIFLOW_WORKER_STOP_GRACE="2")
+    config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_TOPIC_PREFIX=prefix)
+    topics.create_topics(config)
+    flow = tmp_path / "long.py"
+    flow.write_text(LONG)
+    ops.upload_workflows(flow, config=config)
+    scheduler = start(["scheduler", "start"], env, tmp_path / "scheduler.log")
+    first = start(["worker", "start", "--slots", "1"], env, tmp_path / "worker-1.log")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        execution_id = ops.start_workflow_execution("long", config=config, wait=60)
+        deadline = time.monotonic() + 60
+        while ops.get_task_execution(execution_id, "long", config=config).status != "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        second = start(["worker", "start", "--slots", "1"], env, tmp_path / "worker-2.log")
+        time.sleep(4)  # let the second worker join the group before the first dies
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        deadline = time.monotonic() + 60
+        while [t.status for t in ops.list_task_executions(execution_id, config=config)] != ["FAILED", "RUNNING"]:
+            assert time.monotonic() < deadline, ops.list_task_executions(execution_id, config=config)
+            time.sleep(0.2)
+        failed, retry = ops.list_task_executions(execution_id, config=config)
+        assert "no heartbeat for 5 s" in failed.message
+        assert retry.cause == "retry 1 of 1 after try 1 failed" and retry.worker != failed.worker
+        ops.stop_workflow_execution(execution_id, config=config)
+        deadline = time.monotonic() + 30
+        while ops.get_task_execution(execution_id, "long", config=config).status != "STOPPED":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        stop_all([p for p in (scheduler, first, second) if p is not None])
