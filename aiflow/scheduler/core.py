@@ -227,11 +227,17 @@ class _Run:
         `what` describes the input in the tries' causes (default: the event key and its source)."""
         what = what or f"event {event.key!r}{f' at {source}' if source else ''}"
         context: Context = _Context(self.ex)
+        # A condition shared by several rules is evaluated once per event, so a stateful one counts
+        # each event once.
+        results: dict[int, bool] = {}
         for task, rules in self.wf.rules.items():
             for index, rule in enumerate(rules, start=1):
                 if (event.namespace, event.key) not in rule.condition.subscriptions(self.wf.namespace):
                     continue
-                if self._fires(rule, event, context, task):
+                key = id(rule.condition)
+                if key not in results:
+                    results[key] = self._fires(rule, event, context, task)
+                if results[key]:
                     self.act(task, rule.action, f"rule {index} of {task} ({rule.action.value}) on {what}")
                     break
             if self.ex.finished:

@@ -335,3 +335,17 @@ def test_triggers_fire_on_their_keys_with_state_of_their_own() -> None:
     assert core.on_trigger_event(ws, triggers, event("a", namespace="other"), T0) == []
     assert core.on_trigger_event(ws, [(1, SingleEventCondition("a"))], event("a"), T0) == [1]
     assert set(ws.trigger_states) == {"1"}  # the removed trigger's state is dropped
+
+
+def test_a_condition_shared_by_several_rules_counts_each_event_once() -> None:
+    with Workflow(name="w") as wf:
+        reached = SumReaches10()
+        for name in ("a", "b"):
+            Operator(name).action_on_condition(TaskAction.STOP, reached)
+    ex, _ = start(wf)
+    report(ex, wf, "a", "RUNNING")
+    report(ex, wf, "b", "RUNNING")
+    assert core.on_event(ex, wf, Event(key="n", value="6"), "", T0) == []
+    assert ex.states == {"sum": 6}  # not 12
+    out = core.on_event(ex, wf, Event(key="n", value="4"), "", T0)
+    assert sorted(stops(out)) == [("a", 1, "stop", False), ("b", 1, "stop", False)]
