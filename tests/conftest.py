@@ -26,6 +26,9 @@ from aiflow.kafka import topics
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Fault tests run the acceptance scale (1,000 tries, 500 tasks) in CI or with AIFLOW_FULL_SCALE=1,
+# and a smaller stream of the same shape otherwise, to keep the local suite quick.
+FULL_SCALE = IN_CI or os.environ.get("AIFLOW_FULL_SCALE", "") == "1"
 
 
 def free_port() -> int:

@@ -82,7 +82,7 @@ class Worker:
         self.running: dict[TryKey, Running] = {}
         self.stopped_before_start: dict[tuple[str, str | None, int | None], float] = {}
         self.loop = TransactionalLoop(config, "worker", topics.name(config, topics.TASKS),
-                                      f"{config.topic_prefix}-worker")
+                                      f"{config.topic_prefix}-worker", on_assign=self._assigned)
         self.control = clients.consumer(config, role="worker-control")
         control_topic = topics.name(config, topics.CONTROL)
         end = self.control.get_watermark_offsets(TopicPartition(control_topic, 0), timeout=10)[1]
@@ -99,6 +99,11 @@ class Worker:
             command["try_number"], status, message[-4000:], self.name, pid))
 
     # -- starting ------------------------------------------------------------------------------
+    def _assigned(self, partitions: list[TopicPartition]) -> None:
+        if len(self.running) >= self.slots:  # full: new partitions start paused too
+            self.loop.consumer.pause(partitions)
+            self.paused = True
+
     def _take_commands(self) -> None:
         free = self.slots - len(self.running)
         assignment = self.loop.consumer.assignment()
@@ -106,6 +111,12 @@ class Worker:
             if assignment and not self.paused:
                 self.loop.consumer.pause(assignment)
                 self.paused = True
+            # Keep polling with the partitions paused: it returns nothing, but serves rebalances and
+            # keeps this member inside max.poll.interval.ms, so other workers can take partitions.
+            for msg in self.loop.poll(max_records=1, timeout=0.05):
+                log.error("worker: got a command while paused (%s/%s); it will be taken again",
+                          msg.partition(), msg.offset())
+                self.loop.abort()
             return
         if self.paused and assignment:
             self.loop.consumer.resume(assignment)

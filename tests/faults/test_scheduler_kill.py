@@ -18,11 +18,11 @@ from pathlib import Path
 
 from aiflow import EventClient, ops
 from aiflow.kafka import topics
-from tests.conftest import make_config
+from tests.conftest import FULL_SCALE, make_config
 
 TASKS = 10
-EXECUTIONS = 4
-ROUNDS = 3
+EXECUTIONS = 20 if FULL_SCALE else 4
+ROUNDS = 5 if FULL_SCALE else 3  # full scale: 20 x 10 x 5 = 1,000 tries
 
 WORKFLOW = f"""
 from aiflow import Workflow, BashOperator, TaskAction
@@ -54,7 +54,8 @@ def test_scheduler_sigkill_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_p
     ops.upload_workflows(flow, config=config)
     logs = tmp_path / "logs"
     logs.mkdir()
-    worker = start(["worker", "start", "--slots", "12"], env, logs / "worker.log")
+    # Every execution holds a never-ending `keepalive` (so it runs on between rounds): room for them and the tries.
+    worker = start(["worker", "start", "--slots", str(EXECUTIONS + 8)], env, logs / "worker.log")
     scheduler = start(["scheduler", "start"], env, logs / "scheduler-0.log")
     try:
         executions = [ops.start_workflow_execution("counted", config=config, wait=60) for _ in range(EXECUTIONS)]
@@ -75,7 +76,7 @@ def test_scheduler_sigkill_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_p
                         kills += 1
                         scheduler = start(["scheduler", "start"], env, logs / f"scheduler-{kills}.log")
                 # Let every try of this round end, so the next round's START is not a no-op on a live try.
-                deadline = time.monotonic() + 120
+                deadline = time.monotonic() + 600
                 while _lines(tmp_path, executions) < EXECUTIONS * TASKS * (round_number + 1):
                     assert time.monotonic() < deadline, f"round {round_number}: {_lines(tmp_path, executions)} tries"
                     time.sleep(0.5)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from aiflow import ops
 from aiflow.kafka import topics
-from tests.conftest import make_config
+from tests.conftest import FULL_SCALE, make_config
 
-TASKS, EXECUTIONS = 25, 8  # 200 tries; benchmarks/ runs larger streams
+TASKS, EXECUTIONS = (25, 20) if FULL_SCALE else (25, 8)  # 500 tries at full scale, 200 otherwise
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -117,3 +117,59 @@ def test_a_sigkilled_workers_try_fails_by_heartbeat_and_another_worker_retries_i
             time.sleep(0.2)
     finally:
         stop_all([p for p in (scheduler, first, second) if p is not None])
+
+
+TWO_LONG = """
+from aiflow import Workflow, BashOperator
+
+with Workflow(name="two_long"):
+    BashOperator(name="first", bash_command="sleep 1000", max_retries=1)
+    BashOperator(name="second", bash_command="sleep 1000", max_retries=1)
+"""
+
+
+def test_a_full_worker_leaves_commands_in_kafka_and_a_stopped_worker_hands_its_tries_back(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    env, prefix = environment(tmp_path, kafka_bootstrap, AIFLOW_WORKER_STOP_GRACE="2")
+    config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_TOPIC_PREFIX=prefix)
+    topics.create_topics(config)
+    flow = tmp_path / "two_long.py"
+    flow.write_text(TWO_LONG)
+    ops.upload_workflows(flow, config=config)
+    scheduler = start(["scheduler", "start"], env, tmp_path / "scheduler.log")
+    busy = start(["worker", "start", "--slots", "1"], env, tmp_path / "worker-1.log")
+    spare: subprocess.Popen[bytes] | None = None
+
+    def statuses() -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for t in ops.list_task_executions(execution_id, config=config):
+            found.setdefault(t.task, []).append(t.status)
+        return found
+
+    try:
+        execution_id = ops.start_workflow_execution("two_long", config=config, wait=60)
+        deadline = time.monotonic() + 60
+        while sorted(s[-1] for s in statuses().values()) != ["QUEUED", "RUNNING"]:
+            assert time.monotonic() < deadline, statuses()
+            time.sleep(0.2)
+        time.sleep(3)
+        assert sorted(s[-1] for s in statuses().values()) == ["QUEUED", "RUNNING"]  # one slot: one try
+        spare = start(["worker", "start", "--slots", "1"], env, tmp_path / "worker-2.log")
+        deadline = time.monotonic() + 60
+        while [s[-1] for s in statuses().values()] != ["RUNNING", "RUNNING"]:
+            assert time.monotonic() < deadline, statuses()
+            time.sleep(0.2)
+        running = {t.task: t.worker for t in ops.list_task_executions(execution_id, config=config)}
+        assert len(set(running.values())) == 2  # the queued command waited in Kafka for the spare worker
+
+        busy.send_signal(signal.SIGTERM)  # a graceful shutdown: its try is handed back as FAILED
+        assert busy.wait(timeout=60) == 0
+        deadline = time.monotonic() + 60
+        while not any(s[:1] == ["FAILED"] for s in statuses().values()):
+            assert time.monotonic() < deadline, statuses()
+            time.sleep(0.2)
+        [handed_back] = [t for t in ops.list_task_executions(execution_id, config=config) if t.status == "FAILED"]
+        assert "shut down while it ran" in handed_back.message
+        ops.stop_workflow_execution(execution_id, config=config)
+    finally:
+        stop_all([p for p in (scheduler, busy, spare) if p is not None])
