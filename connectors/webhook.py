@@ -1,0 +1,108 @@
+"""The webhook receiver: `POST /events` turns an HTTP request into an event.
+
+- `POST /events` with `{"key": ..., "value": ..., "namespace": ...}` (value and namespace optional).
+- `POST /events/raw` with any JSON body, mapped like the Kafka bridge does (a `Mapping`).
+- `Authorization: Bearer <token>` is required when a token is configured; without one the receiver
+  refuses to listen on anything but loopback.
+- It answers 200 with the stored event only once the event is durable; 400 with a reason for bad
+  input, 401 without the right token, 404 for other paths. It listens on 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiflow.config import Config
+from aiflow.errors import AIFlowError
+from aiflow.events import EventClient
+from connectors.mapping import Mapping, MappingError
+
+log = logging.getLogger(__name__)
+MAX_BODY = 1 << 20
+
+
+class WebhookServer:
+    def __init__(self, config: Config, host: str = "127.0.0.1", port: int = 8787, token: str | None = None,
+                 mapping: Mapping | None = None, namespace: str | None = None) -> None:
+        if not token and host not in ("127.0.0.1", "localhost", "::1"):
+            raise AIFlowError(f"the webhook would accept events from anyone on {host}: set a token (--token or "
+                              "AIFLOW_WEBHOOK_TOKEN), or listen on 127.0.0.1")
+        self.client = EventClient(config, namespace=namespace, sender="webhook")
+        self.token = token
+        self.mapping = mapping
+        handler = self._handler()
+        self.server = ThreadingHTTPServer((host, port), handler)
+        self.port = int(self.server.server_address[1])
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                log.info("webhook: " + format, *args)
+
+            def _answer(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                if self.path not in ("/events", "/events/raw"):
+                    return self._answer(404, {"error": f"no such path {self.path}: POST /events or /events/raw"})
+                if outer.token:
+                    given = self.headers.get("Authorization", "")
+                    if not hmac.compare_digest(given, f"Bearer {outer.token}"):
+                        return self._answer(401, {"error": "missing or wrong bearer token"})
+                length = int(self.headers.get("Content-Length") or 0)
+                if length <= 0 or length > MAX_BODY:
+                    return self._answer(400, {"error": f"a JSON body of 1 byte to {MAX_BODY} bytes is needed"})
+                try:
+                    body = json.loads(self.rfile.read(length))
+                    key, value, namespace = outer.parse(self.path, body)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    return self._answer(400, {"error": "the body is not JSON"})
+                except MappingError as exc:
+                    return self._answer(400, {"error": str(exc)})
+                try:
+                    event = outer.client.send_event(key, value, namespace=namespace)
+                except AIFlowError as exc:
+                    return self._answer(503, {"error": f"the event could not be stored: {exc}"})
+                return self._answer(200, event.to_dict())
+
+        return Handler
+
+    def parse(self, path: str, body: Any) -> tuple[str, str | None, str | None]:
+        if path == "/events/raw":
+            if self.mapping is None:
+                raise MappingError("raw mode needs a mapping (--key-template ...)")
+            mapped = self.mapping.event(body)
+            if mapped is None:
+                raise MappingError("the body is left out by the mapping's filters")
+            return mapped[0], mapped[1], self.mapping.namespace
+        if not isinstance(body, dict):
+            raise MappingError('the body must be an object: {"key": ..., "value": ..., "namespace": ...}')
+        key, value, namespace = body.get("key"), body.get("value"), body.get("namespace")
+        if not isinstance(key, str) or not key:
+            raise MappingError("'key' must be a non-empty string")
+        if value is not None and not isinstance(value, str):
+            value = json.dumps(value, sort_keys=True)
+        if namespace is not None and not isinstance(namespace, str):
+            raise MappingError("'namespace' must be a string")
+        return key, value, namespace
+
+    def serve(self, stop: threading.Event) -> None:
+        thread = threading.Thread(target=self.server.serve_forever, name="aiflow-webhook", daemon=True)
+        thread.start()
+        log.info("webhook: listening on %s:%d", *self.server.server_address[:2])
+        stop.wait()
+        self.server.shutdown()
+        self.server.server_close()
+        self.client.close()

@@ -1,0 +1,146 @@
+"""The connectors against the real broker: bridge restarts, dead letters, webhook auth, folder restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from pathlib import Path
+
+from confluent_kafka.admin import NewTopic
+
+from aiflow.config import Config
+from aiflow.events import EventClient
+from aiflow.kafka import clients, dlq, topics
+from connectors.folder import FolderWatcher
+from connectors.mapping import Mapping
+from connectors.webhook import WebhookServer
+from tests.conftest import free_port
+from tests.integration.events.test_event_client import read_all
+
+
+def make_topic(config: Config, partitions: int = 2) -> str:
+    name = f"orders-{uuid.uuid4().hex[:8]}"
+    admin = clients.admin(config)  # kept alive until the result is in
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result()
+    return name
+
+
+def test_the_bridge_survives_sigkill_without_losing_or_doubling_an_event(kafka_config: Config, tmp_path: Path) -> None:
+    source = make_topic(kafka_config)
+    producer = clients.producer(kafka_config)
+    for i in range(300):
+        status = "paid" if i % 3 else "new"
+        producer.produce(source, key=str(i).encode(), value=json.dumps({"id": i, "status": status}).encode())
+    producer.produce(source, key=b"bad", value=b"{oops")
+    producer.flush(10)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIFLOW_")}, "AIFLOW_HOME": str(tmp_path),
+           "AIFLOW_KAFKA_BOOTSTRAP": kafka_config.bootstrap, "AIFLOW_TOPIC_PREFIX": kafka_config.topic_prefix,
+           "AIFLOW_KAFKA_SESSION_TIMEOUT_MS": "3000", "AIFLOW_KAFKA_TRANSACTION_TIMEOUT_MS": "5000"}
+    args = [sys.executable, "-m", "aiflow.cli", "connector", "run", "kafka-topic", "--topic", source,
+            "--key", "orders.{status}", "--value-field", "id", "--name", "orders"]
+    log = open(tmp_path / "bridge.log", "ab")  # noqa: SIM115
+    first = subprocess.Popen(args, env=env, stdout=log, stderr=log, start_new_session=True)
+    with EventClient(kafka_config) as client:
+        deadline = time.monotonic() + 60
+        while len(client.list_events()) < 20:
+            assert time.monotonic() < deadline, (tmp_path / "bridge.log").read_text()
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        second = subprocess.Popen(args, env=env, stdout=log, stderr=log, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 90
+            while len(client.list_events()) < 300:
+                assert time.monotonic() < deadline, len(client.list_events())
+                time.sleep(0.2)
+            time.sleep(1.0)
+            events = client.list_events()
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(timeout=60)
+    assert Counter(e.value for e in events) == Counter(str(i) for i in range(300))  # each record exactly once
+    assert {e.key for e in events} == {"orders.paid", "orders.new"}
+    dead = read_all(kafka_config, topics.DLQ)
+    assert [m.value() for m in dead] == [b"{oops"]
+    assert "not JSON" in dict(dead[0].headers())[dlq.REASON].decode()
+
+
+def post(url: str, body: object, token: str | None = None) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {token}"} if token else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_the_webhook_needs_its_token_and_answers_once_the_event_is_stored(kafka_config: Config) -> None:
+    server = WebhookServer(kafka_config, port=free_port(), token="s3cret",
+                           mapping=Mapping(key="github.{action}", value="number"))
+    stop = threading.Event()
+    thread = threading.Thread(target=server.serve, args=(stop,), daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        assert post(f"{url}/events", {"key": "deploy"})[0] == 401
+        assert post(f"{url}/events", {"key": "deploy"}, token="wrong")[0] == 401
+        status, body = post(f"{url}/events", {"key": "deploy", "value": "v1.2", "namespace": "ops"}, token="s3cret")
+        assert status == 200 and body["key"] == "deploy" and body["offset"] is not None
+        assert post(f"{url}/events", {"value": "no key"}, token="s3cret") == (400, {"error": "'key' must be a "
+                                                                                              "non-empty string"})
+        raw = post(f"{url}/events/raw", {"action": "opened", "number": 42}, token="s3cret")
+        assert raw[0] == 200 and raw[1]["key"] == "github.opened"
+        status, body = post(f"{url}/events/raw", {"number": 42}, token="s3cret")
+        assert status == 400 and "no field 'action'" in str(body["error"])
+        assert post(f"{url}/other", {}, token="s3cret")[0] == 404
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    with EventClient(kafka_config, namespace="ops") as client:
+        [stored] = client.list_events(key="deploy")
+    assert stored.value == "v1.2" and stored.sender == "webhook"
+    with EventClient(kafka_config) as client:
+        assert [e.value for e in client.list_events(key="github.opened")] == ["42"]
+
+
+def test_the_webhook_refuses_to_listen_openly_without_a_token(kafka_config: Config) -> None:
+    import pytest
+
+    from aiflow.errors import AIFlowError
+
+    with pytest.raises(AIFlowError, match="set a token"):
+        WebhookServer(kafka_config, host="0.0.0.0", port=free_port())
+
+
+def test_the_folder_watcher_announces_complete_files_once_across_restarts(kafka_config: Config,
+                                                                          tmp_path: Path) -> None:
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    (folder / "a.csv").write_text("1,2\n")
+    (folder / "b.csv.part").write_text("half")
+    (folder / "notes.txt").write_text("ignored by the pattern")
+    watcher = FolderWatcher(kafka_config, folder, "file_landed", "*.csv", name="landing")
+    assert watcher.scan() == []  # first sight: not yet known to be complete
+    assert watcher.scan() == [str(folder / "a.csv")]
+    assert watcher.scan() == []
+    watcher.client.close()
+
+    (folder / "c.csv").write_text("3,4\n")
+    restarted = FolderWatcher(kafka_config, folder, "file_landed", "*.csv", name="landing")
+    restarted.scan()
+    assert restarted.scan() == [str(folder / "c.csv")]  # a.csv is remembered
+    restarted.client.close()
+    with EventClient(kafka_config) as client:
+        assert [e.value for e in client.list_events(key="file_landed")] == [str(folder / "a.csv"),
+                                                                           str(folder / "c.csv")]
