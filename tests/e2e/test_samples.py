@@ -66,3 +66,8 @@ def test_every_sample_has_an_end_to_end_test() -> None:
     tested = {name.removeprefix("test_") for name in globals() if name.startswith("test_")}
     assert folders <= tested | {"online_machine_learning"}, folders - tested
     assert Path(REPO / "samples" / "online_machine_learning" / "online_ml_workflow.py").exists()
+
+
+def test_orders_bridge(env: dict[str, str]) -> None:
+    out = sample(env, "orders_bridge")
+    assert "ship ran: SUCCESS, cause: rule 1 of ship (START) on event 'orders.paid'" in out
