@@ -209,7 +209,7 @@ class EventClient:
             while True:
                 if stop is not None and stop.is_set():
                     return
-                msgs = consumer.consume(500, timeout=0.2)
+                msgs = clients.take(consumer, 500, 0.2)
                 for msg in msgs:
                     error = msg.error()
                     if error is not None:
@@ -292,7 +292,7 @@ class _Listener:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                msgs = self.consumer.consume(500, timeout=0.2)
+                msgs = clients.take(self.consumer, 500, 0.2)
                 batch: list[Event] = []
                 for msg in msgs:
                     error = msg.error()

@@ -12,7 +12,7 @@ import logging
 import socket
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from aiflow.config import Config
@@ -90,3 +90,17 @@ def check_reachable(config: Config, timeout: float = 5.0) -> None:
         hint = ("start one with `aiflow broker start --daemon`" if config.uses_local_broker
                 else "check AIFLOW_KAFKA_BOOTSTRAP and kafka.properties")
         raise KafkaUnavailable(f"Kafka at {config.bootstrap} does not answer ({exc.args[0]}): {hint}") from None
+
+
+def take(consumer: Consumer, max_records: int, timeout: float) -> list[Message]:
+    """Wait up to `timeout` for one record, then take what else is already there (up to `max_records`).
+
+    Latency: `Consumer.consume(n, timeout)` waits for the whole timeout unless n records arrive, so a
+    lone record would sit for up to `timeout` at every stage of the pipeline. This returns it at once.
+    """
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    if max_records <= 1:
+        return [first]
+    return [first, *consumer.consume(max_records - 1, timeout=0)]

@@ -57,7 +57,7 @@ class TransactionalLoop:
             self._on_revoke(partitions)
 
     def poll(self, max_records: int = 500, timeout: float = 0.05) -> list[Message]:
-        msgs = self.consumer.consume(max_records, timeout=timeout)
+        msgs = clients.take(self.consumer, max_records, timeout)
         good = []
         for msg in msgs:
             error = msg.error()

@@ -94,7 +94,7 @@ class Projector:
                     apply_execution(s, body)
 
     def step(self) -> int:
-        msgs = [m for m in self.consumer.consume(500, timeout=0.2)
+        msgs = [m for m in clients.take(self.consumer, 500, 0.2)
                 if m.error() is None or m.error().code() != KafkaError._PARTITION_EOF]  # type: ignore[union-attr]
         good = [m for m in msgs if m.error() is None]
         if good:

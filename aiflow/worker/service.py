@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import DEVNULL, STDOUT, Popen
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaException, TopicPartition
 
@@ -34,16 +34,23 @@ from aiflow.kafka import clients, messages, topics
 from aiflow.kafka.transactions import TransactionalLoop, abortable, fatal
 from aiflow.store.snapshots import fetch
 from aiflow.worker.runner import STOPPED_EXIT_CODE
+from aiflow.worker.zygote import ForkServer
 
 log = logging.getLogger(__name__)
 
 TryKey = tuple[str, str, int]  # execution, task, try
 
 
+class TaskProcess(Protocol):
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+
 @dataclass
 class Running:
     command: dict[str, Any]
-    process: Popen[bytes]
+    process: TaskProcess
     log_file: Path
     started: float
     stop_reason: str = ""
@@ -72,7 +79,7 @@ def _tail(path: Path, lines: int = 8) -> str:
 
 class Worker:
     def __init__(self, config: Config, slots: int = 4, name: str | None = None, heartbeat_interval: float = 5.0,
-                 stop_grace: float = 10.0) -> None:
+                 stop_grace: float = 10.0, fork_server: bool = True) -> None:
         self.config = config
         self.slots = max(1, slots)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
@@ -90,6 +97,23 @@ class Worker:
         self.control.assign([TopicPartition(control_topic, 0, max(0, end - 1000))])
         self.paused = False
         self._last_heartbeat = 0.0
+        # Tries start as forks of a process that has imported the task runner already (zygote.py);
+        # without it (or if it dies) each try is a new Python process.
+        self.forks = ForkServer(self._task_env()) if fork_server else None
+
+    def _task_env(self) -> dict[str, str]:
+        return {**os.environ, "AIFLOW_HOME": str(self.config.home), "AIFLOW_KAFKA_BOOTSTRAP": self.config.bootstrap,
+                "AIFLOW_TOPIC_PREFIX": self.config.topic_prefix, "PYTHONUNBUFFERED": "1"}
+
+    def _start_process(self, argv: list[str], env: dict[str, str], cwd: Path, log_file: Path) -> TaskProcess:
+        if self.forks is not None and self.forks.alive():
+            try:
+                return self.forks.spawn(argv, env, str(cwd), str(log_file))
+            except OSError as exc:
+                log.warning("worker: fork server failed (%s); starting a new process instead", exc)
+        with open(log_file, "ab") as out:
+            return Popen([sys.executable, "-m", "aiflow.worker.runner", *argv], cwd=cwd, env=env, stdout=out,
+                         stderr=STDOUT, stdin=DEVNULL, start_new_session=True)
 
     # -- reports -------------------------------------------------------------------------------
     def _report(self, command: dict[str, Any], status: str | None, message: str = "",
@@ -113,7 +137,7 @@ class Worker:
                 self.paused = True
             # Keep polling with the partitions paused: it returns nothing, but serves rebalances and
             # keeps this member inside max.poll.interval.ms, so other workers can take partitions.
-            for msg in self.loop.poll(max_records=1, timeout=0.05):
+            for msg in self.loop.poll(max_records=1, timeout=0.005):
                 log.error("worker: got a command while paused (%s/%s); it will be taken again",
                           msg.partition(), msg.offset())
                 self.loop.abort()
@@ -121,7 +145,8 @@ class Worker:
         if self.paused and assignment:
             self.loop.consumer.resume(assignment)
             self.paused = False
-        msgs = self.loop.poll(max_records=free, timeout=0.05)
+        # While tries run, wake often to notice the ones that end; idle, wait longer for commands.
+        msgs = self.loop.poll(max_records=free, timeout=0.005 if self.running else 0.05)
         if not msgs:
             return
         commands = []
@@ -157,13 +182,9 @@ class Worker:
             workflow_file = folder / command["workflow_file"]
             context = TaskContext(command["namespace"], command["workflow"], command["execution_id"],
                                   command["task"], command["try_number"])
-            env = {**os.environ, **context.to_env(), "AIFLOW_HOME": str(home),
-                   "AIFLOW_KAFKA_BOOTSTRAP": self.config.bootstrap, "AIFLOW_TOPIC_PREFIX": self.config.topic_prefix,
-                   "PYTHONUNBUFFERED": "1"}
-            with open(log_file, "ab") as out:
-                process = Popen([sys.executable, "-m", "aiflow.worker.runner", str(workflow_file),
-                                 command["workflow"], command["task"]], cwd=workflow_file.parent, env=env,
-                                stdout=out, stderr=STDOUT, stdin=DEVNULL, start_new_session=True)
+            env = {**self._task_env(), **context.to_env()}
+            process = self._start_process([str(workflow_file), command["workflow"], command["task"]], env,
+                                          workflow_file.parent, log_file)
         except Exception as exc:
             log.exception("worker: could not start %s", key)
             with open(log_file, "a") as out:
@@ -259,8 +280,6 @@ class Worker:
         self._reap()
         self._take_commands()
         self._heartbeat()
-        if len(self.running) >= self.slots:
-            time.sleep(0.05)
 
     def run(self, stop: threading.Event) -> None:
         log.info("worker %s: started with %d slots", self.name, self.slots)
@@ -293,6 +312,8 @@ class Worker:
         except KafkaException as exc:
             log.error("worker: could not report the stopped tries: %s", exc)
         self.running.clear()
+        if self.forks is not None:
+            self.forks.close()
         self.control.close()
         self.loop.close()
         log.info("worker %s: stopped", self.name)
