@@ -29,9 +29,10 @@ from pathlib import Path
 
 from aiflow import EventClient, ops
 from aiflow.config import Config
-from aiflow.kafka import topics
+from aiflow.events.codec import WORKFLOW_DEFINITION, default_codec
+from aiflow.kafka import clients, topics
 from aiflow.kafka.local_broker import LocalBroker
-from aiflow.kafka.workflows import WorkflowDefinition, publish
+from aiflow.kafka.workflows import WorkflowDefinition
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -245,8 +246,7 @@ def routing(lab: Lab, quick: bool) -> Result:
     n_events = 20_000 if quick else 100_000
     for workflows in (100, 10_000):
         config = lab.config()
-        for i in range(workflows):
-            publish_definition(config, i)
+        publish_definitions(config, workflows)
         producer_client = EventClient(config)
         keys = [f"key-{i % workflows}" for i in range(n_events)]
         for chunk in range(0, n_events, 5000):
@@ -272,10 +272,17 @@ def routing(lab: Lab, quick: bool) -> Result:
                   {"rate_100_workflows": rates[100], "rate_10000_workflows": rates[10_000]})
 
 
-def publish_definition(config: Config, i: int) -> None:
-    publish(config, WorkflowDefinition(namespace="default", workflow=f"w{i}", version=1, snapshot_uri="file:///none",
-                                       snapshot_sha256="0" * 64, workflow_file="w.py",
-                                       rule_keys=[("default", f"key-{i}")]))
+def publish_definitions(config: Config, count: int) -> None:
+    """`count` workflow definitions, each listening to its own key, in one batch of records."""
+    producer = clients.producer(config, role="bench")
+    for i in range(count):
+        definition = WorkflowDefinition(namespace="default", workflow=f"w{i}", version=1, snapshot_uri="file:///none",
+                                        snapshot_sha256="0" * 64, workflow_file="w.py",
+                                        rule_keys=[("default", f"key-{i}")])
+        producer.produce(topics.name(config, topics.WORKFLOWS), key=definition.key.encode(),
+                         value=default_codec().encode(WORKFLOW_DEFINITION, definition.to_avro()))
+        producer.poll(0)
+    producer.flush(60)
 
 
 def task_throughput(lab: Lab, quick: bool) -> Result:
@@ -371,13 +378,28 @@ with Workflow(name="idle"):
     worker = lab.spawn("worker", "start")
     n = 1000 if quick else 10_000
     ops.start_workflow_execution("idle", config=config, wait=60)
-    for _ in range(n - 1):
-        ops.start_workflow_execution("idle", config=config, wait=0)
-    wait_until(_at_least, 900, "the executions", config, "idle", n)
+    start_many(config, "idle", n - 1)
+    wait_until(_at_least, 1800, "the executions", config, "idle", n)
     rss = {name: _rss(p.pid) for name, p in (("scheduler", scheduler), ("worker", worker))}
     lab.stop_processes()
     return Result(f"scheduler RSS with {n} active executions", "MB", rss["scheduler"], None, None, n, "<= 200",
                   rss["scheduler"] <= 200, memory.__doc__ or "", {"worker_rss_mb": rss["worker"]})
+
+
+def start_many(config: Config, workflow: str, n: int) -> None:
+    """What `ops.start_workflow_execution` sends, n times through one producer (ops opens one per call)."""
+    from aiflow.kafka import messages
+
+    [snapshot] = ops.list_workflow_snapshots(workflow, config=config, limit=1)
+    args = {"snapshot_version": str(snapshot.version), "snapshot_uri": snapshot.uri,
+            "snapshot_sha256": snapshot.sha256, "workflow_file": snapshot.workflow_file, "run_type": "MANUAL",
+            "cause": "benchmark"}
+    producer = clients.producer(config, role="bench")
+    for _ in range(n):
+        messages.produce(producer, config, messages.inbox_command("default", workflow, "START_EXECUTION",
+                                                                  ops.new_execution_id(), args=args))
+        producer.poll(0)
+    producer.flush(120)
 
 
 def _at_least(config: Config, workflow: str, n: int) -> bool:

@@ -12,14 +12,14 @@ import logging
 import threading
 from datetime import datetime, timezone
 
-from confluent_kafka import KafkaException, Message
+from confluent_kafka import Message
 
 from aiflow.config import Config
 from aiflow.events.codec import EVENT, default_codec
 from aiflow.events.model import NAMESPACE_HEADER, Event
 from aiflow.kafka import dlq, messages, topics
 from aiflow.kafka.messages import Record
-from aiflow.kafka.transactions import TransactionalLoop, abortable, fatal
+from aiflow.kafka.transactions import TransactionalLoop
 from connectors.mapping import Mapping, MappingError
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,7 @@ class TopicBridge:
             mapped = self.mapping.event(record, msg.key(), msg.headers() or [])  # type: ignore[arg-type]
         except MappingError as exc:
             self.dead += 1
-            return [Record(topics.DLQ, (msg.key() or b"").decode("utf-8", errors="replace"), msg.value(),
-                           headers=tuple(dlq.headers_for(msg, str(exc), f"bridge-{self.name}")))]
+            return [messages.dead_letter(msg, str(exc), f"bridge-{self.name}")]
         if mapped is None:
             return []
         key, value = mapped
@@ -67,15 +66,7 @@ class TopicBridge:
     def run(self, stop: threading.Event) -> None:
         log.info("bridge %s: started", self.name)
         try:
-            while not stop.is_set():
-                try:
-                    self.step()
-                except KafkaException as exc:
-                    if fatal(exc):
-                        raise
-                    log.warning("bridge %s: transaction failed (%s); aborting", self.name, exc.args[0])
-                    if abortable(exc) or self.loop.in_transaction:
-                        self.loop.abort()
+            self.loop.run_until(stop, self.step)
         finally:
             self.loop.close()
             log.info("bridge %s: stopped after %d events, %d dead letters", self.name, self.bridged, self.dead)

@@ -24,7 +24,7 @@ from aiflow.events.codec import (
     default_codec,
 )
 from aiflow.events.model import Event
-from aiflow.kafka import topics
+from aiflow.kafka import dlq, topics
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,12 @@ def state_record(entity: str, entity_id: str, namespace: str, workflow: str, ver
     value = {"entity": entity, "entity_id": entity_id, "namespace": namespace, "workflow": workflow,
              "version": version, "body": body, "update_time": _now()}
     return Record(topics.STATE, entity_id, default_codec().encode(STATE_RECORD, value), partition)
+
+
+def dead_letter(msg: Message, reason: str, reporter: str) -> Record:
+    """The record as received, for the dead-letter topic, with why, where from and who found it."""
+    return Record(topics.DLQ, (msg.key() or b"").decode("utf-8", errors="replace"), msg.value(),
+                  headers=tuple(dlq.headers_for(msg, reason, reporter)))
 
 
 def produce(producer: Producer, config: Config, record: Record,

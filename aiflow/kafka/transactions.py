@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import uuid
 from collections.abc import Callable
 
@@ -99,6 +100,23 @@ class TransactionalLoop:
                     self.consumer.seek(tp)
                 else:
                     self.consumer.seek(TopicPartition(tp.topic, tp.partition, 0))
+
+    def run_until(self, stop: threading.Event, step: Callable[[], object],
+                  recover: Callable[[bool], None] | None = None) -> None:
+        """Call `step` until `stop` is set. A failed transaction is aborted — by `recover(abortable)` when
+        given, which must also undo in-memory state — and the loop goes on; a fatal error (fenced by a
+        newer instance) ends it."""
+        while not stop.is_set():
+            try:
+                step()
+            except KafkaException as exc:
+                if fatal(exc):
+                    raise
+                log.warning("%s: transaction failed (%s); aborting", self.role, exc.args[0])
+                if recover is not None:
+                    recover(abortable(exc))
+                elif abortable(exc) or self.in_transaction:
+                    self.abort()
 
     def close(self) -> None:
         if self.in_transaction:

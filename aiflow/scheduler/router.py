@@ -15,7 +15,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, Message, TopicPartition
 
 from aiflow.config import Config
 from aiflow.errors import DecodeError
@@ -23,7 +23,7 @@ from aiflow.events.codec import WORKFLOW_DEFINITION, default_codec
 from aiflow.events.records import event_from_record
 from aiflow.kafka import clients, dlq, messages, topics
 from aiflow.kafka.messages import Record
-from aiflow.kafka.transactions import TransactionalLoop, abortable, fatal
+from aiflow.kafka.transactions import TransactionalLoop
 from aiflow.kafka.workflows import WorkflowDefinition
 
 log = logging.getLogger(__name__)
@@ -124,8 +124,7 @@ class Router:
         try:
             event = event_from_record(self.codec, msg)
         except DecodeError as exc:
-            return [Record(topics.DLQ, (msg.key() or b"").decode("utf-8", errors="replace"), msg.value(),
-                           headers=tuple(dlq.headers_for(msg, str(exc), "router")))]
+            return [messages.dead_letter(msg, str(exc), "router")]
         targets = self.rules.lookup(event.namespace, event.key)
         if event.execution_id and event.workflow:
             targets = {t for t in targets if t == (event.namespace, event.workflow)}
@@ -149,15 +148,7 @@ class Router:
         self.definitions.catch_up()
         log.info("router: started with %d workflows indexed", len(self.rules))
         try:
-            while not stop.is_set():
-                try:
-                    self.step()
-                except KafkaException as exc:
-                    if fatal(exc):
-                        raise
-                    log.warning("router: transaction failed (%s); aborting", exc.args[0])
-                    if abortable(exc) or self.loop.in_transaction:
-                        self.loop.abort()
+            self.loop.run_until(stop, self.step)
         finally:
             self.loop.close()
             self.definitions.close()

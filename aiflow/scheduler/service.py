@@ -22,15 +22,16 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from aiflow.config import Config
 from aiflow.errors import AIFlowError, DecodeError
-from aiflow.events.codec import EVENT, INBOX_MESSAGE, STATE_RECORD, default_codec
+from aiflow.events.codec import EVENT, INBOX_MESSAGE, default_codec
 from aiflow.events.model import Event
-from aiflow.kafka import clients, dlq, messages, topics
+from aiflow.kafka import dlq, messages, topics
 from aiflow.kafka.messages import Record
-from aiflow.kafka.transactions import TransactionalLoop, abortable, fatal
+from aiflow.kafka.state import read_state
+from aiflow.kafka.transactions import TransactionalLoop
 from aiflow.kafka.workflows import WorkflowDefinition
 from aiflow.scheduler import core
 from aiflow.scheduler.router import DefinitionFollower, WorkflowId
@@ -66,6 +67,7 @@ class Scheduler:
                                       f"{config.topic_prefix}-scheduler", on_assign=self._restore,
                                       on_revoke=self._forget)
         self._dirty: dict[str, _Owned] = {}
+        self._deadlines: dict[str, float] = {}
         self._pending: list[Record] = []
         self.definitions = DefinitionFollower(config)
         self.workflow_states: dict[WorkflowId, core.WorkflowState] = {}
@@ -77,29 +79,13 @@ class Scheduler:
     def _restore(self, partitions: list[TopicPartition]) -> None:
         """Rebuild the executions of newly assigned partitions from the state topic."""
         wanted = {p.partition for p in partitions}
-        reader = clients.consumer(self.config, role="scheduler-restore", settings={"enable.partition.eof": True})
-        state_topic = topics.name(self.config, topics.STATE)
-        reader.assign([TopicPartition(state_topic, p, 0) for p in wanted])
-        at_end: set[int] = set()
         latest: dict[str, tuple[int, str]] = {}
-        while len(at_end) < len(wanted):
-            for msg in reader.consume(1000, timeout=0.5):
-                error = msg.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        at_end.add(msg.partition() or 0)
-                    continue
-                at_end.discard(msg.partition() or 0)
-                value = msg.value()
-                if value is None:
-                    continue
-                _, record = self.codec.decode(value, expected=STATE_RECORD)
-                if record["entity"] == "EXECUTION":
-                    latest[record["entity_id"]] = (msg.partition() or 0, record["body"])
-                elif record["entity"] == "WORKFLOW":
-                    ws = core.WorkflowState.from_dict(json.loads(record["body"]))
-                    self.workflow_states[(ws.namespace, ws.workflow)] = ws
-        reader.close()
+        for entry in read_state(self.config, wanted).values():
+            if entry.entity == "EXECUTION":
+                latest[entry.entity_id] = (entry.partition, entry.body)
+            elif entry.entity == "WORKFLOW":
+                ws = core.WorkflowState.from_dict(json.loads(entry.body))
+                self.workflow_states[(ws.namespace, ws.workflow)] = ws
         restored = 0
         for execution_id, (partition, body) in latest.items():
             ex = core.Execution.from_dict(json.loads(body))
@@ -107,6 +93,7 @@ class Scheduler:
                 self.finished.add(execution_id)
             else:
                 self.executions[execution_id] = _Owned(ex, partition)
+                self._track(self.executions[execution_id])
                 restored += 1
         self.assigned |= wanted
         log.info("scheduler: restored %d active executions of partitions %s", restored, sorted(wanted))
@@ -115,6 +102,7 @@ class Scheduler:
         gone = {p.partition for p in partitions}
         for execution_id in [e for e, o in self.executions.items() if o.partition in gone]:
             del self.executions[execution_id]
+            self._deadlines.pop(execution_id, None)
         for wid in [w for w in self.workflow_states if self._partition_of(w) in gone]:
             del self.workflow_states[wid]
         self.assigned -= gone
@@ -271,6 +259,17 @@ class Scheduler:
                       execution_id=ex.id, task=out.task, try_number=out.try_number)
         return Record(topics.EVENTS, event.key, self.codec.encode(EVENT, event.to_avro()))
 
+    def _track(self, owned: _Owned) -> None:
+        """Remember when the execution next needs a tick, so finding due ones is a scan of floats."""
+        try:
+            deadline = core.next_deadline(owned.execution, self._workflow_of(owned.execution), self.settings)
+        except AIFlowError:
+            deadline = None
+        if deadline is None:
+            self._deadlines.pop(owned.execution.id, None)
+        else:
+            self._deadlines[owned.execution.id] = deadline
+
     def _flush_state(self) -> None:
         for owned in self._dirty.values():
             ex = owned.execution
@@ -279,7 +278,10 @@ class Scheduler:
                                                        json.dumps(ex.to_dict()), owned.partition))
             if ex.settled:
                 self.executions.pop(ex.id, None)
+                self._deadlines.pop(ex.id, None)
                 self.finished.add(ex.id)
+            else:
+                self._track(owned)
         self._dirty.clear()
         for wid in self._dirty_workflows:
             ws = self.workflow_states.get(wid)
@@ -298,15 +300,8 @@ class Scheduler:
 
     # -- the loop -----------------------------------------------------------------------------
     def _due(self, now: float) -> list[_Owned]:
-        due = []
-        for owned in list(self.executions.values()):
-            try:
-                deadline = core.next_deadline(owned.execution, self._workflow_of(owned.execution), self.settings)
-            except AIFlowError:
-                continue
-            if deadline is not None and deadline <= now:
-                due.append(owned)
-        return due
+        return [self.executions[e] for e, deadline in self._deadlines.items()
+                if deadline <= now and e in self.executions]
 
     def step(self) -> int:
         """One batch: poll, apply, tick timers, produce, commit. Returns the number of inputs."""
@@ -323,7 +318,7 @@ class Scheduler:
                 self._apply(msg)
             except Exception as exc:  # a bad record or a bug on one input must not stop the loop
                 log.exception("scheduler: inbox record %s sent to the dead-letter topic", dlq.source_of(msg))
-                self._pending.append(_dead_letter(msg, f"{type(exc).__name__}: {exc}"))
+                self._pending.append(messages.dead_letter(msg, f"{type(exc).__name__}: {exc}", "scheduler"))
         for owned in due:
             if owned.execution.id in self.executions:
                 self._emit(owned, core.on_tick(owned.execution, self._workflow_of(owned.execution), now,
@@ -339,14 +334,7 @@ class Scheduler:
         self.definitions.catch_up()
         log.info("scheduler: started")
         try:
-            while not stop.is_set():
-                try:
-                    self.step()
-                except KafkaException as exc:
-                    if fatal(exc):
-                        raise
-                    log.warning("scheduler: transaction failed (%s); aborting and restoring", exc.args[0])
-                    self._recover(abortable(exc))
+            self.loop.run_until(stop, self.step, self._recover)
         finally:
             self.loop.close()
             self.definitions.close()
@@ -361,13 +349,10 @@ class Scheduler:
             self.loop.abort()
         assignment = self.loop.consumer.assignment()
         self.executions.clear()
+        self._deadlines.clear()
         self.finished.clear()
         self.workflow_states.clear()
         self.assigned.clear()
         if assignment:
             self._restore(assignment)
 
-
-def _dead_letter(msg: Message, reason: str) -> Record:
-    return Record(topics.DLQ, (msg.key() or b"").decode("utf-8", errors="replace"), msg.value(),
-                  headers=tuple(dlq.headers_for(msg, reason, "scheduler")))

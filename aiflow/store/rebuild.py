@@ -13,13 +13,12 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from confluent_kafka import KafkaError, TopicPartition
 from sqlalchemy import func, select, text
 
 from aiflow.config import Config
 from aiflow.errors import Conflict
-from aiflow.events.codec import STATE_RECORD, default_codec
-from aiflow.kafka import clients, topics
+from aiflow.kafka import topics
+from aiflow.kafka.state import read_state
 from aiflow.scheduler.router import DefinitionFollower
 from aiflow.store.db import Store
 from aiflow.store.models import NamespaceRow, ScheduleRow, SnapshotRow, TriggerRow, WorkflowRow
@@ -69,31 +68,9 @@ def rebuild(config: Config) -> RebuildReport:
 
 
 def _replay_state(config: Config, store: Store) -> int:
-    codec = default_codec()
-    consumer = clients.consumer(config, role="rebuild", settings={"enable.partition.eof": True})
-    topic = topics.name(config, topics.STATE)
-    partitions = topics.partition_count(config, topics.STATE)
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    latest: dict[str, tuple[int, str]] = {}
-    at_end: set[int] = set()
-    while len(at_end) < partitions:
-        for msg in consumer.consume(1000, timeout=0.5):
-            error = msg.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(msg.partition() or 0)
-                continue
-            at_end.discard(msg.partition() or 0)
-            value = msg.value()
-            if value is None:
-                continue
-            _, record = codec.decode(value, expected=STATE_RECORD)
-            if record["entity"] == "EXECUTION":
-                known = latest.get(record["entity_id"])
-                if known is None or record["version"] > known[0]:
-                    latest[record["entity_id"]] = (record["version"], record["body"])
-    consumer.close()
+    entries = [e for e in read_state(config, range(topics.partition_count(config, topics.STATE))).values()
+               if e.entity == "EXECUTION"]
     with store.session() as s:
-        for _, body in latest.values():
-            apply_execution(s, json.loads(body))
-    return len(latest)
+        for entry in entries:
+            apply_execution(s, json.loads(entry.body))
+    return len(entries)

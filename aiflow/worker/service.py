@@ -31,7 +31,7 @@ from aiflow.config import Config
 from aiflow.events.codec import CONTROL_COMMAND, TASK_COMMAND, default_codec
 from aiflow.events.context import TaskContext
 from aiflow.kafka import clients, messages, topics
-from aiflow.kafka.transactions import TransactionalLoop, abortable, fatal
+from aiflow.kafka.transactions import TransactionalLoop
 from aiflow.store.snapshots import fetch
 from aiflow.worker.runner import STOPPED_EXIT_CODE
 from aiflow.worker.zygote import ForkServer
@@ -284,15 +284,7 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         log.info("worker %s: started with %d slots", self.name, self.slots)
         try:
-            while not stop.is_set():
-                try:
-                    self.step()
-                except KafkaException as exc:
-                    if fatal(exc):
-                        raise
-                    log.warning("worker: transaction failed (%s); aborting", exc.args[0])
-                    if abortable(exc) or self.loop.in_transaction:
-                        self.loop.abort()
+            self.loop.run_until(stop, self.step)
         finally:
             self.shutdown()
 
