@@ -69,16 +69,24 @@ def kafka_bootstrap(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
             yield bootstrap
         return
 
+    from aiflow.errors import BrokerError
     from aiflow.kafka.local_broker import LocalBroker
 
-    home = tmp_path_factory.mktemp("broker-home")
-    config = Config.load(home=home, environ={
-        "AIFLOW_BROKER_PORT": str(free_port()),
-        "AIFLOW_BROKER_CONTROLLER_PORT": str(free_port()),
-        "AIFLOW_BROKER_CACHE_DIR": broker_cache_dir(),
-    })
-    broker = LocalBroker(config)
-    broker.start()
+    for attempt in (1, 2):  # free_port() can race with another process: one more try with new ports
+        home = tmp_path_factory.mktemp("broker-home")
+        config = Config.load(home=home, environ={
+            "AIFLOW_BROKER_PORT": str(free_port()),
+            "AIFLOW_BROKER_CONTROLLER_PORT": str(free_port()),
+            "AIFLOW_BROKER_CACHE_DIR": broker_cache_dir(),
+        })
+        broker = LocalBroker(config)
+        try:
+            broker.start()
+            break
+        except BrokerError as exc:
+            if attempt == 2:
+                raise
+            _say(request, f"the local broker did not start ({exc}); trying again")
     _say(request, f"Kafka for the test session: local broker started at {config.bootstrap} "
                   f"(pid {broker.pid()}, log {broker.log_file})")
     try:

@@ -43,9 +43,21 @@ class TransactionalLoop:
         self.consumer: Consumer = clients.consumer(config, role=role, group_id=group)
         self._on_assign = on_assign
         self._on_revoke = on_revoke
-        self.consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked,
-                                on_lost=self._revoked)
+        self.topic = topic
+        self.subscribed = False
+        self.join()
         self.in_transaction = False
+
+    def join(self) -> None:
+        """Take part in the consumer group (partitions are assigned to this member)."""
+        self.consumer.subscribe([self.topic], on_assign=self._assigned, on_revoke=self._revoked,
+                                on_lost=self._revoked)
+        self.subscribed = True
+
+    def leave(self) -> None:
+        """Leave the consumer group: this member's partitions move to the others."""
+        self.consumer.unsubscribe()
+        self.subscribed = False
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: assigned partitions %s", self.role, [p.partition for p in partitions])

@@ -79,7 +79,7 @@ def _tail(path: Path, lines: int = 8) -> str:
 
 class Worker:
     def __init__(self, config: Config, slots: int = 4, name: str | None = None, heartbeat_interval: float = 5.0,
-                 stop_grace: float = 10.0, fork_server: bool = True) -> None:
+                 stop_grace: float = 10.0, fork_server: bool = True, leave_when_full_after: float = 5.0) -> None:
         self.config = config
         self.slots = max(1, slots)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
@@ -97,6 +97,10 @@ class Worker:
         self.control.assign([TopicPartition(control_topic, 0, max(0, end - 1000))])
         self.paused = False
         self._last_heartbeat = 0.0
+        # A worker that stays full (long or never-ending tries) leaves the group, so the commands in
+        # its partitions go to workers with room; it joins again when a slot frees up.
+        self.leave_when_full_after = leave_when_full_after
+        self._full_since: float | None = None
         # Tries start as forks of a process that has imported the task runner already (zygote.py);
         # without it (or if it dies) each try is a new Python process.
         self.forks = ForkServer(self._task_env()) if fork_server else None
@@ -130,6 +134,21 @@ class Worker:
 
     def _take_commands(self) -> None:
         free = self.slots - len(self.running)
+        if free <= 0:
+            now = time.monotonic()
+            self._full_since = self._full_since or now
+            if self.loop.subscribed and now - self._full_since >= self.leave_when_full_after:
+                log.info("worker %s: full for %.0f s; leaving the group so other workers take the commands",
+                         self.name, now - self._full_since)
+                self.loop.leave()
+                self.paused = False
+            if not self.loop.subscribed:
+                return
+        else:
+            self._full_since = None
+            if not self.loop.subscribed:
+                log.info("worker %s: a slot is free; joining the group again", self.name)
+                self.loop.join()
         assignment = self.loop.consumer.assignment()
         if free <= 0:
             if assignment and not self.paused:
