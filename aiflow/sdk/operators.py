@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -36,7 +35,8 @@ class PythonOperator(Operator):
 class BashOperator(Operator):
     """Runs `bash -c bash_command` in the task's working directory, with `env` added to the environment.
 
-    A non-zero exit fails the task. Stopping it stops the command's whole process group.
+    A non-zero exit fails the task. The command stays in the task's process group, so stopping the
+    task (SIGTERM, then SIGKILL, to that group) stops the command and everything it started.
     """
 
     def __init__(self, name: str, bash_command: str, env: Mapping[str, str] | None = None, **kwargs: Any) -> None:
@@ -50,7 +50,7 @@ class BashOperator(Operator):
 
     def start(self, context: TaskRunContext) -> None:
         self._process = subprocess.Popen(["bash", "-c", self.bash_command], cwd=context.working_dir,
-                                         env={**os.environ, **self.env}, start_new_session=True)
+                                         env={**os.environ, **self.env})
         self.await_termination(context)
 
     def await_termination(self, context: TaskRunContext, timeout: float | None = None) -> None:
@@ -62,10 +62,7 @@ class BashOperator(Operator):
 
     def stop(self, context: TaskRunContext) -> None:
         if self._process is not None and self._process.poll() is None:
-            try:
-                os.killpg(self._process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            self._process.terminate()
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "bash_command": self.bash_command, "env": sorted(self.env)}

@@ -13,6 +13,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 import traceback
 from types import FrameType
 
@@ -31,6 +33,22 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise _Stopped()
 
 
+def _watch_parent(log: logging.Logger) -> None:
+    """Stop the task if its worker dies (its parent — the worker or its fork server — goes away):
+    a SIGKILLed worker must not leave tries running that nobody reports or stops."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                log.warning("the worker is gone; stopping the task")
+                os.killpg(os.getpgrp(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="aiflow-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if len(argv) != 3:
@@ -43,6 +61,7 @@ def main(argv: list[str]) -> int:
         return 2
     signal.signal(signal.SIGTERM, _on_sigterm)
     log = logging.getLogger("aiflow.task")
+    _watch_parent(log)
     log.info("starting task %s try %d of execution %s", task.task, task.try_number, task.execution_id)
     context: TaskRunContext | None = None
     operator = None

@@ -32,6 +32,17 @@ def environment(tmp_path: Path, bootstrap: str, **extra: str) -> tuple[dict[str,
     return env, prefix
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
     for process in processes:
         if process.poll() is None:
@@ -77,7 +88,7 @@ LONG = """
 from aiflow import Workflow, BashOperator
 
 with Workflow(name="long"):
-    BashOperator(name="long", bash_command="echo $AIFLOW_TRY_NUMBER >> ../tries.txt; sleep 1000", max_retries=1)
+    BashOperator(name="long", bash_command="echo $$ >> ../pids.txt; sleep 1000", max_retries=1)
 """
 
 
@@ -110,6 +121,13 @@ def test_a_sigkilled_workers_try_fails_by_heartbeat_and_another_worker_retries_i
         failed, retry = ops.list_task_executions(execution_id, config=config)
         assert "no heartbeat for 5 s" in failed.message
         assert retry.cause == "retry 1 of 1 after try 1 failed" and retry.worker != failed.worker
+        # The first try's process noticed its worker was gone and stopped, children included.
+        first_bash = int((tmp_path / "home" / "working_dir" / "long" / execution_id / "pids.txt")
+                         .read_text().split()[0])
+        deadline = time.monotonic() + 20
+        while _alive(first_bash):
+            assert time.monotonic() < deadline, "the SIGKILLed worker's try is still running"
+            time.sleep(0.2)
         ops.stop_workflow_execution(execution_id, config=config)
         deadline = time.monotonic() + 30
         while ops.get_task_execution(execution_id, "long", config=config).status != "STOPPED":
