@@ -37,6 +37,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def process_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def start_aiflow(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`aiflow ARGS` as a process of its own (its own session), output appended to `log`."""
+    import sys
+
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "aiflow.cli", *args], env=env, stdout=out, stderr=out,
+                                start_new_session=True)
+
+
 def broker_cache_dir() -> str:
     return os.environ.get("AIFLOW_BROKER_CACHE_DIR") or str(REPO / ".cache" / "kafka")
 

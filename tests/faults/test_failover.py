@@ -6,14 +6,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 from aiflow import EventClient, ops
 from aiflow.kafka import messages, topics
-from tests.conftest import make_config
+from tests.conftest import make_config, start_aiflow
 
 WORKFLOW = """
 from aiflow import Workflow, BashOperator, TaskAction
@@ -24,10 +23,6 @@ with Workflow(name="moved"):
 """
 
 
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "aiflow.cli", *args], env=env, stdout=out, stderr=out,
-                                start_new_session=True)
 
 
 def owned(log: Path) -> set[int]:
@@ -48,8 +43,8 @@ def test_the_surviving_scheduler_takes_over_a_killed_ones_workflows(kafka_bootst
     ops.upload_workflows(flow, config=config)
     partition = messages.inbox_partition("default/moved", topics.partition_count(config, topics.INBOX))
     logs = [tmp_path / "scheduler-a.log", tmp_path / "scheduler-b.log"]
-    processes = [start(["scheduler", "start"], env, log) for log in logs]
-    worker = start(["worker", "start"], env, tmp_path / "worker.log")
+    processes = [start_aiflow(["scheduler", "start"], env, log) for log in logs]
+    worker = start_aiflow(["worker", "start"], env, tmp_path / "worker.log")
     try:
         deadline = time.monotonic() + 60
         while not (owned(logs[0]) and owned(logs[1]) and owned(logs[0]) | owned(logs[1]) == {0, 1, 2}):

@@ -10,7 +10,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from aiflow import EventClient, ops
 from aiflow.kafka import topics
-from tests.conftest import FULL_SCALE, make_config
+from tests.conftest import FULL_SCALE, make_config, start_aiflow
 
 TASKS = 10
 EXECUTIONS = 20 if FULL_SCALE else 4
@@ -35,10 +34,6 @@ with Workflow(name="counted"):
 """
 
 
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "aiflow.cli", *args], env=env, stdout=out, stderr=out,
-                                start_new_session=True)
 
 
 def test_scheduler_sigkill_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -55,8 +50,8 @@ def test_scheduler_sigkill_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_p
     logs = tmp_path / "logs"
     logs.mkdir()
     # Every execution holds a never-ending `keepalive` (so it runs on between rounds): room for them and the tries.
-    worker = start(["worker", "start", "--slots", str(EXECUTIONS + 8)], env, logs / "worker.log")
-    scheduler = start(["scheduler", "start"], env, logs / "scheduler-0.log")
+    worker = start_aiflow(["worker", "start", "--slots", str(EXECUTIONS + 8)], env, logs / "worker.log")
+    scheduler = start_aiflow(["scheduler", "start"], env, logs / "scheduler-0.log")
     try:
         executions = [ops.start_workflow_execution("counted", config=config, wait=60) for _ in range(EXECUTIONS)]
         rng = random.Random(7)
@@ -74,7 +69,7 @@ def test_scheduler_sigkill_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_p
                         scheduler.send_signal(signal.SIGKILL)
                         scheduler.wait()
                         kills += 1
-                        scheduler = start(["scheduler", "start"], env, logs / f"scheduler-{kills}.log")
+                        scheduler = start_aiflow(["scheduler", "start"], env, logs / f"scheduler-{kills}.log")
                 # Let every try of this round end, so the next round's START is not a no-op on a live try.
                 deadline = time.monotonic() + 600
                 while _lines(tmp_path, executions) < EXECUTIONS * TASKS * (round_number + 1):

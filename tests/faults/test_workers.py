@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -13,15 +12,11 @@ from pathlib import Path
 
 from aiflow import ops
 from aiflow.kafka import topics
-from tests.conftest import FULL_SCALE, make_config
+from tests.conftest import FULL_SCALE, make_config, process_alive, start_aiflow
 
 TASKS, EXECUTIONS = (25, 20) if FULL_SCALE else (25, 8)  # 500 tries at full scale, 200 otherwise
 
 
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "aiflow.cli", *args], env=env, stdout=out, stderr=out,
-                                start_new_session=True)
 
 
 def environment(tmp_path: Path, bootstrap: str, **extra: str) -> tuple[dict[str, str], str]:
@@ -32,15 +27,6 @@ def environment(tmp_path: Path, bootstrap: str, **extra: str) -> tuple[dict[str,
     return env, prefix
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -65,9 +51,9 @@ def test_two_workers_share_a_stream_and_every_try_runs_exactly_once(kafka_bootst
                     "        BashOperator(name=f't{i}', bash_command=f'echo $AIFLOW_EXECUTION_ID t{i} "
                     f"$AIFLOW_TRY_NUMBER >> {tmp_path}/ran.txt')\n")
     ops.upload_workflows(flow, config=config)
-    processes = [start(["scheduler", "start"], env, tmp_path / "scheduler.log"),
-                 start(["worker", "start", "--slots", "3"], env, tmp_path / "worker-a.log"),
-                 start(["worker", "start", "--slots", "3"], env, tmp_path / "worker-b.log")]
+    processes = [start_aiflow(["scheduler", "start"], env, tmp_path / "scheduler.log"),
+                 start_aiflow(["worker", "start", "--slots", "3"], env, tmp_path / "worker-a.log"),
+                 start_aiflow(["worker", "start", "--slots", "3"], env, tmp_path / "worker-b.log")]
     try:
         executions = [ops.start_workflow_execution("many", config=config, wait=60) for _ in range(EXECUTIONS)]
         deadline = time.monotonic() + 600
@@ -101,8 +87,8 @@ def test_a_sigkilled_workers_try_fails_by_heartbeat_and_another_worker_retries_i
     flow = tmp_path / "long.py"
     flow.write_text(LONG)
     ops.upload_workflows(flow, config=config)
-    scheduler = start(["scheduler", "start"], env, tmp_path / "scheduler.log")
-    first = start(["worker", "start", "--slots", "1"], env, tmp_path / "worker-1.log")
+    scheduler = start_aiflow(["scheduler", "start"], env, tmp_path / "scheduler.log")
+    first = start_aiflow(["worker", "start", "--slots", "1"], env, tmp_path / "worker-1.log")
     second: subprocess.Popen[bytes] | None = None
     try:
         execution_id = ops.start_workflow_execution("long", config=config, wait=60)
@@ -110,7 +96,7 @@ def test_a_sigkilled_workers_try_fails_by_heartbeat_and_another_worker_retries_i
         while ops.get_task_execution(execution_id, "long", config=config).status != "RUNNING":
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        second = start(["worker", "start", "--slots", "1"], env, tmp_path / "worker-2.log")
+        second = start_aiflow(["worker", "start", "--slots", "1"], env, tmp_path / "worker-2.log")
         time.sleep(4)  # let the second worker join the group before the first dies
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -125,7 +111,7 @@ def test_a_sigkilled_workers_try_fails_by_heartbeat_and_another_worker_retries_i
         first_bash = int((tmp_path / "home" / "working_dir" / "long" / execution_id / "pids.txt")
                          .read_text().split()[0])
         deadline = time.monotonic() + 20
-        while _alive(first_bash):
+        while process_alive(first_bash):
             assert time.monotonic() < deadline, "the SIGKILLed worker's try is still running"
             time.sleep(0.2)
         ops.stop_workflow_execution(execution_id, config=config)
@@ -154,8 +140,8 @@ def test_a_full_worker_leaves_commands_in_kafka_and_a_stopped_worker_hands_its_t
     flow = tmp_path / "two_long.py"
     flow.write_text(TWO_LONG)
     ops.upload_workflows(flow, config=config)
-    scheduler = start(["scheduler", "start"], env, tmp_path / "scheduler.log")
-    busy = start(["worker", "start", "--slots", "1"], env, tmp_path / "worker-1.log")
+    scheduler = start_aiflow(["scheduler", "start"], env, tmp_path / "scheduler.log")
+    busy = start_aiflow(["worker", "start", "--slots", "1"], env, tmp_path / "worker-1.log")
     spare: subprocess.Popen[bytes] | None = None
 
     def statuses() -> dict[str, list[str]]:
@@ -172,7 +158,7 @@ def test_a_full_worker_leaves_commands_in_kafka_and_a_stopped_worker_hands_its_t
             time.sleep(0.2)
         time.sleep(3)
         assert sorted(s[-1] for s in statuses().values()) == ["QUEUED", "RUNNING"]  # one slot: one try
-        spare = start(["worker", "start", "--slots", "1"], env, tmp_path / "worker-2.log")
+        spare = start_aiflow(["worker", "start", "--slots", "1"], env, tmp_path / "worker-2.log")
         deadline = time.monotonic() + 60
         while [s[-1] for s in statuses().values()] != ["RUNNING", "RUNNING"]:
             assert time.monotonic() < deadline, statuses()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from aiflow import EventClient, ops
 from aiflow.errors import Conflict
 from aiflow.kafka import clients, topics
+from tests.conftest import process_alive
 from tests.integration.events.test_event_client import read_all
 from tests.integration.scheduler.conftest import System
 
@@ -125,22 +125,13 @@ def test_stopping_a_bash_task_leaves_none_of_its_processes(system: System) -> No
     system.wait_for(lambda: (folder / "child2.pid").exists() and (folder / "child2.pid").read_text().strip() != "",
                     what="the children to start")
     pids = [int((folder / f"child{i}.pid").read_text()) for i in (1, 2)]
-    assert all(_alive(p) for p in pids)
+    assert all(process_alive(p) for p in pids)
     ops.stop_workflow_execution(execution_id, config=system.config)
     system.wait_for(lambda: system.tries(execution_id).get("spawner") == ["STOPPED"], what="the task to stop")
     assert system.status(execution_id) == "STOPPED"
-    system.wait_for(lambda: not any(_alive(p) for p in pids), timeout=10, what="the children to be gone")
+    system.wait_for(lambda: not any(process_alive(p) for p in pids), timeout=10, what="the children to be gone")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_a_disabled_workflow_starts_nothing(system: System) -> None:
