@@ -24,8 +24,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from aiflow.config import Config
-from aiflow.errors import Conflict, KafkaUnavailable, NotFound, WorkflowFileError
-from aiflow.kafka import clients, messages, topics
+from aiflow.errors import Conflict, NotFound, WorkflowFileError
+from aiflow.kafka import clients, messages
 from aiflow.kafka import workflows as workflow_topic
 from aiflow.sdk.conditions import WorkflowRule, condition_from_spec, condition_to_spec
 from aiflow.sdk.expressions import parse_expression
@@ -443,15 +443,6 @@ def _task_info(row: TaskExecutionRow) -> TaskExecutionInfo:
                              _maybe(row.end_date), row.message, row.cause, row.worker)
 
 
-def _send(config: Config, record: messages.Record) -> None:
-    producer = clients.producer(config, role="ops")
-    errors: list[str] = []
-    messages.produce(producer, config, record, lambda err, _m: errors.append(err.str()) if err else None)
-    if producer.flush(30) or errors:
-        raise KafkaUnavailable(f"could not send the command to {topics.name(config, record.role)}: "
-                               f"{errors[0] if errors else 'timed out'}")
-
-
 def new_execution_id() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -475,7 +466,7 @@ def start_workflow_execution(workflow_name: str, namespace: str | None = None, *
                 "workflow_file": snap.workflow_file, "run_type": "MANUAL", "cause": "started by a user"}
     execution_id = new_execution_id()
     clients.check_reachable(config)
-    _send(config, messages.inbox_command(namespace, workflow_name, "START_EXECUTION", execution_id, args=args))
+    messages.send(config, messages.inbox_command(namespace, workflow_name, "START_EXECUTION", execution_id, args=args))
     if wait > 0:
         wait_for_execution(execution_id, wait, config=config)
     return execution_id
@@ -526,7 +517,7 @@ def _command(execution_id: str, command: str, task: str | None, config: Config |
         info = _execution_info(row, workflow)
         if task is not None and task not in {t["name"] for t in json.loads(workflow.definition)["tasks"]}:
             raise NotFound(f"workflow {workflow.name} has no task {task!r}")
-    _send(config, messages.inbox_command(info.namespace, info.workflow, command, execution_id, task))
+    messages.send(config, messages.inbox_command(info.namespace, info.workflow, command, execution_id, task))
     return info
 
 

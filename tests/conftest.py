@@ -49,6 +49,16 @@ def process_alive(pid: int) -> bool:
         return False
 
 
+def process_env(tmp_path: Path, bootstrap: str, **extra: str) -> tuple[dict[str, str], str]:
+    """The environment of aiflow processes started by a fault test: a home under `tmp_path`, a topic
+    prefix of its own (returned too), and the short session and transaction timeouts of failover."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIFLOW_")},
+           "AIFLOW_HOME": str(tmp_path / "home"), "AIFLOW_KAFKA_BOOTSTRAP": bootstrap, "AIFLOW_TOPIC_PREFIX": prefix,
+           "AIFLOW_KAFKA_SESSION_TIMEOUT_MS": "3000", "AIFLOW_KAFKA_TRANSACTION_TIMEOUT_MS": "5000", **extra}
+    return env, prefix
+
+
 def start_aiflow(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """`aiflow ARGS` as a process of its own (its own session), output appended to `log`."""
     import sys

@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from aiflow.config import Config
+from aiflow.errors import KafkaUnavailable
 from aiflow.events.codec import (
     CONTROL_COMMAND,
     INBOX_MESSAGE,
@@ -24,7 +25,7 @@ from aiflow.events.codec import (
     default_codec,
 )
 from aiflow.events.model import Event
-from aiflow.kafka import dlq, topics
+from aiflow.kafka import clients, dlq, topics
 
 
 @dataclass(frozen=True)
@@ -123,3 +124,13 @@ def produce(producer: Producer, config: Config, record: Record,
             return
         except BufferError:
             producer.poll(0.05)
+
+
+def send(config: Config, record: Record, role: str = "sender") -> None:
+    """Produce one record outside any transaction and return once it is durable; KafkaUnavailable if not."""
+    producer = clients.producer(config, role=role)
+    errors: list[str] = []
+    produce(producer, config, record, lambda err, _m: errors.append(err.str()) if err else None)
+    if producer.flush(30) or errors:
+        raise KafkaUnavailable(f"could not write to {topics.name(config, record.role)}: "
+                               f"{errors[0] if errors else 'timed out'}")

@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from confluent_kafka import KafkaError, Message
-
 from aiflow.config import Config
-from aiflow.errors import KafkaUnavailable
 from aiflow.events.codec import WORKFLOW_DEFINITION, default_codec
-from aiflow.kafka import clients, topics
+from aiflow.kafka import messages, topics
+from aiflow.kafka.messages import Record
 
 
 @dataclass
@@ -58,25 +56,12 @@ class WorkflowDefinition:
         )
 
 
-def _produce(config: Config, key: str, value: bytes | None) -> None:
-    producer = clients.producer(config, role="workflows")
-    errors: list[KafkaError] = []
-
-    def delivered(err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            errors.append(err)
-
-    producer.produce(topics.name(config, topics.WORKFLOWS), key=key.encode(), value=value, on_delivery=delivered)
-    if producer.flush(30) or errors:
-        raise KafkaUnavailable(f"could not publish workflow {key} on {topics.name(config, topics.WORKFLOWS)}: "
-                               f"{errors[0].str() if errors else 'timed out'}")
-
-
 def publish(config: Config, definition: WorkflowDefinition) -> None:
     """Publish the definition; returns once it is durable."""
-    _produce(config, definition.key, default_codec().encode(WORKFLOW_DEFINITION, definition.to_avro()))
+    messages.send(config, Record(topics.WORKFLOWS, definition.key,
+                                 default_codec().encode(WORKFLOW_DEFINITION, definition.to_avro())), "workflows")
 
 
 def publish_deletion(config: Config, namespace: str, workflow: str) -> None:
     """A tombstone: compaction then forgets the workflow, and the router drops its keys."""
-    _produce(config, f"{namespace}/{workflow}", None)
+    messages.send(config, Record(topics.WORKFLOWS, f"{namespace}/{workflow}", None), "workflows")

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 from aiflow import EventClient, ops
 from aiflow.kafka import messages, topics
-from tests.conftest import make_config, start_aiflow
+from tests.conftest import make_config, process_env, start_aiflow
 
 WORKFLOW = """
 from aiflow import Workflow, BashOperator, TaskAction
@@ -31,11 +29,7 @@ def owned(log: Path) -> set[int]:
 
 
 def test_the_surviving_scheduler_takes_over_a_killed_ones_workflows(kafka_bootstrap: str, tmp_path: Path) -> None:
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIFLOW_")},
-           "AIFLOW_HOME": str(tmp_path / "home"), "AIFLOW_KAFKA_BOOTSTRAP": kafka_bootstrap,
-           "AIFLOW_TOPIC_PREFIX": prefix, "AIFLOW_KAFKA_SESSION_TIMEOUT_MS": "3000",
-           "AIFLOW_KAFKA_TRANSACTION_TIMEOUT_MS": "5000", "AIFLOW_WORKER_STOP_GRACE": "2"}
+    env, prefix = process_env(tmp_path, kafka_bootstrap, AIFLOW_WORKER_STOP_GRACE="2")
     config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_TOPIC_PREFIX=prefix)
     topics.create_topics(config)
     flow = tmp_path / "moved.py"

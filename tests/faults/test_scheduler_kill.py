@@ -6,18 +6,16 @@ tasks' side effects, not from aiflow's own records.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 from aiflow import EventClient, ops
 from aiflow.kafka import topics
-from tests.conftest import FULL_SCALE, make_config, start_aiflow
+from tests.conftest import FULL_SCALE, make_config, process_env, start_aiflow
 
 TASKS = 10
 EXECUTIONS = 20 if FULL_SCALE else 4
@@ -37,11 +35,7 @@ with Workflow(name="counted"):
 
 
 def test_scheduler_sigkill_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIFLOW_")},
-           "AIFLOW_HOME": str(tmp_path / "home"), "AIFLOW_KAFKA_BOOTSTRAP": kafka_bootstrap,
-           "AIFLOW_TOPIC_PREFIX": prefix, "AIFLOW_KAFKA_SESSION_TIMEOUT_MS": "3000",
-           "AIFLOW_KAFKA_TRANSACTION_TIMEOUT_MS": "5000", "AIFLOW_WORKER_STOP_GRACE": "2"}
+    env, prefix = process_env(tmp_path, kafka_bootstrap, AIFLOW_WORKER_STOP_GRACE="2")
     config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_TOPIC_PREFIX=prefix)
     topics.create_topics(config)
     flow = tmp_path / "counted.py"

@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 from aiflow import ops
 from aiflow.kafka import topics
-from tests.conftest import FULL_SCALE, make_config, process_alive, start_aiflow
+from tests.conftest import FULL_SCALE, make_config, process_alive, process_env, start_aiflow
 
 TASKS, EXECUTIONS = (25, 20) if FULL_SCALE else (25, 8)  # 500 tries at full scale, 200 otherwise
 
 
 
 
-def environment(tmp_path: Path, bootstrap: str, **extra: str) -> tuple[dict[str, str], str]:
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIFLOW_")},
-           "AIFLOW_HOME": str(tmp_path / "home"), "AIFLOW_KAFKA_BOOTSTRAP": bootstrap, "AIFLOW_TOPIC_PREFIX": prefix,
-           "AIFLOW_KAFKA_SESSION_TIMEOUT_MS": "3000", "AIFLOW_KAFKA_TRANSACTION_TIMEOUT_MS": "5000", **extra}
-    return env, prefix
 
 
 
@@ -41,7 +33,7 @@ def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
 
 
 def test_two_workers_share_a_stream_and_every_try_runs_exactly_once(kafka_bootstrap: str, tmp_path: Path) -> None:
-    env, prefix = environment(tmp_path, kafka_bootstrap)
+    env, prefix = process_env(tmp_path, kafka_bootstrap)
     config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_TOPIC_PREFIX=prefix)
     topics.create_topics(config)
     flow = tmp_path / "many.py"
@@ -80,7 +72,7 @@ with Workflow(name="long"):
 
 def test_a_sigkilled_workers_try_fails_by_heartbeat_and_another_worker_retries_it(
         kafka_bootstrap: str, tmp_path: Path) -> None:
-    env, prefix = environment(tmp_path, kafka_bootstrap, AIFLOW_HEARTBEAT_TIMEOUT="5",
+    env, prefix = process_env(tmp_path, kafka_bootstrap, AIFLOW_HEARTBEAT_TIMEOUT="5",
                               AIFLOW_WORKER_HEARTBEAT_INTERVAL="1", AIFLOW_WORKER_STOP_GRACE="2")
     config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_TOPIC_PREFIX=prefix)
     topics.create_topics(config)
@@ -134,7 +126,7 @@ with Workflow(name="two_long"):
 
 def test_a_full_worker_leaves_commands_in_kafka_and_a_stopped_worker_hands_its_tries_back(
         kafka_bootstrap: str, tmp_path: Path) -> None:
-    env, prefix = environment(tmp_path, kafka_bootstrap, AIFLOW_WORKER_STOP_GRACE="2")
+    env, prefix = process_env(tmp_path, kafka_bootstrap, AIFLOW_WORKER_STOP_GRACE="2")
     config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_TOPIC_PREFIX=prefix)
     topics.create_topics(config)
     flow = tmp_path / "two_long.py"
