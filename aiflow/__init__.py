@@ -3,8 +3,12 @@
 `import aiflow` gives what a workflow author needs and nothing else.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from aiflow.errors import AIFlowError
-from aiflow.events import Event, EventClient, ListenerProcessor
+from aiflow.protocol.messages import Event
 from aiflow.sdk import (
     BashOperator,
     Condition,
@@ -27,7 +31,20 @@ from aiflow.sdk import (
     WorkflowStatus,
 )
 
+if TYPE_CHECKING:
+    from aiflow.events.client import EventClient, ListenerProcessor
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The event client loads confluent-kafka: imported on first use, so `import aiflow` (and the pure
+    # core: the SDK, the protocol, the scheduler's core) loads no Kafka client.
+    if name in ("EventClient", "ListenerProcessor"):
+        from aiflow.events import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'aiflow' has no attribute {name!r}")
 
 __all__ = [
     "AIFlowError", "BashOperator", "Condition", "Context", "Event", "EventClient", "ListenerProcessor",

@@ -23,6 +23,11 @@ class DecodeError(AIFlowError):
     """A record's bytes are not a message aiflow can read. The reason goes to the dead-letter topic."""
 
 
+class RecordError(AIFlowError):
+    """A record cannot be written: it does not fit its schema, cannot be encoded or is over the size
+    limit. Permanent: sending it again cannot succeed, so a service dead-letters the input that made it."""
+
+
 class EventError(AIFlowError):
     """An event cannot be sent or read."""
 

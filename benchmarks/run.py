@@ -29,10 +29,10 @@ from pathlib import Path
 
 from aiflow import EventClient, ops
 from aiflow.config import Config
-from aiflow.events.codec import WORKFLOW_DEFINITION, default_codec
-from aiflow.kafka import clients, topics
+from aiflow.kafka import clients, sending, topics
 from aiflow.kafka.local_broker import LocalBroker
-from aiflow.kafka.workflows import WorkflowDefinition
+from aiflow.protocol.messages import Command, InboxMessage, WorkflowDefinition
+from aiflow.protocol.records import inbox_partition
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -278,9 +278,8 @@ def publish_definitions(config: Config, count: int) -> None:
     for i in range(count):
         definition = WorkflowDefinition(namespace="default", workflow=f"w{i}", version=1, snapshot_uri="file:///none",
                                         snapshot_sha256="0" * 64, workflow_file="w.py",
-                                        rule_keys=[("default", f"key-{i}")])
-        producer.produce(topics.name(config, topics.WORKFLOWS), key=definition.key.encode(),
-                         value=default_codec().encode(WORKFLOW_DEFINITION, definition.to_avro()))
+                                        rule_keys=(("default", f"key-{i}"),))
+        sending.produce(producer, config, definition.to_record())
         producer.poll(0)
     producer.flush(60)
 
@@ -318,8 +317,6 @@ def failover(lab: Lab, quick: bool) -> Result:
     for that workflow is sent at once. Time = the new try's queued-time (in the changelog) minus the
     moment of the kill. Client session timeout 3 s, transaction timeout 5 s (the local broker allows
     them; the broker defaults allow 45-60 s)."""
-    from aiflow.kafka import messages
-
     samples = []
     for _ in range(1 if quick else 3):
         config = lab.config()
@@ -332,7 +329,7 @@ with Workflow(name="moved"):
         schedulers = [lab.spawn("scheduler", "start"), lab.spawn("scheduler", "start")]
         logs = [lab.log_of(p) for p in schedulers]
         lab.spawn("worker", "start")
-        partition = messages.inbox_partition("default/moved", topics.partition_count(config, topics.INBOX))
+        partition = inbox_partition("default/moved", topics.partition_count(config, topics.INBOX))
 
         wait_until(_shared, 60, "two schedulers", logs, partition)
         execution_id = ops.start_workflow_execution("moved", config=config, wait=30)
@@ -388,16 +385,14 @@ with Workflow(name="idle"):
 
 def start_many(config: Config, workflow: str, n: int) -> None:
     """What `ops.start_workflow_execution` sends, n times through one producer (ops opens one per call)."""
-    from aiflow.kafka import messages
-
     [snapshot] = ops.list_workflow_snapshots(workflow, config=config, limit=1)
     args = {"snapshot_version": str(snapshot.version), "snapshot_uri": snapshot.uri,
             "snapshot_sha256": snapshot.sha256, "workflow_file": snapshot.workflow_file, "run_type": "MANUAL",
             "cause": "benchmark"}
     producer = clients.producer(config, role="bench")
     for _ in range(n):
-        messages.produce(producer, config, messages.inbox_command("default", workflow, "START_EXECUTION",
-                                                                  ops.new_execution_id(), args=args))
+        sending.produce(producer, config, InboxMessage.for_command("default", workflow, Command.START_EXECUTION,
+                                                                   ops.new_execution_id(), args=args).to_record())
         producer.poll(0)
     producer.flush(120)
 

@@ -2,8 +2,9 @@
 
 Guarantee: consume -> publish -> offsets in one Kafka transaction (aiflow/kafka/transactions.py),
 so a bridge killed or restarted neither drops nor doubles an event. A record that cannot be mapped
-goes to the dead-letter topic with the reason, in the same transaction; one a filter leaves out is
-skipped. The bridge's consumer group is `<prefix>-bridge-<name>`.
+(not the format, JSON nested too deeply, a key or value that is not text, an event over the size
+limit) goes to the dead-letter topic with the reason, in the same transaction; one a filter leaves
+out is skipped. The bridge's consumer group is `<prefix>-bridge-<name>`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from datetime import datetime, timezone
 from confluent_kafka import Message
 
 from aiflow.config import Config
-from aiflow.events.codec import EVENT, default_codec
-from aiflow.events.model import NAMESPACE_HEADER, Event
-from aiflow.kafka import dlq, messages, topics
-from aiflow.kafka.messages import Record
+from aiflow.errors import EventError
+from aiflow.kafka import sending
 from aiflow.kafka.transactions import TransactionalLoop
+from aiflow.protocol.deadletter import dead_letter
+from aiflow.protocol.messages import Event
+from aiflow.protocol.records import Record, source_of
 from connectors.mapping import Mapping, MappingError
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,6 @@ class TopicBridge:
         self.config = config
         self.mapping = mapping
         self.name = name or source_topic
-        self.codec = default_codec()
         self.loop = TransactionalLoop(config, f"bridge-{self.name}", source_topic,
                                       f"{config.topic_prefix}-bridge-{self.name}")
         self.bridged = 0
@@ -40,17 +41,17 @@ class TopicBridge:
         try:
             record = self.mapping.decode(msg.value())
             mapped = self.mapping.event(record, msg.key(), msg.headers() or [])  # type: ignore[arg-type]
-        except MappingError as exc:
+            if mapped is None:
+                return []
+            key, value = mapped
+            event = Event(key=key, value=value, namespace=self.mapping.namespace, sender=f"bridge-{self.name}",
+                          context={"source": source_of(msg)}, send_time=datetime.now(timezone.utc))
+            out = event.to_record()  # refuses an event over the size limit or with text that cannot be encoded
+        except (MappingError, EventError) as exc:
             self.dead += 1
-            return [messages.dead_letter(msg, str(exc), f"bridge-{self.name}")]
-        if mapped is None:
-            return []
-        key, value = mapped
-        event = Event(key=key, value=value, namespace=self.mapping.namespace, sender=f"bridge-{self.name}",
-                      context={"source": dlq.source_of(msg)}, send_time=datetime.now(timezone.utc))
+            return [dead_letter(msg, str(exc), f"bridge-{self.name}")]
         self.bridged += 1
-        return [Record(topics.EVENTS, key, self.codec.encode(EVENT, event.to_avro()),
-                       headers=((NAMESPACE_HEADER, self.mapping.namespace.encode()),))]
+        return [out]
 
     def step(self) -> int:
         msgs = self.loop.poll()
@@ -59,7 +60,7 @@ class TopicBridge:
         self.loop.begin()
         for msg in msgs:
             for record in self.to_records(msg):
-                messages.produce(self.loop.producer, self.config, record)
+                sending.produce(self.loop.producer, self.config, record)
         self.loop.commit()
         return len(msgs)
 

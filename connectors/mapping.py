@@ -16,7 +16,7 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader
 
 from aiflow.errors import AIFlowError
-from aiflow.events.codec import default_codec
+from aiflow.protocol.codec import default_codec
 
 FORMATS = ("json", "avro", "confluent-avro", "bytes")
 _FIELD = re.compile(r"\{([^{}]+)\}")
@@ -67,10 +67,7 @@ class Mapping:
             except UnicodeDecodeError:
                 raise MappingError("the value is not UTF-8 text") from None
         if self.format == "json":
-            try:
-                record = json.loads(data)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise MappingError(f"the value is not JSON: {exc}") from None
+            record = parse_json(data)
         elif self.format == "confluent-avro":
             if len(data) < 5 or data[0] != 0:
                 raise MappingError("not Confluent-framed Avro (no magic byte 0 and schema id)")
@@ -107,12 +104,22 @@ class Mapping:
             key = _FIELD.sub(lambda m: str(lookup(record, m.group(1))), self.key)
         if not key:
             raise MappingError("the mapped event key is empty")
-        if self.value is None:
-            value = record if isinstance(record, str) else json.dumps(record, default=str, sort_keys=True)
-        else:
-            picked = lookup(record, self.value)
+        picked = record if self.value is None else lookup(record, self.value)
+        try:
             value = picked if isinstance(picked, str) else json.dumps(picked, default=str, sort_keys=True)
+        except RecursionError:
+            raise MappingError("the value is nested too deeply to write as JSON") from None
         return key, value
+
+
+def parse_json(data: bytes | str) -> Any:
+    """JSON text as Python values; MappingError for anything else, JSON nested too deeply included."""
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MappingError(f"the value is not JSON: {exc}") from None
+    except RecursionError:
+        raise MappingError("the value is JSON nested too deeply") from None
 
 
 def lookup(record: Any, path: str) -> Any:

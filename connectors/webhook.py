@@ -18,12 +18,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiflow.config import Config
-from aiflow.errors import AIFlowError
+from aiflow.errors import AIFlowError, EventError
 from aiflow.events import EventClient
-from connectors.mapping import Mapping, MappingError
+from aiflow.protocol.records import MAX_EVENT_BYTES
+from connectors.mapping import Mapping, MappingError, parse_json
 
 log = logging.getLogger(__name__)
-MAX_BODY = 1 << 20
+MAX_BODY = MAX_EVENT_BYTES  # no event can be larger than the limit of an event
 
 
 class WebhookServer:
@@ -65,14 +66,14 @@ class WebhookServer:
                 if length <= 0 or length > MAX_BODY:
                     return self._answer(400, {"error": f"a JSON body of 1 byte to {MAX_BODY} bytes is needed"})
                 try:
-                    body = json.loads(self.rfile.read(length))
+                    body = parse_json(self.rfile.read(length))
                     key, value, namespace = outer.parse(self.path, body)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    return self._answer(400, {"error": "the body is not JSON"})
                 except MappingError as exc:
                     return self._answer(400, {"error": str(exc)})
                 try:
                     event = outer.client.send_event(key, value, namespace=namespace)
+                except EventError as exc:  # over the size limit, or text that cannot be encoded
+                    return self._answer(400, {"error": str(exc)})
                 except AIFlowError as exc:
                     return self._answer(503, {"error": f"the event could not be stored: {exc}"})
                 return self._answer(200, event.to_dict())

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +60,32 @@ def process_env(tmp_path: Path, bootstrap: str, **extra: str) -> tuple[dict[str,
            "AIFLOW_HOME": str(tmp_path / "home"), "AIFLOW_KAFKA_BOOTSTRAP": bootstrap, "AIFLOW_TOPIC_PREFIX": prefix,
            "AIFLOW_KAFKA_SESSION_TIMEOUT_MS": "3000", "AIFLOW_KAFKA_TRANSACTION_TIMEOUT_MS": "5000", **extra}
     return env, prefix
+
+
+def fault_setup(tmp_path: Path, bootstrap: str, name: str, source: str, **extra: str) -> tuple[dict[str, str], Config]:
+    """A fault test's start: the environment of its aiflow processes (`process_env`), its configuration,
+    its topics, and the workflow file `<name>.py` with `source` uploaded."""
+    from aiflow import ops
+
+    env, prefix = process_env(tmp_path, bootstrap, **extra)
+    config = make_config(tmp_path / "home", bootstrap, AIFLOW_TOPIC_PREFIX=prefix)
+    topics.create_topics(config)
+    flow = tmp_path / f"{name}.py"
+    flow.write_text(source)
+    ops.upload_workflows(flow, config=config)
+    return env, config
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process still running, then wait up to a minute for each before killing it."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def start_aiflow(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -139,6 +168,46 @@ def kafka_config(kafka_bootstrap: str, tmp_path: Path) -> Config:
     return config
 
 
+def read_topic(config: Config, role: str, timeout: float = 20.0) -> list[Any]:
+    """Every committed record of one of aiflow's topics, as confluent-kafka Messages."""
+    from confluent_kafka import TopicPartition
+
+    from aiflow.kafka import clients
+
+    consumer = clients.consumer(config, role="test", settings={"enable.partition.eof": True})
+    topic = topics.name(config, role)
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+    records, eof = [], set()
+    deadline = time.monotonic() + timeout
+    while len(eof) < len(parts) and time.monotonic() < deadline:
+        for msg in consumer.consume(100, timeout=0.5):
+            if msg.error():
+                eof.add(msg.partition())
+            else:
+                records.append(msg)
+    consumer.close()
+    return records
+
+
+def produce_raw(config: Config, records: list[tuple[str, bytes | None, bytes | None]],
+                partition: int | None = None) -> list[str]:
+    """Write (topic role, key, value) records as any Kafka producer would; returns where each landed
+    (topic/partition/offset, as a dead letter's source header names it)."""
+    from aiflow.kafka import clients
+
+    producer = clients.producer(config, role="test")
+    landed: dict[int, str] = {}
+    for index, (role, key, value) in enumerate(records):
+        def delivered(err: Any, msg: Any, index: int = index) -> None:
+            assert err is None, err
+            landed[index] = f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
+        extra = {} if partition is None else {"partition": partition}
+        producer.produce(topics.name(config, role), key=key, value=value, on_delivery=delivered, **extra)
+    assert producer.flush(30) == 0
+    return [landed[i] for i in range(len(records))]
+
+
 def _postgres_bin() -> Path | None:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if found:
@@ -147,38 +216,77 @@ def _postgres_bin() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
-@pytest.fixture(scope="session")
-def postgres_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A PostgreSQL server for the session: `AIFLOW_TEST_POSTGRES_URI` (a server URI without a database),
-    or a throw-away cluster of Debian's `postgresql` package on a free loopback port."""
-    external = os.environ.get("AIFLOW_TEST_POSTGRES_URI")
-    if external:
-        yield external.rstrip("/")
-        return
+class PostgresCluster:
+    """A throw-away PostgreSQL cluster of Debian's `postgresql` package on a free loopback port, which
+    a test may stop and start again (not under pytest's temporary folder: that one is private to root,
+    and PostgreSQL runs as postgres)."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        self.base = Path(tempfile.mkdtemp(prefix="aiflow-test-postgres-"))
+        self.data, self.port = self.base / "data", free_port()
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            shutil.chown(self.base, "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        subprocess.run([*self.as_user, str(bin_dir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "aiflow"],
+                       check=True, capture_output=True)
+        self.uri = f"postgresql+psycopg://aiflow@127.0.0.1:{self.port}"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run([*self.as_user, str(self.bin_dir / "pg_ctl"), "-D", str(self.data), *args],
+                       check=True, capture_output=True)
+
+    def start(self) -> None:
+        self._ctl("-w", "-l", str(self.base / "log"), "-o",
+                  f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl("-w", "-m", mode, "stop")
+
+    def create_database(self) -> str:
+        """A new, empty database; its SQLAlchemy URI."""
+        import psycopg
+
+        name = f"t{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.uri.replace("postgresql+psycopg", "postgresql") + "/postgres",
+                             autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return f"{self.uri}/{name}"
+
+    def remove(self) -> None:
+        try:
+            self.stop("immediate")
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def postgres_cluster() -> PostgresCluster:
+    """A new cluster (not started), or the test fails (in CI) or is skipped without PostgreSQL."""
     bin_dir = _postgres_bin()
     if bin_dir is None:
         if IN_CI:
             pytest.fail("PostgreSQL is not installed; scripts/test.sh installs Debian's postgresql package")
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-    # Not under pytest's temporary folder: that one is private to root, and PostgreSQL runs as postgres.
-    base = Path(tempfile.mkdtemp(prefix="aiflow-test-postgres-"))
-    data, port = base / "data", free_port()
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        shutil.chown(base, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "aiflow"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"),
-                    "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                   check=True, capture_output=True)
-    _say(request, f"PostgreSQL for the test session: started on 127.0.0.1:{port}")
+    return PostgresCluster(bin_dir)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresCluster | str]:
+    """A PostgreSQL server for the session: `AIFLOW_TEST_POSTGRES_URI` (a server URI without a database),
+    or a throw-away cluster."""
+    external = os.environ.get("AIFLOW_TEST_POSTGRES_URI")
+    if external:
+        yield external.rstrip("/")
+        return
+    cluster = postgres_cluster()
+    cluster.start()
+    _say(request, f"PostgreSQL for the test session: started on 127.0.0.1:{cluster.port}")
     try:
-        yield f"postgresql+psycopg://aiflow@127.0.0.1:{port}"
+        yield cluster
     finally:
-        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.remove()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -187,6 +295,8 @@ def db_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/aiflow.db"
     server = request.getfixturevalue("postgres_server")
+    if isinstance(server, PostgresCluster):
+        return server.create_database()
     import psycopg
 
     name = f"t{uuid.uuid4().hex[:12]}"

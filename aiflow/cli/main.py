@@ -43,6 +43,7 @@ def _register() -> None:
         config_cmd,
         connector_cmd,
         db_cmd,
+        dead_letter_cmd,
         event_cmd,
         execution_cmd,
         namespace_cmd,
@@ -53,8 +54,8 @@ def _register() -> None:
         workflow_cmd,
     )
 
-    for module in (standalone_cmd, config_cmd, broker_cmd, topics_cmd, db_cmd, event_cmd, namespace_cmd, workflow_cmd,
-                   connector_cmd):
+    for module in (standalone_cmd, config_cmd, broker_cmd, topics_cmd, db_cmd, event_cmd, dead_letter_cmd,
+                   namespace_cmd, workflow_cmd, connector_cmd):
         cli.add_command(module.group)
     for command in (workflow_cmd.snapshot_group, execution_cmd.execution_group, execution_cmd.task_group,
                     trigger_cmd.trigger_group, trigger_cmd.schedule_group, service_cmd.scheduler_group,

@@ -5,13 +5,16 @@ Guarantees:
   its partition, offset and the broker's create_time. The idempotent producer never duplicates a
   send because of its own retries.
 - A listener sees every committed event of its namespace and keys from its start position on, in
-  order per key (one key lives in one partition). A record it cannot decode goes to the dead-letter
-  topic with the reason, and the listener carries on.
+  order per key (one key lives in one partition). A record that is not an event is passed over (the
+  router, which owns the events topic, dead-letters it) and the listener carries on. Reading never
+  writes anything: not to the dead-letter topic either.
+- An event over the size limit (protocol.MAX_EVENT_BYTES, key, value and context as encoded) or
+  whose text cannot be encoded is refused with an EventError naming the limit, before anything is sent.
 - Namespaces are isolated: a listener and `list_events` see only events of their namespace.
 
 Inside a task (the worker sets `AIFLOW_EXECUTION_ID` and friends in its environment) the client takes
 Kafka's address from the configuration in that environment and stamps each event with the task's
-namespace, workflow, execution, task and try, which scopes it to that execution (DESIGN §8).
+namespace, workflow, execution, task and try, which scopes it to that execution.
 """
 
 from __future__ import annotations
@@ -27,13 +30,11 @@ from typing import Protocol
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from aiflow.config import Config
-from aiflow.errors import DecodeError, EventError
-from aiflow.events.codec import EVENT, Codec, default_codec
+from aiflow.errors import EventError
 from aiflow.events.context import TaskContext
-from aiflow.events.model import NAMESPACE_HEADER, Event
-from aiflow.events.records import event_from_record
-from aiflow.kafka import clients, topics
-from aiflow.kafka.dlq import DeadLetters
+from aiflow.kafka import clients, sending, topics
+from aiflow.protocol.deadletter import decode_or_dead_letter
+from aiflow.protocol.messages import Event
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,12 @@ class EventClient:
     """Sends and reads events of one namespace (the task's, the given one, or the configured default)."""
 
     def __init__(self, config: Config | None = None, namespace: str | None = None,
-                 sender: str | None = None, codec: Codec | None = None) -> None:
+                 sender: str | None = None) -> None:
         self.config = config or Config.load()
         self.task = TaskContext.from_env()
         self.namespace = namespace or (self.task.namespace if self.task else self.config.namespace)
         self.sender = sender or (self.task.sender if self.task else None)
         self.topic = topics.name(self.config, topics.EVENTS)
-        self.codec = codec or default_codec()
         self._producer: Producer | None = None
         self._producer_lock = threading.Lock()
         self._listeners: dict[str, _Listener] = {}
@@ -80,18 +80,11 @@ class EventClient:
 
     def _new_event(self, key: str, value: str | None, namespace: str | None,
                    context: Mapping[str, str] | None) -> Event:
-        if not isinstance(key, str) or not key:
-            raise EventError("an event key must be a non-empty string")
-        if value is not None and not isinstance(value, str):
-            raise EventError(f"event {key!r}: the value must be a string or None, got {type(value).__name__}")
-        event = Event(key=key, value=value, namespace=namespace or self.namespace, sender=self.sender,
-                      context=dict(context or {}), send_time=datetime.now(timezone.utc))
-        if self.task is not None:
-            event.workflow = self.task.workflow
-            event.execution_id = self.task.execution_id
-            event.task = self.task.task
-            event.try_number = self.task.try_number
-        return event
+        task = self.task
+        return Event(key=key, value=value, namespace=namespace or self.namespace, sender=self.sender,
+                     context=dict(context or {}), send_time=datetime.now(timezone.utc),
+                     workflow=task.workflow if task else None, execution_id=task.execution_id if task else None,
+                     task=task.task if task else None, try_number=task.try_number if task else None)
 
     def send_event(self, key: str, value: str | None = None, *, namespace: str | None = None,
                    context: Mapping[str, str] | None = None) -> Event:
@@ -103,34 +96,28 @@ class EventClient:
         """Send many events in one batch; returns when all are durable, in the order given."""
         self._check_open()
         events = [self._new_event(k, v, namespace, context) for k, v in items]
+        records = [event.to_record() for event in events]  # checks every event before any is sent
         producer = self._get_producer()
         failures: list[str] = []
+        stored: dict[int, Event] = {}
 
-        def delivered(event: Event) -> Callable[[KafkaError | None, Message], None]:
+        def delivered(index: int) -> Callable[[KafkaError | None, Message], None]:
             def callback(err: KafkaError | None, msg: Message) -> None:
                 if err is not None:
-                    failures.append(f"{event.key}: {err.str()}")
+                    failures.append(f"{events[index].key}: {err.str()}")
                     return
-                event.partition, event.offset = msg.partition(), msg.offset()
                 _, millis = msg.timestamp()
-                event.create_time = datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
+                stored[index] = events[index].stored(msg.partition(), msg.offset(),
+                                                     datetime.fromtimestamp(millis / 1000, tz=timezone.utc))
             return callback
 
-        for event in events:
-            payload = self.codec.encode(EVENT, event.to_avro())
-            while True:
-                try:
-                    producer.produce(self.topic, key=event.key.encode(), value=payload,
-                                     headers=[(NAMESPACE_HEADER, event.namespace.encode())],
-                                     on_delivery=delivered(event))
-                    break
-                except BufferError:  # local queue full: let deliveries drain, then go on
-                    producer.poll(0.05)
+        for index, record in enumerate(records):
+            sending.produce(producer, self.config, record, delivered(index))
         remaining = producer.flush(60)
         if remaining or failures:
             raise EventError(f"events not stored in {self.topic} at {self.config.bootstrap}: "
                              f"{failures or f'{remaining} not acknowledged within 60 s'}")
-        return events
+        return [stored[i] for i in range(len(events))]
 
     # -- listening -------------------------------------------------------------------------
     def register_listener(self, listener_processor: EventProcessor, event_keys: Sequence[str] | None = None, *,
@@ -198,7 +185,6 @@ class EventClient:
         self._check_open()
         namespace = namespace or self.namespace
         consumer = clients.consumer(self.config, role="event-reader", settings={"enable.partition.eof": True})
-        dead = DeadLetters(self.config, reporter="event-reader")
         try:
             if since is not None:
                 positions = self._start_positions(consumer, since, None)
@@ -218,7 +204,7 @@ class EventClient:
                             continue
                         raise EventError(f"reading {self.topic}: {error.str()}")
                     at_end.discard(msg.partition() or 0)
-                    event = _decode_or_dead_letter(self.codec, dead, msg)
+                    event = decode_or_dead_letter(msg, Event.from_record, "event-reader", None)
                     if event is not None and event.namespace == namespace and (key is None or event.key == key):
                         yield event
                 if not follow and len(at_end) == len(positions):
@@ -258,19 +244,6 @@ class EventClient:
         self.close()
 
 
-def _decode_or_dead_letter(codec: Codec, dead: DeadLetters, msg: Message) -> Event | None:
-    try:
-        return event_from_record(codec, msg)
-    except DecodeError as exc:
-        log.warning("record %s/%s/%s is not an event, sent to the dead-letter topic: %s",
-                    msg.topic(), msg.partition(), msg.offset(), exc)
-        try:
-            dead.send(msg, str(exc))
-        except KafkaException as dlq_error:
-            log.error("could not write the bad record to the dead-letter topic: %s", dlq_error)
-        return None
-
-
 class _Listener:
     """One background thread with its own consumer (assigned partitions, no group membership)."""
 
@@ -281,7 +254,6 @@ class _Listener:
         self.keys = keys
         self.namespace = namespace
         self.consumer = clients.consumer(client.config, role="listener")
-        self.dead = DeadLetters(client.config, reporter=f"listener-{self.id[:8]}")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"aiflow-listener-{self.id[:8]}", daemon=True)
 
@@ -299,7 +271,7 @@ class _Listener:
                     if error is not None:
                         log.warning("listener %s: %s", self.id[:8], error.str())
                         continue
-                    event = _decode_or_dead_letter(self.client.codec, self.dead, msg)
+                    event = decode_or_dead_letter(msg, Event.from_record, f"listener-{self.id[:8]}", None)
                     if event is None or event.namespace != self.namespace:
                         continue
                     if self.keys and event.key not in self.keys:

@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient
 
 from aiflow.config import Config
 from aiflow.errors import KafkaUnavailable
+from aiflow.protocol.records import PRODUCER_MAX_BYTES
 
 # librdkafka's own log lines go through Python logging under this name instead of raw to stderr.
 LIBRDKAFKA_LOGGER = logging.getLogger("aiflow.librdkafka")
@@ -42,6 +43,9 @@ def producer(config: Config, *, role: str = "producer", transactional_id: str | 
         "enable.idempotence": True,
         # Latency: a lone event is sent at once instead of waiting librdkafka's default 5 ms.
         "linger.ms": linger_ms,
+        # Room for a dead letter (a record at the broker's limit plus headers); every other record is
+        # checked against its own, smaller limit before it is produced (protocol/records.py).
+        "message.max.bytes": PRODUCER_MAX_BYTES,
     })
     if transactional_id is not None:
         settings["transactional.id"] = transactional_id

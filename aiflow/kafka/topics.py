@@ -1,4 +1,8 @@
-"""The topics of DESIGN §3: names, partitions and policies, created idempotently from configuration."""
+"""The topics: names, partitions and policies, created idempotently from configuration.
+
+The roles themselves are part of the wire contract (aiflow/protocol/topics.py); this module gives
+them their names on the cluster and their settings.
+"""
 
 from __future__ import annotations
 
@@ -18,15 +22,11 @@ from confluent_kafka.admin import (
 from aiflow.config import Config
 from aiflow.errors import KafkaUnavailable
 from aiflow.kafka import clients
+from aiflow.protocol.records import PRODUCER_MAX_BYTES
+from aiflow.protocol.topics import ALL, CONTROL, DLQ, EVENTS, INBOX, STATE, TASKS, WORKFLOWS
 
-EVENTS = "events"
-INBOX = "inbox"
-TASKS = "tasks"
-CONTROL = "control"
-STATE = "state"
-WORKFLOWS = "workflows"
-DLQ = "dlq"
-ALL = (EVENTS, INBOX, TASKS, CONTROL, STATE, WORKFLOWS, DLQ)
+__all__ = ["ALL", "CONTROL", "DLQ", "EVENTS", "INBOX", "STATE", "TASKS", "WORKFLOWS", "TopicSpec", "TopicReport",
+           "create_topics", "describe_topics", "name", "partition_count", "specs"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,9 @@ def specs(config: Config) -> list[TopicSpec]:
              "STOP / KILL commands, read by every worker"),
         spec(STATE, parts, {"cleanup.policy": "compact"}, "changelog of the scheduler's state"),
         spec(WORKFLOWS, 1, {"cleanup.policy": "compact"}, "workflow definitions and the keys they listen to"),
-        spec(DLQ, 1, {"cleanup.policy": "delete", "retention.ms": str(config.values["topics.dlq_retention_ms"])},
+        # A dead letter is a record as received plus headers: room for a record at the broker's limit.
+        spec(DLQ, 1, {"cleanup.policy": "delete", "retention.ms": str(config.values["topics.dlq_retention_ms"]),
+                      "max.message.bytes": str(PRODUCER_MAX_BYTES)},
              "records that could not be decoded or applied, with the reason in headers"),
     ]
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from aiflow.events.model import Event
+from aiflow.protocol.messages import Event
 from aiflow.sdk.conditions import Condition, TaskRule
 from aiflow.sdk.expressions import Expression
 from aiflow.sdk.state import Context, MemoryContext

@@ -3,9 +3,12 @@
 Guarantees: each event is routed exactly once (consume -> produce -> offsets in one transaction,
 see aiflow/kafka/transactions.py). Lookup is one dict access per event: the index maps
 (namespace, event key) to the workflows listening, built from the compacted workflows topic and
-kept current as definitions change. Scoping (DESIGN §8): an event sent from inside a task goes only
-to its own workflow; any other event goes to every workflow of its namespace that listens to its key.
-A record that is not an event goes to the dead-letter topic, in the same transaction.
+kept current as definitions change. Scoping: an event sent from inside a task goes only to its own
+workflow; any other event goes to every workflow of its namespace that listens to its key.
+
+The router owns the events topic, and also the control and workflows topics, which every worker and
+every scheduler read but none can own (protocol/topics.py): its consumer group reads them only to
+check them. A record that cannot be read goes to the dead-letter topic, in the same transaction.
 """
 
 from __future__ import annotations
@@ -13,22 +16,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Sequence
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import Message
 
 from aiflow.config import Config
-from aiflow.errors import DecodeError
-from aiflow.events.codec import WORKFLOW_DEFINITION, default_codec
-from aiflow.events.records import event_from_record
-from aiflow.kafka import clients, dlq, messages, topics
-from aiflow.kafka.messages import Record
+from aiflow.kafka import sending, topics
+from aiflow.kafka.readers import DefinitionFollower, WorkflowId
 from aiflow.kafka.transactions import TransactionalLoop
-from aiflow.kafka.workflows import WorkflowDefinition
+from aiflow.protocol.deadletter import decode_or_dead_letter
+from aiflow.protocol.messages import ControlCommand, Event, InboxMessage, WorkflowDefinition, read_workflow_record
+from aiflow.protocol.records import Record, source_of
 
 log = logging.getLogger(__name__)
-
-WorkflowId = tuple[str, str]
 
 
 class RuleIndex:
@@ -36,9 +36,9 @@ class RuleIndex:
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[str, str], set[WorkflowId]] = defaultdict(set)
-        self._keys_of: dict[WorkflowId, list[tuple[str, str]]] = {}
+        self._keys_of: dict[WorkflowId, Sequence[tuple[str, str]]] = {}
 
-    def update(self, workflow: WorkflowId, keys: list[tuple[str, str]]) -> None:
+    def update(self, workflow: WorkflowId, keys: Sequence[tuple[str, str]]) -> None:
         self.remove(workflow)
         self._keys_of[workflow] = keys
         for key in keys:
@@ -57,59 +57,16 @@ class RuleIndex:
         return len(self._keys_of)
 
 
-class DefinitionFollower:
-    """Reads the workflows topic from the start, then keeps following it: the current definition of
-    every workflow, and a callback on each change (None: deleted)."""
-
-    def __init__(self, config: Config,
-                 on_change: Callable[[WorkflowId, WorkflowDefinition | None], None] | None = None) -> None:
-        self.codec = default_codec()
-        self.definitions: dict[WorkflowId, WorkflowDefinition] = {}
-        self.on_change = on_change
-        self.consumer = clients.consumer(config, role="definitions", settings={"enable.partition.eof": True})
-        self.consumer.assign([TopicPartition(topics.name(config, topics.WORKFLOWS), 0, 0)])
-        self.caught_up = False
-
-    def poll(self, timeout: float = 0.0) -> None:
-        for msg in self.consumer.consume(1000, timeout=timeout):
-            error = msg.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    self.caught_up = True
-                continue
-            namespace, _, name = (msg.key() or b"").decode().partition("/")
-            value = msg.value()
-            definition: WorkflowDefinition | None = None
-            if value is not None:
-                try:
-                    definition = WorkflowDefinition.from_avro(
-                        self.codec.decode(value, expected=WORKFLOW_DEFINITION)[1])
-                except DecodeError as exc:
-                    log.error("unreadable workflow definition %s/%s: %s", namespace, name, exc)
-                    continue
-            if definition is None:
-                self.definitions.pop((namespace, name), None)
-            else:
-                self.definitions[(namespace, name)] = definition
-            if self.on_change:
-                self.on_change((namespace, name), definition)
-
-    def catch_up(self) -> None:
-        while not self.caught_up:
-            self.poll(timeout=0.5)
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
 class Router:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.codec = default_codec()
         self.rules = RuleIndex()  # task rules: scoped to the sender's workflow for events from tasks
         self.triggers = RuleIndex()  # workflow triggers of enabled workflows: any event of their namespace
-        self.definitions = DefinitionFollower(config, self._index)
-        self.loop = TransactionalLoop(config, "router", topics.name(config, topics.EVENTS),
+        self.definitions = DefinitionFollower(config, "router", self._index)
+        self.events_topic = topics.name(config, topics.EVENTS)
+        self.checked = {topics.name(config, topics.CONTROL): ControlCommand.from_record,
+                        topics.name(config, topics.WORKFLOWS): read_workflow_record}
+        self.loop = TransactionalLoop(config, "router", [self.events_topic, *self.checked],
                                       f"{config.topic_prefix}-router")
 
     def _index(self, workflow: WorkflowId, definition: WorkflowDefinition | None) -> None:
@@ -118,19 +75,24 @@ class Router:
             self.triggers.remove(workflow)
             return
         self.rules.update(workflow, definition.rule_keys)
-        self.triggers.update(workflow, definition.trigger_keys if definition.enabled else [])
+        self.triggers.update(workflow, definition.trigger_keys if definition.enabled else ())
 
     def route(self, msg: Message) -> list[Record]:
-        try:
-            event = event_from_record(self.codec, msg)
-        except DecodeError as exc:
-            return [messages.dead_letter(msg, str(exc), "router")]
+        """The inbox records of one event, or its dead letter; nothing for a readable record of a
+        topic the router only checks."""
+        dead: list[Record] = []
+        if msg.topic() != self.events_topic:
+            decode_or_dead_letter(msg, self.checked[msg.topic() or ""], "router", dead)
+            return dead
+        event = decode_or_dead_letter(msg, Event.from_record, "router", dead)
+        if event is None:
+            return dead
         targets = self.rules.lookup(event.namespace, event.key)
         if event.execution_id and event.workflow:
             targets = {t for t in targets if t == (event.namespace, event.workflow)}
         targets = targets | self.triggers.lookup(event.namespace, event.key)
-        source = dlq.source_of(msg)
-        return [messages.inbox_event(ns, wf, event, source) for ns, wf in sorted(targets)]
+        source = source_of(msg)
+        return [InboxMessage.for_event(ns, wf, event, source).to_record() for ns, wf in sorted(targets)]
 
     def step(self) -> int:
         self.definitions.poll()
@@ -140,7 +102,7 @@ class Router:
         self.loop.begin()
         for msg in msgs:
             for record in self.route(msg):
-                messages.produce(self.loop.producer, self.config, record)
+                sending.produce(self.loop.producer, self.config, record)
         self.loop.commit()
         return len(msgs)
 

@@ -10,7 +10,8 @@ Guarantees (see aiflow/kafka/transactions.py for the mechanism):
   the number of the inbox partition it belongs to, so an instance that owns inbox partition p
   restores exactly state partition p.
 - Bad input never stops the loop: a record that cannot be decoded or applied goes to the dead-letter
-  topic, in the same transaction, with the reason.
+  topic, in the same transaction, with the reason. The scheduler owns the inbox topic; it reads the
+  state and workflows topics without owning them, so it skips what it cannot read there.
 """
 
 from __future__ import annotations
@@ -22,19 +23,26 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import TopicPartition
 
 from aiflow.config import Config
-from aiflow.errors import AIFlowError, DecodeError
-from aiflow.events.codec import EVENT, INBOX_MESSAGE, default_codec
-from aiflow.events.model import Event
-from aiflow.kafka import dlq, messages, topics
-from aiflow.kafka.messages import Record
-from aiflow.kafka.state import read_state
+from aiflow.errors import AIFlowError
+from aiflow.kafka import sending, topics
+from aiflow.kafka.readers import DefinitionFollower, WorkflowId, read_state
 from aiflow.kafka.transactions import TransactionalLoop
-from aiflow.kafka.workflows import WorkflowDefinition
+from aiflow.protocol.deadletter import dead_letter, decode_or_dead_letter, reason_of
+from aiflow.protocol.messages import (
+    Command,
+    ControlCommand,
+    Event,
+    InboxKind,
+    InboxMessage,
+    StateRecord,
+    TaskCommand,
+    WorkflowDefinition,
+)
+from aiflow.protocol.records import Record, inbox_partition, source_of, workflow_key
 from aiflow.scheduler import core
-from aiflow.scheduler.router import DefinitionFollower, WorkflowId
 from aiflow.scheduler.workflows import WorkflowCache
 from aiflow.sdk.conditions import Condition, condition_from_spec
 from aiflow.sdk.expressions import Expression, parse_expression
@@ -59,7 +67,6 @@ class Scheduler:
     def __init__(self, config: Config, settings: core.Settings | None = None) -> None:
         self.config = config
         self.settings = settings or core.Settings()
-        self.codec = default_codec()
         self.workflows = WorkflowCache(config)
         self.executions: dict[str, _Owned] = {}
         self.finished: set[str] = set()
@@ -69,7 +76,7 @@ class Scheduler:
         self._dirty: dict[str, _Owned] = {}
         self._deadlines: dict[str, float] = {}
         self._pending: list[Record] = []
-        self.definitions = DefinitionFollower(config)
+        self.definitions = DefinitionFollower(config, "scheduler")
         self.workflow_states: dict[WorkflowId, core.WorkflowState] = {}
         self._dirty_workflows: set[WorkflowId] = set()
         self.assigned: set[int] = set()
@@ -77,23 +84,28 @@ class Scheduler:
 
     # -- partitions ----------------------------------------------------------------------------
     def _restore(self, partitions: list[TopicPartition]) -> None:
-        """Rebuild the executions of newly assigned partitions from the state topic."""
+        """Rebuild the executions of newly assigned partitions from the state topic. An entry that
+        cannot be read back is passed over (the projector dead-letters it)."""
         wanted = {p.partition for p in partitions}
-        latest: dict[str, tuple[int, str]] = {}
-        for entry in read_state(self.config, wanted).values():
-            if entry.entity == "EXECUTION":
-                latest[entry.entity_id] = (entry.partition, entry.body)
-            elif entry.entity == "WORKFLOW":
-                ws = core.WorkflowState.from_dict(json.loads(entry.body))
-                self.workflow_states[(ws.namespace, ws.workflow)] = ws
         restored = 0
-        for execution_id, (partition, body) in latest.items():
-            ex = core.Execution.from_dict(json.loads(body))
+        for (entity, entity_id), (partition, record) in read_state(self.config, wanted, "scheduler").items():
+            try:
+                if entity == "WORKFLOW":
+                    ws = core.WorkflowState.from_dict(record.data())
+                    self.workflow_states[(ws.namespace, ws.workflow)] = ws
+                    continue
+                if entity != "EXECUTION":
+                    continue
+                ex = core.Execution.from_dict(record.data())
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("scheduler: state of %s %s cannot be restored, passed over: %s", entity.lower(), entity_id,
+                          reason_of(exc))
+                continue
             if ex.settled:
-                self.finished.add(execution_id)
+                self.finished.add(entity_id)
             else:
-                self.executions[execution_id] = _Owned(ex, partition)
-                self._track(self.executions[execution_id])
+                self.executions[entity_id] = _Owned(ex, partition)
+                self._track(self.executions[entity_id])
                 restored += 1
         self.assigned |= wanted
         log.info("scheduler: restored %d active executions of partitions %s", restored, sorted(wanted))
@@ -108,64 +120,57 @@ class Scheduler:
         self.assigned -= gone
 
     def _partition_of(self, workflow: WorkflowId) -> int:
-        return messages.inbox_partition(messages.workflow_key(*workflow),
-                                        topics.partition_count(self.config, topics.INBOX))
+        return inbox_partition(workflow_key(*workflow), topics.partition_count(self.config, topics.INBOX))
 
     # -- applying inputs ----------------------------------------------------------------------
     def _workflow_of(self, ex: core.Execution) -> Workflow:
         s = ex.snapshot
         return self.workflows.get(ex.namespace, ex.workflow, s.uri, s.sha256, s.workflow_file)
 
-    def _apply(self, msg: Message) -> None:
-        value = msg.value()
-        if value is None:
-            raise DecodeError("an inbox record without a value")
-        _, m = self.codec.decode(value, expected=INBOX_MESSAGE)
-        partition = msg.partition() or 0
+    def _apply(self, m: InboxMessage, partition: int) -> None:
         now = time.time()
-        kind = m["kind"]
-        if kind == "COMMAND" and m["command"] == "START_EXECUTION":
+        if m.kind is InboxKind.COMMAND and m.command is Command.START_EXECUTION:
             self._start_execution(m, partition, now)
-        elif kind == "COMMAND":
-            owned = self._owned(m["execution_id"], m)
+        elif m.kind is InboxKind.COMMAND:
+            assert m.command is not None
+            owned = self._owned(m.execution_id, m)
             if owned:
                 self._emit(owned, core.on_command(owned.execution, self._workflow_of(owned.execution),
-                                                  m["command"], m["task"], now))
-        elif kind == "EVENT":
-            event = Event.from_avro(m["event"])
-            source = m["source"] or ""
-            wid = (str(m["namespace"]), str(m["workflow"]))
+                                                  m.command.value, m.task, now))
+        elif m.kind is InboxKind.EVENT:
+            assert m.event is not None
+            event, source = m.event, m.source or ""
+            wid = (m.namespace, m.workflow)
             mine = [o for o in self.executions.values() if (o.execution.namespace, o.execution.workflow) == wid]
-            if event.execution_id:  # from a task: its own execution's rules only (DESIGN §8)
+            if event.execution_id:  # from a task: its own execution's rules only
                 mine = [o for o in mine if o.execution.id == event.execution_id]
             for owned in mine:
                 self._emit(owned, core.on_event(owned.execution, self._workflow_of(owned.execution), event,
                                                 source, now))
             self._triggers(wid, event, source, partition, now)
-        elif kind in ("TASK_STATUS", "HEARTBEAT"):
-            report = m["report"]
-            owned = self._owned(report["execution_id"], m)
+        else:  # a task status report or a heartbeat
+            report = m.report
+            assert report is not None
+            owned = self._owned(report.execution_id, m)
             if owned:
                 self._emit(owned, core.on_report(owned.execution, self._workflow_of(owned.execution),
-                                                 report["task"], report["try_number"], report["status"],
-                                                 report["message"], report["worker"], now))
-        else:
-            raise DecodeError(f"unknown inbox kind {kind}")
+                                                 report.task, report.try_number, report.status,
+                                                 report.message, report.worker, now))
 
-    def _owned(self, execution_id: str | None, m: dict[str, object]) -> _Owned | None:
+    def _owned(self, execution_id: str | None, m: InboxMessage) -> _Owned | None:
         owned = self.executions.get(execution_id or "")
         if owned is None:
             state = "finished" if execution_id in self.finished else "unknown"
-            log.info("scheduler: %s for %s execution %s ignored", m.get("command") or m["kind"], state, execution_id)
+            what = m.command.value if m.command else m.kind.value
+            log.info("scheduler: %s for %s execution %s ignored", what, state, execution_id)
         return owned
 
-    def _start_execution(self, m: dict[str, str | dict[str, str]], partition: int, now: float) -> None:
-        args = m["args"]
-        assert isinstance(args, dict)
-        execution_id = str(m["execution_id"])
+    def _start_execution(self, m: InboxMessage, partition: int, now: float) -> None:
+        args = m.args
+        execution_id = str(m.execution_id)
         if execution_id in self.executions or execution_id in self.finished:
             return  # a duplicate command: the execution exists already
-        wid = (str(m["namespace"]), str(m["workflow"]))
+        wid = (m.namespace, m.workflow)
         definition = self.definitions.definitions.get(wid)
         if definition is not None and not definition.enabled:
             log.info("scheduler: %s.%s is disabled: start of %s refused", *wid, execution_id)
@@ -244,12 +249,11 @@ class Scheduler:
             if isinstance(out, core.StartTry):
                 op = self._workflow_of(ex).tasks.get(out.task)
                 s = ex.snapshot
-                self._pending.append(messages.task_command(ex.namespace, ex.workflow, ex.id, out.task,
-                                                           out.try_number, s.uri, s.sha256, s.workflow_file,
-                                                           op.timeout if op else None))
+                self._pending.append(TaskCommand(ex.namespace, ex.workflow, ex.id, out.task, out.try_number, s.uri,
+                                                 s.sha256, s.workflow_file, op.timeout if op else None).to_record())
             elif isinstance(out, core.StopTry):
-                self._pending.append(messages.control_command(out.execution_id, out.task, out.try_number,
-                                                              "KILL" if out.kill else "STOP", out.reason))
+                self._pending.append(ControlCommand("KILL" if out.kill else "STOP", out.execution_id, out.task,
+                                                    out.try_number, out.reason).to_record())
             elif isinstance(out, core.StatusChanged):
                 self._pending.append(self._status_event(ex, out))
 
@@ -257,7 +261,7 @@ class Scheduler:
         event = Event(key=task_status_event_key(ex.namespace, ex.workflow, out.task), value=out.status,
                       namespace=ex.namespace, sender="aiflow-scheduler", workflow=ex.workflow,
                       execution_id=ex.id, task=out.task, try_number=out.try_number)
-        return Record(topics.EVENTS, event.key, self.codec.encode(EVENT, event.to_avro()))
+        return event.to_record()
 
     def _track(self, owned: _Owned) -> None:
         """Remember when the execution next needs a tick, so finding due ones is a scan of floats."""
@@ -274,8 +278,8 @@ class Scheduler:
         for owned in self._dirty.values():
             ex = owned.execution
             ex.version += 1
-            self._pending.append(messages.state_record("EXECUTION", ex.id, ex.namespace, ex.workflow, ex.version,
-                                                       json.dumps(ex.to_dict()), owned.partition))
+            self._pending.append(StateRecord("EXECUTION", ex.id, ex.namespace, ex.workflow, ex.version,
+                                             json.dumps(ex.to_dict())).to_record(owned.partition))
             if ex.settled:
                 self.executions.pop(ex.id, None)
                 self._deadlines.pop(ex.id, None)
@@ -288,14 +292,13 @@ class Scheduler:
             if ws is None:
                 continue
             ws.version += 1
-            self._pending.append(messages.state_record("WORKFLOW", messages.workflow_key(*wid), ws.namespace,
-                                                       ws.workflow, ws.version, json.dumps(ws.to_dict()),
-                                                       self._partition_of(wid)))
+            self._pending.append(StateRecord("WORKFLOW", workflow_key(*wid), ws.namespace, ws.workflow, ws.version,
+                                             json.dumps(ws.to_dict())).to_record(self._partition_of(wid)))
         self._dirty_workflows.clear()
 
     def _produce(self) -> None:
         for record in self._pending:
-            messages.produce(self.loop.producer, self.config, record)
+            sending.produce(self.loop.producer, self.config, record)
         self._pending.clear()
 
     # -- the loop -----------------------------------------------------------------------------
@@ -314,11 +317,14 @@ class Scheduler:
             return 0
         self.loop.begin()
         for msg in msgs:
+            m = decode_or_dead_letter(msg, InboxMessage.from_record, "scheduler", self._pending)
+            if m is None:
+                continue
             try:
-                self._apply(msg)
-            except Exception as exc:  # a bad record or a bug on one input must not stop the loop
-                log.exception("scheduler: inbox record %s sent to the dead-letter topic", dlq.source_of(msg))
-                self._pending.append(messages.dead_letter(msg, f"{type(exc).__name__}: {exc}", "scheduler"))
+                self._apply(m, msg.partition() or 0)
+            except Exception as exc:  # a record that cannot be applied, or a bug on one input, must not stop the loop
+                log.exception("scheduler: inbox record %s sent to the dead-letter topic", source_of(msg))
+                self._pending.append(dead_letter(msg, reason_of(exc), "scheduler"))
         for owned in due:
             if owned.execution.id in self.executions:
                 self._emit(owned, core.on_tick(owned.execution, self._workflow_of(owned.execution), now,

@@ -16,7 +16,7 @@ from aiflow.sdk.state import Context, ValueState, ValueStateDescriptor
 from aiflow.sdk.status import TaskAction, TaskStatus, task_status_event_key
 
 if TYPE_CHECKING:
-    from aiflow.events.model import Event
+    from aiflow.protocol.messages import Event
 
 
 class Condition:

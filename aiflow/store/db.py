@@ -44,10 +44,17 @@ def engine_for(uri: str) -> Engine:
 
             @event.listens_for(engine, "connect")
             def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+                # Python's sqlite3 begins transactions on its own, late, and so breaks SAVEPOINT (the
+                # projector applies each record in one): let SQLAlchemy emit BEGIN itself instead.
+                dbapi_connection.isolation_level = None
                 cursor = dbapi_connection.cursor()
                 cursor.execute("PRAGMA foreign_keys=ON")  # SQLite ignores foreign keys otherwise
                 cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
                 cursor.close()
+
+            @event.listens_for(engine, "begin")
+            def _sqlite_begin(conn: Any) -> None:
+                conn.exec_driver_sql("BEGIN")
         else:
             engine = create_engine(uri, pool_pre_ping=True)
         _engines[uri] = engine

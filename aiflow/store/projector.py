@@ -1,26 +1,30 @@
 """The projector: writes the scheduler's state changelog into the SQL store.
 
 Guarantee: every committed changelog record is applied at least once, in order per execution, with
-idempotent upserts (a record older than the row's version is skipped), so a restart re-applies
-nothing wrongly. It commits its offsets only after the database transaction, and it may lag without
-harm: the scheduler never reads the database.
+idempotent upserts, so a restart re-applies nothing wrongly. It commits its offsets (in a Kafka
+transaction, with the dead letters of records it cannot read) only after the database transaction
+has committed; a failed database write is retried until it succeeds, so no update is skipped. It may
+lag without harm: the scheduler never reads the database.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from datetime import datetime, timezone
 from typing import Any
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import Message
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from aiflow.config import Config
-from aiflow.events.codec import STATE_RECORD, default_codec
-from aiflow.kafka import clients, topics
+from aiflow.kafka import sending, topics
+from aiflow.kafka.transactions import Backoff, TransactionalLoop
+from aiflow.protocol.deadletter import dead_letter, decode_or_dead_letter, reason_of
+from aiflow.protocol.messages import StateRecord
+from aiflow.protocol.records import Record, source_of
 from aiflow.store.db import Store
 from aiflow.store.models import ExecutionRow, TaskExecutionRow, WorkflowRow
 
@@ -66,54 +70,91 @@ def apply_execution(s: Session, body: dict[str, Any]) -> None:
             trow.worker = t["worker"]
 
 
+def transient(exc: BaseException) -> bool:
+    """True for a database error that a retry can cure: the server went away, a lock, a timeout."""
+    return isinstance(exc, (OperationalError, InterfaceError)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
 class Projector:
+    """Owns the state topic: a changelog record it cannot read or apply goes to the dead-letter topic,
+    in the Kafka transaction that commits its offset."""
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self.store = Store(config)
-        self.codec = default_codec()
-        self.consumer = clients.consumer(config, role="projector", group_id=f"{config.topic_prefix}-projector")
-        self.consumer.subscribe([topics.name(config, topics.STATE)])
+        self.loop = TransactionalLoop(config, "projector", topics.name(config, topics.STATE),
+                                      f"{config.topic_prefix}-projector")
+        # The version of each execution the database holds, as far as this projector wrote it.
         self._versions: dict[str, int] = {}
+        self._stop = threading.Event()
 
-    def apply(self, msgs: list[Message]) -> None:
-        latest: dict[str, dict[str, Any]] = {}
+    def _latest(self, msgs: list[Message], dead: list[Record]) -> dict[str, tuple[StateRecord, Message]]:
+        """The newest readable execution record of each execution in the batch that is not applied yet."""
+        latest: dict[str, tuple[StateRecord, Message]] = {}
         for msg in msgs:
-            value = msg.value()
-            if value is None:
+            if msg.value() is None:
+                continue  # a tombstone: the execution is forgotten by Kafka, not by the database
+            record = decode_or_dead_letter(msg, StateRecord.from_record, "projector", dead)
+            if record is None or record.entity != "EXECUTION":
                 continue
-            _, record = self.codec.decode(value, expected=STATE_RECORD)
-            if record["entity"] != "EXECUTION":
+            if record.version <= self._versions.get(record.entity_id, -1):
                 continue
-            if record["version"] <= self._versions.get(record["entity_id"], -1):
-                continue
-            self._versions[record["entity_id"]] = record["version"]
-            latest[record["entity_id"]] = json.loads(record["body"])
-        if latest:
-            with self.store.session() as s:
-                for body in latest.values():
-                    apply_execution(s, body)
+            known = latest.get(record.entity_id)
+            if known is None or record.version >= known[0].version:
+                latest[record.entity_id] = (record, msg)
+        return latest
+
+    def _write(self, latest: dict[str, tuple[StateRecord, Message]], dead: list[Record]) -> None:
+        """Apply the records in one database transaction, each in a savepoint of its own: one that the
+        database refuses for good (bad data) is dead-lettered; a transient failure (database down,
+        locked) retries the whole write after a back-off, without skipping anything."""
+        backoff = Backoff(cap=5.0)
+        while True:
+            refused: list[Record] = []
+            try:
+                with self.store.session() as s:
+                    for record, msg in latest.values():
+                        try:
+                            with s.begin_nested():
+                                apply_execution(s, record.data())
+                        except Exception as exc:
+                            if transient(exc):
+                                raise
+                            log.warning("projector: %s cannot be applied: %s", source_of(msg), reason_of(exc))
+                            refused.append(dead_letter(msg, f"cannot be applied: {reason_of(exc)}", "projector"))
+                dead.extend(refused)
+                return
+            except Exception as exc:
+                if not transient(exc) or self._stop.is_set():
+                    raise
+                log.warning("projector: the database write failed (%s); retrying in %.1f s", reason_of(exc),
+                            min(5.0, (backoff.delay or 0.05) * 2))
+                backoff.wait(self._stop)
 
     def step(self) -> int:
-        msgs = [m for m in clients.take(self.consumer, 500, 0.2)
-                if m.error() is None or m.error().code() != KafkaError._PARTITION_EOF]  # type: ignore[union-attr]
-        good = [m for m in msgs if m.error() is None]
-        if good:
-            self.apply(good)
-            positions = [p for p in self.consumer.position(self.consumer.assignment()) if p.offset >= 0]
-            if positions:
-                self.consumer.commit(offsets=positions, asynchronous=False)
-        return len(good)
+        msgs = self.loop.poll(500, 0.2)
+        if not msgs:
+            return 0
+        dead: list[Record] = []
+        latest = self._latest(msgs, dead)
+        if latest:
+            self._write(latest, dead)
+        self.loop.begin()
+        for record in dead:
+            sending.produce(self.loop.producer, self.config, record)
+        self.loop.commit()
+        # Only now, with the database written and the offsets committed, are these versions done.
+        for entity_id, (state, _msg) in latest.items():
+            self._versions[entity_id] = state.version
+        return len(msgs)
 
     def run(self, stop: threading.Event) -> None:
+        """Apply the changelog until `stop` is set; a failed database write or Kafka transaction is
+        retried, never skipped."""
         log.info("projector: started")
+        self._stop = stop
         try:
-            while not stop.is_set():
-                try:
-                    self.step()
-                except Exception:
-                    log.exception("projector: a batch failed; retrying it")
-                    for tp in self.consumer.committed(self.consumer.assignment(), timeout=10):
-                        self.consumer.seek(tp if tp.offset >= 0 else tp.__class__(tp.topic, tp.partition, 0))
-                    stop.wait(1.0)
+            self.loop.run_until(stop, self.step)
         finally:
-            self.consumer.close()
+            self.loop.close()

@@ -18,8 +18,7 @@ from sqlalchemy import func, select, text
 from aiflow.config import Config
 from aiflow.errors import Conflict
 from aiflow.kafka import topics
-from aiflow.kafka.state import read_state
-from aiflow.scheduler.router import DefinitionFollower
+from aiflow.kafka.readers import DefinitionFollower, read_state
 from aiflow.store.db import Store
 from aiflow.store.models import NamespaceRow, ScheduleRow, SnapshotRow, TriggerRow, WorkflowRow
 from aiflow.store.projector import apply_execution
@@ -37,7 +36,7 @@ def rebuild(config: Config) -> RebuildReport:
         if s.scalar(select(func.count()).select_from(WorkflowRow)):
             raise Conflict("the database already holds workflows: `aiflow db reset` it first, or point "
                            "AIFLOW_DB_URI at an empty one")
-    follower = DefinitionFollower(config)
+    follower = DefinitionFollower(config, "db-rebuild")
     follower.catch_up()
     follower.close()
     now = datetime.now(timezone.utc)
@@ -68,9 +67,10 @@ def rebuild(config: Config) -> RebuildReport:
 
 
 def _replay_state(config: Config, store: Store) -> int:
-    entries = [e for e in read_state(config, range(topics.partition_count(config, topics.STATE))).values()
-               if e.entity == "EXECUTION"]
+    entries = [record for _partition, record in
+               read_state(config, range(topics.partition_count(config, topics.STATE)), "db-rebuild").values()
+               if record.entity == "EXECUTION"]
     with store.session() as s:
-        for entry in entries:
-            apply_execution(s, json.loads(entry.body))
+        for record in entries:
+            apply_execution(s, record.data())
     return len(entries)

@@ -9,6 +9,13 @@ Guarantees:
   topic instead of taking commands it cannot run. A never-ending task holds its slot until stopped.
 - STOP is SIGTERM to the try's whole process group, a grace period, then SIGKILL: children the
   task spawned are stopped with it.
+- A finished try is forgotten only once its report has committed: if the commit fails, the next
+  step reports it again.
+- Workers own the tasks topic: a command that cannot be read goes to the dead-letter topic in the
+  transaction that commits its offset. They read the control topic without owning it (the router
+  checks it), so they skip what they cannot read there.
+- If the fork server dies, the tries it forked are failed at once (they stop themselves when
+  their parent goes) and a new fork server is started, after a back-off if it keeps dying.
 """
 
 from __future__ import annotations
@@ -23,18 +30,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import DEVNULL, STDOUT, Popen
-from typing import Any, Protocol
+from typing import Protocol
 
 from confluent_kafka import KafkaException, TopicPartition
 
 from aiflow.config import Config
-from aiflow.events.codec import CONTROL_COMMAND, TASK_COMMAND, default_codec
 from aiflow.events.context import TaskContext
-from aiflow.kafka import clients, messages, topics
+from aiflow.kafka import clients, sending, topics
 from aiflow.kafka.transactions import TransactionalLoop
+from aiflow.protocol.deadletter import decode_or_dead_letter
+from aiflow.protocol.messages import ControlCommand, TaskCommand
+from aiflow.protocol.records import Record
 from aiflow.store.snapshots import fetch
 from aiflow.worker.runner import STOPPED_EXIT_CODE
-from aiflow.worker.zygote import ForkServer
+from aiflow.worker.zygote import LOST_EXIT_CODE, ForkServer
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +58,14 @@ class TaskProcess(Protocol):
 
 @dataclass
 class Running:
-    command: dict[str, Any]
+    command: TaskCommand
     process: TaskProcess
     log_file: Path
     started: float
     stop_reason: str = ""
     kill_at: float | None = None
     reported: set[str] = field(default_factory=set)
+    ended: bool = False  # its exit was seen and its process group killed; the report may still be pending
 
 
 def log_path(home: Path, workflow: str, execution_id: str, task: str, try_number: int) -> Path:
@@ -85,7 +95,6 @@ class Worker:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.heartbeat_interval = heartbeat_interval
         self.stop_grace = stop_grace
-        self.codec = default_codec()
         self.running: dict[TryKey, Running] = {}
         self.stopped_before_start: dict[tuple[str, str | None, int | None], float] = {}
         self.loop = TransactionalLoop(config, "worker", topics.name(config, topics.TASKS),
@@ -104,10 +113,28 @@ class Worker:
         # Tries start as forks of a process that has imported the task runner already (zygote.py);
         # without it (or if it dies) each try is a new Python process.
         self.forks = ForkServer(self._task_env()) if fork_server else None
+        self._fork_server_restarts = 0
+        self._fork_server_next_start = 0.0
 
     def _task_env(self) -> dict[str, str]:
         return {**os.environ, "AIFLOW_HOME": str(self.config.home), "AIFLOW_KAFKA_BOOTSTRAP": self.config.bootstrap,
                 "AIFLOW_TOPIC_PREFIX": self.config.topic_prefix, "PYTHONUNBUFFERED": "1"}
+
+    def _check_fork_server(self) -> None:
+        """Start a new fork server when the old one died: at once the first time, then after a
+        back-off doubling to 60 s while it keeps dying. Tries of the dead one end on their own
+        (`ForkedTask.poll`) and are reported FAILED by `_reap`."""
+        if self.forks is None or self.forks.alive():
+            return
+        now = time.monotonic()
+        if now < self._fork_server_next_start:
+            return
+        log.error("worker %s: the fork server died (exit code %s); starting a new one", self.name,
+                  self.forks.process.returncode)
+        self.forks.close()
+        self.forks = ForkServer(self._task_env())
+        self._fork_server_restarts += 1
+        self._fork_server_next_start = now + min(60.0, 0.5 * 2 ** self._fork_server_restarts)
 
     def _start_process(self, argv: list[str], env: dict[str, str], cwd: Path, log_file: Path) -> TaskProcess:
         if self.forks is not None and self.forks.alive():
@@ -120,11 +147,11 @@ class Worker:
                          stderr=STDOUT, stdin=DEVNULL, start_new_session=True)
 
     # -- reports -------------------------------------------------------------------------------
-    def _report(self, command: dict[str, Any], status: str | None, message: str = "",
-                pid: int | None = None) -> None:
-        messages.produce(self.loop.producer, self.config, messages.inbox_report(
-            command["namespace"], command["workflow"], command["execution_id"], command["task"],
-            command["try_number"], status, message[-4000:], self.name, pid))
+    def _report(self, command: TaskCommand, status: str | None, message: str = "", pid: int | None = None) -> None:
+        self._produce(command.report(status, message[-4000:], self.name, pid).to_record())
+
+    def _produce(self, record: Record) -> None:
+        sending.produce(self.loop.producer, self.config, record)
 
     # -- starting ------------------------------------------------------------------------------
     def _assigned(self, partitions: list[TopicPartition]) -> None:
@@ -171,10 +198,11 @@ class Worker:
         commands = []
         self.loop.begin()
         for msg in msgs:
-            try:
-                _, command = self.codec.decode(msg.value() or b"", expected=TASK_COMMAND)
-            except Exception as exc:
-                log.error("worker: unreadable task command %s/%s: %s", msg.partition(), msg.offset(), exc)
+            dead: list[Record] = []
+            command = decode_or_dead_letter(msg, TaskCommand.from_record, "worker", dead)
+            for record in dead:
+                self._produce(record)
+            if command is None:
                 continue
             if self._stopped_already(command):
                 self._report(command, "STOPPED", "stopped before it started")
@@ -185,24 +213,24 @@ class Worker:
         for command in commands:
             self._launch(command)
 
-    def _stopped_already(self, command: dict[str, Any]) -> bool:
-        keys = [(command["execution_id"], None, None), (command["execution_id"], command["task"], None),
-                (command["execution_id"], command["task"], command["try_number"])]
+    def _stopped_already(self, command: TaskCommand) -> bool:
+        keys = [(command.execution_id, None, None), (command.execution_id, command.task, None),
+                (command.execution_id, command.task, command.try_number)]
         return any(k in self.stopped_before_start for k in keys)
 
-    def _launch(self, command: dict[str, Any]) -> None:
+    def _launch(self, command: TaskCommand) -> None:
         home = self.config.home
-        key: TryKey = (command["execution_id"], command["task"], command["try_number"])
-        log_file = log_path(home, command["workflow"], *key)
+        key: TryKey = command.try_key
+        log_file = log_path(home, command.workflow, *key)
         log_file.parent.mkdir(parents=True, exist_ok=True)
         try:
-            folder = fetch(self.config, command["snapshot_uri"], command["snapshot_sha256"],
-                           working_dir(home, command["workflow"], command["execution_id"]))
-            workflow_file = folder / command["workflow_file"]
-            context = TaskContext(command["namespace"], command["workflow"], command["execution_id"],
-                                  command["task"], command["try_number"])
+            folder = fetch(self.config, command.snapshot_uri, command.snapshot_sha256,
+                           working_dir(home, command.workflow, command.execution_id))
+            workflow_file = folder / command.workflow_file
+            context = TaskContext(command.namespace, command.workflow, command.execution_id, command.task,
+                                  command.try_number)
             env = {**self._task_env(), **context.to_env()}
-            process = self._start_process([str(workflow_file), command["workflow"], command["task"]], env,
+            process = self._start_process([str(workflow_file), command.workflow, command.task], env,
                                           workflow_file.parent, log_file)
         except Exception as exc:
             log.exception("worker: could not start %s", key)
@@ -212,8 +240,8 @@ class Worker:
             self._report(command, "FAILED", f"could not start the task: {exc}")
             self.loop.commit()
             return
-        log.info("worker: started %s/%s try %s (pid %s)", command["workflow"], command["task"],
-                 command["try_number"], process.pid)
+        log.info("worker: started %s/%s try %s of %s (pid %s)", command.workflow, command.task,
+                 command.try_number, command.execution_id, process.pid)
         self.running[key] = Running(command, process, log_file, time.time())
 
     # -- stopping ------------------------------------------------------------------------------
@@ -221,15 +249,13 @@ class Worker:
         for msg in self.control.consume(100, timeout=0):
             if msg.error() is not None:
                 continue
-            try:
-                _, c = self.codec.decode(msg.value() or b"", expected=CONTROL_COMMAND)
-            except Exception as exc:
-                log.error("worker: unreadable control command: %s", exc)
+            c = decode_or_dead_letter(msg, ControlCommand.from_record, "worker-control", None)
+            if c is None:
                 continue
-            self.stopped_before_start[(c["execution_id"], c["task"], c["try_number"])] = time.time()
+            self.stopped_before_start[(c.execution_id, c.task, c.try_number)] = time.time()
             for key, run in self.running.items():
-                if key[0] == c["execution_id"] and c["task"] in (None, key[1]) and c["try_number"] in (None, key[2]):
-                    self._stop(run, c["reason"] or "stop", kill=c["kind"] == "KILL")
+                if c.matches(*key):
+                    self._stop(run, c.reason or "stop", kill=c.kind == "KILL")
         horizon = time.time() - 600
         self.stopped_before_start = {k: t for k, t in self.stopped_before_start.items() if t > horizon}
 
@@ -256,8 +282,12 @@ class Worker:
                     self._kill_group(run)
                     run.kill_at = None
                 continue
-            self._kill_group(run)  # the task is gone: its children go with it
-            if run.stop_reason:
+            if not run.ended:  # the task is gone: its children go with it (once: the group id may be reused)
+                self._kill_group(run)
+                run.ended = True
+            if code == LOST_EXIT_CODE:
+                status, message = "FAILED", "the worker's fork server died while the try ran"
+            elif run.stop_reason:
                 status, message = "STOPPED", f"stopped ({run.stop_reason})"
             elif code == 0:
                 status, message = "SUCCESS", ""
@@ -269,11 +299,12 @@ class Worker:
         if not finished:
             return
         self.loop.begin()
-        for key, run, status, message in finished:
+        for _key, run, status, message in finished:
             self._report(run.command, status, message)
-            del self.running[key]
-            log.info("worker: %s/%s try %s %s", run.command["workflow"], key[1], key[2], status)
         self.loop.commit()
+        for key, run, status, _message in finished:  # reported for good: now they may be forgotten
+            del self.running[key]
+            log.info("worker: %s/%s try %s of %s %s", run.command.workflow, key[1], key[2], key[0], status)
 
     @staticmethod
     def _kill_group(run: Running) -> None:
@@ -295,6 +326,7 @@ class Worker:
 
     # -- the loop ------------------------------------------------------------------------------
     def step(self) -> None:
+        self._check_fork_server()
         self._read_control()
         self._reap()
         self._take_commands()

@@ -108,15 +108,28 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
+# What `ForkedTask.poll` returns for a child whose fork server died before reporting its exit.
+LOST_EXIT_CODE = -1000
+
+
 class ForkedTask:
     """A task process forked by the fork server: the `pid` and `poll()` of a Popen."""
 
     def __init__(self, server: ForkServer, pid: int) -> None:
         self.server = server
         self.pid = pid
+        self.returncode: int | None = None
 
     def poll(self) -> int | None:
-        return self.server.exits.get(self.pid)
+        """The exit code once the child ended, kept here and taken out of the server's table (a pid
+        may be reused by a later child). LOST_EXIT_CODE when the server died and can no longer tell:
+        the child then stops itself, since its parent is gone (runner.py)."""
+        if self.returncode is None:
+            code = self.server.exits.pop(self.pid, None)
+            if code is None and self.server.gone():
+                code = self.server.exits.pop(self.pid, LOST_EXIT_CODE)
+            self.returncode = code
+        return self.returncode
 
 
 class ForkServer:
@@ -138,7 +151,10 @@ class ForkServer:
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            message = json.loads(line)
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by the server's death
             if "exit" in message:
                 self.exits[int(message["exit"])] = int(message["code"])
             else:
@@ -146,6 +162,10 @@ class ForkServer:
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def gone(self) -> bool:
+        """True once the server has exited and every reply it wrote has been read."""
+        return not self.alive() and not self._reader.is_alive()
 
     def spawn(self, argv: list[str], env: dict[str, str], cwd: str, log: str, timeout: float = 10.0) -> ForkedTask:
         import queue

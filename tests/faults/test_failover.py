@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 from aiflow import EventClient, ops
-from aiflow.kafka import messages, topics
-from tests.conftest import make_config, process_env, start_aiflow
+from aiflow.kafka import topics
+from aiflow.protocol.records import inbox_partition
+from tests.conftest import fault_setup, start_aiflow
 
 WORKFLOW = """
 from aiflow import Workflow, BashOperator, TaskAction
@@ -29,13 +30,8 @@ def owned(log: Path) -> set[int]:
 
 
 def test_the_surviving_scheduler_takes_over_a_killed_ones_workflows(kafka_bootstrap: str, tmp_path: Path) -> None:
-    env, prefix = process_env(tmp_path, kafka_bootstrap, AIFLOW_WORKER_STOP_GRACE="2")
-    config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_TOPIC_PREFIX=prefix)
-    topics.create_topics(config)
-    flow = tmp_path / "moved.py"
-    flow.write_text(WORKFLOW)
-    ops.upload_workflows(flow, config=config)
-    partition = messages.inbox_partition("default/moved", topics.partition_count(config, topics.INBOX))
+    env, config = fault_setup(tmp_path, kafka_bootstrap, "moved", WORKFLOW, AIFLOW_WORKER_STOP_GRACE="2")
+    partition = inbox_partition("default/moved", topics.partition_count(config, topics.INBOX))
     logs = [tmp_path / "scheduler-a.log", tmp_path / "scheduler-b.log"]
     processes = [start_aiflow(["scheduler", "start"], env, log) for log in logs]
     worker = start_aiflow(["worker", "start"], env, tmp_path / "worker.log")

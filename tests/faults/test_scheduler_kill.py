@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
 from aiflow import EventClient, ops
-from aiflow.kafka import topics
-from tests.conftest import FULL_SCALE, make_config, process_env, start_aiflow
+from tests.conftest import FULL_SCALE, fault_setup, start_aiflow, stop_processes
 
 TASKS = 10
 EXECUTIONS = 20 if FULL_SCALE else 4
@@ -35,12 +33,7 @@ with Workflow(name="counted"):
 
 
 def test_scheduler_sigkill_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
-    env, prefix = process_env(tmp_path, kafka_bootstrap, AIFLOW_WORKER_STOP_GRACE="2")
-    config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_TOPIC_PREFIX=prefix)
-    topics.create_topics(config)
-    flow = tmp_path / "counted.py"
-    flow.write_text(WORKFLOW)
-    ops.upload_workflows(flow, config=config)
+    env, config = fault_setup(tmp_path, kafka_bootstrap, "counted", WORKFLOW, AIFLOW_WORKER_STOP_GRACE="2")
     logs = tmp_path / "logs"
     logs.mkdir()
     # Every execution holds a never-ending `keepalive` (so it runs on between rounds): room for them and the tries.
@@ -77,14 +70,7 @@ def test_scheduler_sigkill_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_p
             expected = Counter({f"t{i} {r + 1}": 1 for i in range(TASKS) for r in range(ROUNDS)})
             assert ran == expected, f"execution {execution_id}: {ran - expected} extra, {expected - ran} missing"
     finally:
-        for process in (scheduler, worker):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in (scheduler, worker):
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes([scheduler, worker])
 
 
 def _wait_for_text(path: Path, text: str, timeout: float = 60.0) -> None:

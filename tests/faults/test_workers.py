@@ -9,8 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from aiflow import ops
-from aiflow.kafka import topics
-from tests.conftest import FULL_SCALE, make_config, process_alive, process_env, start_aiflow
+from tests.conftest import FULL_SCALE, fault_setup, process_alive, start_aiflow, stop_processes
 
 TASKS, EXECUTIONS = (25, 20) if FULL_SCALE else (25, 8)  # 500 tries at full scale, 200 otherwise
 
@@ -21,28 +20,12 @@ TASKS, EXECUTIONS = (25, 20) if FULL_SCALE else (25, 8)  # 500 tries at full sca
 
 
 
-def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
 def test_two_workers_share_a_stream_and_every_try_runs_exactly_once(kafka_bootstrap: str, tmp_path: Path) -> None:
-    env, prefix = process_env(tmp_path, kafka_bootstrap)
-    config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_TOPIC_PREFIX=prefix)
-    topics.create_topics(config)
-    flow = tmp_path / "many.py"
-    flow.write_text("from aiflow import Workflow, BashOperator\n"
-                    "with Workflow(name='many'):\n"
-                    f"    for i in range({TASKS}):\n"
-                    "        BashOperator(name=f't{i}', bash_command=f'echo $AIFLOW_EXECUTION_ID t{i} "
-                    f"$AIFLOW_TRY_NUMBER >> {tmp_path}/ran.txt')\n")
-    ops.upload_workflows(flow, config=config)
+    env, config = fault_setup(tmp_path, kafka_bootstrap, "many", "from aiflow import Workflow, BashOperator\n"
+                              "with Workflow(name='many'):\n"
+                              f"    for i in range({TASKS}):\n"
+                              "        BashOperator(name=f't{i}', bash_command=f'echo $AIFLOW_EXECUTION_ID t{i} "
+                              f"$AIFLOW_TRY_NUMBER >> {tmp_path}/ran.txt')\n")
     processes = [start_aiflow(["scheduler", "start"], env, tmp_path / "scheduler.log"),
                  start_aiflow(["worker", "start", "--slots", "3"], env, tmp_path / "worker-a.log"),
                  start_aiflow(["worker", "start", "--slots", "3"], env, tmp_path / "worker-b.log")]
@@ -59,7 +42,7 @@ def test_two_workers_share_a_stream_and_every_try_runs_exactly_once(kafka_bootst
         workers = {t.worker for e in executions for t in ops.list_task_executions(e, config=config)}
         assert len(workers) == 2  # both workers took a share
     finally:
-        stop_all(processes)
+        stop_processes(processes)
 
 
 LONG = """
@@ -72,13 +55,8 @@ with Workflow(name="long"):
 
 def test_a_sigkilled_workers_try_fails_by_heartbeat_and_another_worker_retries_it(
         kafka_bootstrap: str, tmp_path: Path) -> None:
-    env, prefix = process_env(tmp_path, kafka_bootstrap, AIFLOW_HEARTBEAT_TIMEOUT="5",
+    env, config = fault_setup(tmp_path, kafka_bootstrap, "long", LONG, AIFLOW_HEARTBEAT_TIMEOUT="5",
                               AIFLOW_WORKER_HEARTBEAT_INTERVAL="1", AIFLOW_WORKER_STOP_GRACE="2")
-    config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_TOPIC_PREFIX=prefix)
-    topics.create_topics(config)
-    flow = tmp_path / "long.py"
-    flow.write_text(LONG)
-    ops.upload_workflows(flow, config=config)
     scheduler = start_aiflow(["scheduler", "start"], env, tmp_path / "scheduler.log")
     first = start_aiflow(["worker", "start", "--slots", "1"], env, tmp_path / "worker-1.log")
     second: subprocess.Popen[bytes] | None = None
@@ -112,7 +90,7 @@ def test_a_sigkilled_workers_try_fails_by_heartbeat_and_another_worker_retries_i
             assert time.monotonic() < deadline
             time.sleep(0.2)
     finally:
-        stop_all([p for p in (scheduler, first, second) if p is not None])
+        stop_processes([p for p in (scheduler, first, second) if p is not None])
 
 
 TWO_LONG = """
@@ -126,12 +104,7 @@ with Workflow(name="two_long"):
 
 def test_a_full_worker_leaves_commands_in_kafka_and_a_stopped_worker_hands_its_tries_back(
         kafka_bootstrap: str, tmp_path: Path) -> None:
-    env, prefix = process_env(tmp_path, kafka_bootstrap, AIFLOW_WORKER_STOP_GRACE="2")
-    config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_TOPIC_PREFIX=prefix)
-    topics.create_topics(config)
-    flow = tmp_path / "two_long.py"
-    flow.write_text(TWO_LONG)
-    ops.upload_workflows(flow, config=config)
+    env, config = fault_setup(tmp_path, kafka_bootstrap, "two_long", TWO_LONG, AIFLOW_WORKER_STOP_GRACE="2")
     scheduler = start_aiflow(["scheduler", "start"], env, tmp_path / "scheduler.log")
     busy = start_aiflow(["worker", "start", "--slots", "1"], env, tmp_path / "worker-1.log")
     spare: subprocess.Popen[bytes] | None = None
@@ -168,4 +141,4 @@ def test_a_full_worker_leaves_commands_in_kafka_and_a_stopped_worker_hands_its_t
         assert "shut down while it ran" in handed_back.message
         ops.stop_workflow_execution(execution_id, config=config)
     finally:
-        stop_all([p for p in (scheduler, busy, spare) if p is not None])
+        stop_processes([p for p in (scheduler, busy, spare) if p is not None])

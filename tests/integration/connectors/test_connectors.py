@@ -19,12 +19,12 @@ from confluent_kafka.admin import NewTopic
 
 from aiflow.config import Config
 from aiflow.events import EventClient
-from aiflow.kafka import clients, dlq, topics
+from aiflow.kafka import clients, topics
+from aiflow.protocol import deadletter as dlq
 from connectors.folder import FolderWatcher
 from connectors.mapping import Mapping
 from connectors.webhook import WebhookServer
-from tests.conftest import free_port
-from tests.integration.events.test_event_client import read_all
+from tests.conftest import free_port, read_topic
 
 
 def make_topic(config: Config, partitions: int = 2) -> str:
@@ -69,7 +69,7 @@ def test_the_bridge_survives_sigkill_without_losing_or_doubling_an_event(kafka_c
             second.wait(timeout=60)
     assert Counter(e.value for e in events) == Counter(str(i) for i in range(300))  # each record exactly once
     assert {e.key for e in events} == {"orders.paid", "orders.new"}
-    dead = read_all(kafka_config, topics.DLQ)
+    dead = read_topic(kafka_config, topics.DLQ)
     assert [m.value() for m in dead] == [b"{oops"]
     assert "not JSON" in dict(dead[0].headers())[dlq.REASON].decode()
 

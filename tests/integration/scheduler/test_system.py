@@ -10,8 +10,7 @@ import pytest
 from aiflow import EventClient, ops
 from aiflow.errors import Conflict
 from aiflow.kafka import clients, topics
-from tests.conftest import process_alive
-from tests.integration.events.test_event_client import read_all
+from tests.conftest import process_alive, read_topic
 from tests.integration.scheduler.conftest import System
 
 CHAIN = """
@@ -149,7 +148,7 @@ def test_an_unreadable_inbox_record_goes_to_the_dead_letter_topic_and_the_schedu
     system.upload(CHAIN)
     execution_id = ops.start_workflow_execution("chain", config=system.config)
     system.wait_for(lambda: system.tries(execution_id).get("second") == ["SUCCESS"], what="the chain to run")
-    dead = read_all(system.config, topics.DLQ)
+    dead = read_topic(system.config, topics.DLQ)
     assert [m.value() for m in dead] == [b"\x00garbage"]
     assert "no C3 01 marker" in dict(m for m in dead[0].headers())["aiflow.dlq.reason"].decode()
 

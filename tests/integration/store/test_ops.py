@@ -12,9 +12,8 @@ from confluent_kafka import TopicPartition
 from aiflow import ops
 from aiflow.config import Config
 from aiflow.errors import Conflict, NotFound, StoreError, WorkflowFileError
-from aiflow.events.codec import WORKFLOW_DEFINITION, default_codec
 from aiflow.kafka import clients, topics
-from aiflow.kafka.workflows import WorkflowDefinition
+from aiflow.protocol.messages import WorkflowDefinition, WorkflowDeleted, read_workflow_record
 from aiflow.store.db import Store
 from tests.conftest import REPO, make_config
 
@@ -49,9 +48,8 @@ def definitions(config: Config) -> dict[str, WorkflowDefinition | None]:
             continue
         if msg.error():
             break
-        value = msg.value()
-        latest[msg.key().decode()] = None if value is None else WorkflowDefinition.from_avro(
-            default_codec().decode(value, expected=WORKFLOW_DEFINITION)[1])
+        found = read_workflow_record(msg)
+        latest[msg.key().decode()] = None if isinstance(found, WorkflowDeleted) else found
     consumer.close()
     return latest
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from aiflow import Condition, Operator, TaskAction, TaskStatus, ValueStateDescriptor, Workflow
-from aiflow.events.model import Event
+from aiflow.protocol.messages import Event
 from aiflow.scheduler import core
 from aiflow.scheduler.core import Execution, Settings, StartTry, StatusChanged, StopTry
 from aiflow.sdk.status import ExecutionType

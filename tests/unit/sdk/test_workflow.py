@@ -21,7 +21,7 @@ from aiflow import (
     WorkflowRule,
 )
 from aiflow.errors import WorkflowDefinitionError, WorkflowFileError
-from aiflow.events.model import Event
+from aiflow.protocol.messages import Event
 from aiflow.sdk.conditions import TaskStatusAllMetCondition
 from aiflow.sdk.expressions import Cron, Interval, parse_expression
 from aiflow.sdk.loader import load_workflows

@@ -4,10 +4,9 @@ from datetime import datetime, timezone
 import pytest
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Message
 
-from aiflow.errors import DecodeError
-from aiflow.events.codec import EVENT, INBOX_MESSAGE, MAGIC, Codec, schema_dir, schema_fingerprint
-from aiflow.events.model import Event
-from aiflow.events.records import event_from_record
+from aiflow.errors import DecodeError, RecordError
+from aiflow.protocol.codec import EVENT, INBOX_MESSAGE, MAGIC, Codec, schema_dir, schema_fingerprint
+from aiflow.protocol.messages import Event
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -115,7 +114,7 @@ def test_corrupt_body_and_trailing_bytes_are_decode_errors() -> None:
 
 
 def test_a_record_that_does_not_fit_its_schema_is_refused() -> None:
-    with pytest.raises(DecodeError, match="does not fit"):
+    with pytest.raises(RecordError, match="does not fit"):
         Codec().encode(EVENT, {"key": 5})
 
 
@@ -132,21 +131,20 @@ def _record(key: bytes | None, value: bytes | None, headers=None) -> Message:  #
 
 
 def test_plain_record_is_a_plain_event_in_the_default_namespace() -> None:
-    event = event_from_record(Codec(), _record(b"data_prepared", b"batch 7"))
+    event = Event.from_record(_record(b"data_prepared", b"batch 7"))
     assert (event.key, event.value, event.namespace, event.plain) == ("data_prepared", "batch 7", "default", True)
     assert (event.partition, event.offset) == (2, 9)
     assert event.create_time == datetime.fromtimestamp(1_764_072_000, tz=timezone.utc)
 
 
 def test_plain_record_takes_its_namespace_from_the_header_and_empty_value_is_none() -> None:
-    event = event_from_record(Codec(), _record(b"k", b"", [("aiflow.namespace", b"team-a")]))
+    event = Event.from_record(_record(b"k", b"", [("aiflow.namespace", b"team-a")]))
     assert event.namespace == "team-a" and event.value is None
 
 
 def test_avro_record_decodes_to_the_sent_event() -> None:
-    codec = Codec()
     sent = Event(key="model_deployed", value="/models/3", namespace="ml", execution_id="e1", send_time=NOW)
-    event = event_from_record(codec, _record(b"model_deployed", codec.encode(EVENT, sent.to_avro())))
+    event = Event.from_record(_record(b"model_deployed", sent.encode()))
     assert (event.key, event.value, event.namespace, event.execution_id, event.plain) == \
         ("model_deployed", "/models/3", "ml", "e1", False)
     assert event.event_id == sent.event_id
@@ -158,4 +156,4 @@ def test_avro_record_decodes_to_the_sent_event() -> None:
 ])
 def test_plain_records_that_are_not_events(key: bytes | None, value: bytes, reason: str) -> None:
     with pytest.raises(DecodeError, match=reason):
-        event_from_record(Codec(), _record(key, value))
+        Event.from_record(_record(key, value))

@@ -1,4 +1,4 @@
-"""Avro single-object encoding of aiflow's messages (DESIGN §4).
+"""Avro single-object encoding of aiflow's messages.
 
 A message is `C3 01`, the 8-byte CRC-64-AVRO fingerprint of the writer's schema (little-endian, as
 the Avro specification writes it), then the Avro binary body. A reader finds the writer's schema by
@@ -20,7 +20,7 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import UnknownType, fingerprint, to_parsing_canonical_form
 
-from aiflow.errors import DecodeError
+from aiflow.errors import DecodeError, RecordError
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
@@ -97,8 +97,8 @@ class Codec:
         buf.write(schema.fingerprint)
         try:
             schemaless_writer(buf, schema.parsed, record)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise DecodeError(f"record does not fit {name}: {exc}") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # UnicodeEncodeError is a ValueError
+            raise RecordError(f"record does not fit {name}: {exc}") from None
         return buf.getvalue()
 
     def encode_with(self, raw_schema: dict[str, Any], record: dict[str, Any]) -> bytes:

@@ -1,0 +1,51 @@
+"""Producing records: the one produce loop (waiting while the local queue is full) and the one
+durable send of a lone record outside any transaction.
+
+A record that can never be produced (over its size limit, a key that is not UTF-8) raises
+RecordError *before* it reaches librdkafka, so the caller can dead-letter the input that made it
+instead of retrying it forever; everything else librdkafka reports is transient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from aiflow.config import Config
+from aiflow.errors import KafkaUnavailable
+from aiflow.kafka import clients, topics
+from aiflow.protocol.records import Record, inbox_partition
+
+
+def produce(producer: Producer, config: Config, record: Record,
+            on_delivery: Callable[[KafkaError | None, Message], None] | None = None) -> None:
+    """Queue the record on the producer (in its open transaction, if any), waiting while its queue is full."""
+    record.check_size()
+    key = record.key_bytes()
+    topic = topics.name(config, record.role)
+    if record.role == topics.INBOX and record.partition is None:
+        assert isinstance(record.key, str)
+        record = replace(record, partition=inbox_partition(record.key, topics.partition_count(config, topics.INBOX)))
+    while True:
+        try:
+            if record.partition is None:
+                producer.produce(topic, key=key, value=record.value, headers=list(record.headers),
+                                 on_delivery=on_delivery)
+            else:
+                producer.produce(topic, key=key, value=record.value, headers=list(record.headers),
+                                 partition=record.partition, on_delivery=on_delivery)
+            return
+        except BufferError:  # the local queue is full: let deliveries drain, then go on
+            producer.poll(0.05)
+
+
+def send(config: Config, record: Record, role: str = "sender", producer: Producer | None = None) -> None:
+    """Produce one record outside any transaction and return once it is durable; KafkaUnavailable if not."""
+    producer = producer or clients.producer(config, role=role)
+    errors: list[str] = []
+    produce(producer, config, record, lambda err, _m: errors.append(err.str()) if err else None)
+    if producer.flush(30) or errors:
+        raise KafkaUnavailable(f"could not write to {topics.name(config, record.role)}: "
+                               f"{errors[0] if errors else 'timed out'}")

@@ -1,0 +1,86 @@
+"""What every subject of ops needs: config and namespace defaults, UTC times, the base of the *Info records, and
+looking up a workflow's rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+
+from aiflow.config import Config
+from aiflow.errors import NotFound
+from aiflow.sdk.status import WORKFLOW_FINISHED_SET
+from aiflow.store.db import Store
+from aiflow.store.models import ExecutionRow, ScheduleRow, SnapshotRow, TriggerRow, WorkflowRow
+
+# The rows that belong to one workflow and are named by their own id.
+OwnedRow = TypeVar("OwnedRow", ExecutionRow, TriggerRow, ScheduleRow)
+
+
+def _config(config: Config | None) -> Config:
+    return config or Config.load()
+
+
+def _ns(config: Config, namespace: str | None) -> str:
+    return namespace or config.namespace
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; the store writes UTC only.
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _maybe(moment: datetime | None) -> datetime | None:
+    return _aware(moment) if moment else None
+
+
+@dataclass
+class _Info:
+    """What ops returns about a row: a plain record, detached from the store session that read it."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields with datetimes as ISO strings, the way JSON and tables print them."""
+        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
+
+
+def _get_workflow_row(s: Session, namespace: str, name: str) -> WorkflowRow:
+    row = s.scalar(select(WorkflowRow).where(WorkflowRow.namespace == namespace, WorkflowRow.name == name))
+    if row is None:
+        raise NotFound(f"workflow {namespace}.{name} does not exist (see `aiflow workflow list -n {namespace}`)")
+    return row
+
+
+@contextmanager
+def _workflow_session(config: Config, namespace: str | None, name: str) -> Iterator[tuple[Session, WorkflowRow]]:
+    """A store session with the named workflow's row (NotFound if there is none); commits on leaving."""
+    with Store(config).session() as s:
+        yield s, _get_workflow_row(s, _ns(config, namespace), name)
+
+
+def _latest_snapshot(s: Session, row: WorkflowRow) -> SnapshotRow:
+    snapshot = s.scalar(select(SnapshotRow).where(SnapshotRow.workflow_id == row.id,
+                                                  SnapshotRow.version == row.latest_version))
+    assert snapshot is not None, f"workflow {row.namespace}.{row.name} has no snapshot {row.latest_version}"
+    return snapshot
+
+
+def _count_unfinished(s: Session, workflow: WorkflowRow, *where: ColumnElement[bool]) -> int:
+    """How many of the workflow's executions (those matching `where`) have not finished."""
+    return s.scalar(select(func.count()).select_from(ExecutionRow).where(
+        ExecutionRow.workflow_id == workflow.id, *where,
+        ExecutionRow.status.not_in([st.value for st in WORKFLOW_FINISHED_SET]))) or 0
+
+
+def _owned_row(s: Session, model: type[OwnedRow], row_id: int | str, noun: str) -> tuple[OwnedRow, WorkflowRow]:
+    """The row named by its id (NotFound "<noun> <id> does not exist" if none) with the workflow it belongs to."""
+    row = s.get(model, row_id)
+    if row is None:
+        raise NotFound(f"{noun} {row_id} does not exist")
+    workflow = s.get(WorkflowRow, row.workflow_id)
+    assert workflow is not None
+    return row, workflow

@@ -1,0 +1,217 @@
+"""Workflows: loading a workflow file, uploading it, and what the store and the workflows topic say about each."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from aiflow.config import Config
+from aiflow.errors import Conflict, NotFound, WorkflowFileError
+from aiflow.ops._common import (
+    _aware,
+    _config,
+    _count_unfinished,
+    _get_workflow_row,
+    _latest_snapshot,
+    _ns,
+    _workflow_session,
+)
+from aiflow.ops._publish import WorkflowDefinition, publish_definition, publish_deletion
+from aiflow.sdk.conditions import condition_from_spec
+from aiflow.sdk.workflow import NAMESPACE_ENV
+from aiflow.store import snapshots
+from aiflow.store.blobs import blob_store
+from aiflow.store.db import Store
+from aiflow.store.models import NamespaceRow, ScheduleRow, SnapshotRow, TriggerRow, WorkflowRow
+
+
+@dataclass
+class WorkflowInfo:
+    namespace: str
+    name: str
+    version: int
+    is_enabled: bool
+    workflow_file: str
+    create_time: datetime
+    update_time: datetime
+    definition: dict[str, Any]
+
+    def to_dict(self, with_definition: bool = False) -> dict[str, Any]:
+        row = {"namespace": self.namespace, "name": self.name, "version": self.version,
+               "is_enabled": self.is_enabled, "workflow_file": self.workflow_file,
+               "create_time": self.create_time.isoformat(), "update_time": self.update_time.isoformat()}
+        if with_definition:
+            row["tasks"] = self.definition.get("tasks", [])
+            row["rules"] = self.definition.get("rules", {})
+            row["event_keys"] = self.definition.get("event_keys", [])
+        return row
+
+
+def _workflow_info(row: WorkflowRow) -> WorkflowInfo:
+    return WorkflowInfo(row.namespace, row.name, row.latest_version, row.is_enabled, row.workflow_file,
+                        _aware(row.create_time), _aware(row.update_time), json.loads(row.definition))
+
+
+def inspect_workflow_file(path: Path, namespace: str) -> list[dict[str, Any]]:
+    """Load the file in a separate Python process; return its workflows' descriptions or raise with
+    the file's line and the error's last lines."""
+    env = {**os.environ, NAMESPACE_ENV: namespace}
+    done = subprocess.run([sys.executable, "-m", "aiflow.sdk.loader", str(path)], cwd=path.parent, env=env,
+                          capture_output=True, text=True, timeout=600)
+    try:
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise WorkflowFileError(f"{path}: loading it crashed Python (exit {done.returncode}):\n{tail}") from None
+    if "error" in result:
+        raise WorkflowFileError(result["error"])
+    return list(result["workflows"])
+
+
+def _definition(s: Session, row: WorkflowRow, snapshot: SnapshotRow) -> WorkflowDefinition:
+    """The workflow's whole current definition: snapshot, flag, rule keys, triggers and schedules, and the
+    event keys of the active triggers (the router indexes those)."""
+    described = json.loads(snapshot.definition)
+    triggers = [{"id": t.id, "condition": json.loads(t.definition), "paused": t.is_paused}
+                for t in s.scalars(select(TriggerRow).where(TriggerRow.workflow_id == row.id).order_by(TriggerRow.id))]
+    schedules = [{"id": sc.id, "expression": sc.expression, "paused": sc.is_paused}
+                 for sc in s.scalars(select(ScheduleRow).where(ScheduleRow.workflow_id == row.id)
+                                     .order_by(ScheduleRow.id))]
+    trigger_keys: dict[tuple[str, str], None] = {}
+    for t in triggers:
+        if not t["paused"]:
+            trigger_keys.update(dict.fromkeys(condition_from_spec(t["condition"]).subscriptions(row.namespace)))
+    return WorkflowDefinition(
+        namespace=row.namespace, workflow=row.name, version=snapshot.version, snapshot_uri=snapshot.uri,
+        snapshot_sha256=snapshot.sha256, workflow_file=snapshot.workflow_file, enabled=row.is_enabled,
+        rule_keys=tuple((k["namespace"], k["key"]) for k in described.get("event_keys", [])),
+        trigger_keys=tuple(trigger_keys), definition=snapshot.definition, triggers=json.dumps(triggers),
+        schedules=json.dumps(schedules))
+
+
+def _publish_workflow(s: Session, config: Config, row: WorkflowRow, snapshot: SnapshotRow | None = None) -> None:
+    """Publish the workflow's whole current definition (of its latest snapshot unless given) on the workflows
+    topic; returns once it is durable. Called inside the session that changed the workflow, before its commit."""
+    publish_definition(config, _definition(s, row, snapshot or _latest_snapshot(s, row)))
+
+
+def upload_workflows(workflow_file_path: str | os.PathLike[str],
+                     artifacts: Sequence[str | os.PathLike[str]] | None = None, *,
+                     namespace: str | None = None, config: Config | None = None) -> list[WorkflowInfo]:
+    """Validate the file, snapshot it with its artifacts, and store and publish each workflow in it.
+
+    A file that does not load is refused with its line and error, and nothing is stored. Uploading
+    the same content again creates no new version. A disabled workflow stays disabled.
+    """
+    config = _config(config)
+    path = Path(workflow_file_path).resolve()
+    if not path.is_file():
+        raise WorkflowFileError(f"{workflow_file_path}: no such file")
+    described = inspect_workflow_file(path, _ns(config, namespace))
+    store = Store(config)
+    blobs = blob_store(config)
+    results: list[WorkflowInfo] = []
+    with tempfile.TemporaryDirectory(prefix="aiflow-upload-") as tmp:
+        packed = snapshots.pack(path, [Path(a).resolve() for a in artifacts or []], Path(tmp))
+        with store.session() as s:
+            for wf in described:
+                if s.get(NamespaceRow, wf["namespace"]) is None:
+                    raise NotFound(f"workflow {wf['name']}: namespace {wf['namespace']!r} does not exist: "
+                                   f"create it with `aiflow namespace add {wf['namespace']}`")
+            uri = blobs.put(f"{described[0]['namespace']}/{path.stem}/{packed.sha256}.zip", packed.path)
+            now = datetime.now(timezone.utc)
+            for wf in described:
+                definition = json.dumps(wf)
+                row = s.scalar(select(WorkflowRow).where(WorkflowRow.namespace == wf["namespace"],
+                                                         WorkflowRow.name == wf["name"]))
+                if row is None:
+                    row = WorkflowRow(namespace=wf["namespace"], name=wf["name"], is_enabled=True, latest_version=0,
+                                      workflow_file=packed.workflow_file, definition=definition,
+                                      create_time=now, update_time=now)
+                    s.add(row)
+                    s.flush()
+                latest = s.scalar(select(SnapshotRow).where(SnapshotRow.workflow_id == row.id,
+                                                            SnapshotRow.version == row.latest_version))
+                if latest is None or latest.sha256 != packed.sha256 or latest.definition != definition:
+                    latest = SnapshotRow(workflow_id=row.id, version=row.latest_version + 1, uri=uri,
+                                         sha256=packed.sha256, workflow_file=packed.workflow_file,
+                                         definition=definition, create_time=now)
+                    s.add(latest)
+                    row.latest_version = latest.version
+                    row.workflow_file = packed.workflow_file
+                    row.definition = definition
+                    row.update_time = now
+                s.flush()
+                # Published before the commit: if Kafka refuses, the transaction rolls back and
+                # nothing is stored; the blob alone stays, content-addressed and harmless.
+                _publish_workflow(s, config, row, latest)
+                results.append(_workflow_info(row))
+    return results
+
+
+def get_workflow(workflow_name: str, namespace: str | None = None, *,
+                 config: Config | None = None) -> WorkflowInfo | None:
+    config = _config(config)
+    with Store(config).session() as s:
+        try:
+            return _workflow_info(_get_workflow_row(s, _ns(config, namespace), workflow_name))
+        except NotFound:
+            return None
+
+
+def list_workflows(namespace: str | None = None, limit: int | None = None, offset: int | None = None, *,
+                   config: Config | None = None) -> list[WorkflowInfo]:
+    config = _config(config)
+    with Store(config).session() as s:
+        rows = s.scalars(select(WorkflowRow).where(WorkflowRow.namespace == _ns(config, namespace))
+                         .order_by(WorkflowRow.name).limit(limit).offset(offset))
+        return [_workflow_info(r) for r in rows]
+
+
+def _set_enabled(workflow_name: str, namespace: str | None, enabled: bool, config: Config | None) -> WorkflowInfo:
+    config = _config(config)
+    with _workflow_session(config, namespace, workflow_name) as (s, row):
+        row.is_enabled = enabled
+        row.update_time = datetime.now(timezone.utc)
+        _publish_workflow(s, config, row)
+        return _workflow_info(row)
+
+
+def disable_workflow(workflow_name: str, namespace: str | None = None, *, config: Config | None = None) -> WorkflowInfo:
+    """Stop the workflow from starting anything new: no triggers, schedules or manual starts."""
+    return _set_enabled(workflow_name, namespace, False, config)
+
+
+def enable_workflow(workflow_name: str, namespace: str | None = None, *, config: Config | None = None) -> WorkflowInfo:
+    return _set_enabled(workflow_name, namespace, True, config)
+
+
+def delete_workflow(workflow_name: str, namespace: str | None = None, *, config: Config | None = None) -> None:
+    """Delete the workflow with its snapshots and finished executions; refused while one runs."""
+    config = _config(config)
+    namespace = _ns(config, namespace)
+    with _workflow_session(config, namespace, workflow_name) as (s, row):
+        unfinished = _count_unfinished(s, row)
+        if unfinished:
+            raise Conflict(f"workflow {namespace}.{workflow_name} has {unfinished} unfinished execution(s): "
+                           "stop them first (`aiflow workflow-execution stop-all`)")
+        uris = set(s.scalars(select(SnapshotRow.uri).where(SnapshotRow.workflow_id == row.id)))
+        s.delete(row)
+        s.flush()
+        publish_deletion(config, namespace, workflow_name)
+        # Workflows uploaded from one file share its blob: delete only the blobs no other snapshot points to.
+        still_used = set(s.scalars(select(SnapshotRow.uri).where(SnapshotRow.uri.in_(uris))))
+    blobs = blob_store(config)
+    for uri in uris - still_used:
+        blobs.delete(uri)

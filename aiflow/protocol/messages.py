@@ -1,0 +1,519 @@
+"""Every message kind that crosses a process, as a frozen, typed class with its encoding next to it.
+
+A record becomes one of these once, where it is read (`from_record`), and stays one until it is
+written again (`to_record`); services never look into dictionaries. Decoding fails in one way only:
+`DecodeError` with the reason, which `deadletter.decode_or_dead_letter` turns into a dead letter.
+The Avro schemas are the `.avsc` files in `avro/`; `to_avro` and `from_avro` map between them and
+these classes.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, ClassVar, TypeVar
+
+from aiflow.errors import DecodeError, EventError, RecordError
+from aiflow.protocol import topics
+from aiflow.protocol.codec import (
+    CONTROL_COMMAND,
+    EVENT,
+    INBOX_MESSAGE,
+    STATE_RECORD,
+    TASK_COMMAND,
+    WORKFLOW_DEFINITION,
+    default_codec,
+)
+from aiflow.protocol.records import (
+    MAX_EVENT_BYTES,
+    NAMESPACE_HEADER,
+    RawRecord,
+    Record,
+    check_received_size,
+    header,
+    key_text,
+    record_time,
+    value_bytes,
+    workflow_key,
+)
+
+DEFAULT_NAMESPACE = "default"
+
+M = TypeVar("M", bound="_Message")
+
+
+def _now() -> datetime:
+    """Now, to the millisecond: what Avro's timestamp-millis keeps, so a message decodes to itself."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class _Message:
+    """Encoding shared by the message kinds: Avro single-object bytes, a record of its topic role."""
+
+    SCHEMA: ClassVar[str]
+    ROLE: ClassVar[str]
+
+    def to_avro(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_avro(cls: type[M], record: dict[str, Any]) -> M:
+        raise NotImplementedError
+
+    @property
+    def record_key(self) -> str:
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        """The Avro single-object bytes; RecordError if a field cannot be encoded."""
+        return default_codec().encode(self.SCHEMA, self.to_avro())
+
+    @classmethod
+    def decode(cls: type[M], data: bytes) -> M:
+        """The message these bytes hold; DecodeError with the reason if they hold none of this kind."""
+        _, record = default_codec().decode(data, expected=cls.SCHEMA)
+        try:
+            return cls.from_avro(record)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DecodeError(f"{cls.SCHEMA} with bad fields: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def from_record(cls: type[M], msg: RawRecord) -> M:
+        """Decode a consumed record of this kind's topic (size, key and value checked)."""
+        check_received_size(msg)
+        key = key_text(msg)
+        value = value_bytes(msg)
+        if value is None:
+            raise DecodeError(f"a {cls.ROLE} record without a value")
+        message = cls.decode(value)
+        if key != message.record_key:
+            raise DecodeError(f"record key {key!r} does not match the {cls.SCHEMA} it holds ({message.record_key!r})")
+        return message
+
+    def to_record(self, partition: int | None = None) -> Record:
+        return Record(self.ROLE, self.record_key, self.encode(), partition)
+
+
+# -- events ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Event(_Message):
+    """An event. `offset`, `partition` and `create_time` (the broker's clock) are set once it is stored.
+
+    A *plain* event comes from an ordinary producer: its key is the record key, its value the bytes
+    as UTF-8 text, its namespace the `aiflow.namespace` header (or `default`).
+    """
+
+    SCHEMA: ClassVar[str] = EVENT
+    ROLE: ClassVar[str] = topics.EVENTS
+
+    key: str
+    value: str | None = None
+    namespace: str = DEFAULT_NAMESPACE
+    sender: str | None = None
+    workflow: str | None = None
+    execution_id: str | None = None
+    task: str | None = None
+    try_number: int | None = None
+    context: Mapping[str, str] = field(default_factory=dict)
+    event_id: str = field(default_factory=_new_id)
+    send_time: datetime | None = None
+    create_time: datetime | None = None
+    partition: int | None = None
+    offset: int | None = None
+    plain: bool = False
+
+    @property
+    def record_key(self) -> str:
+        return self.key
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id, "key": self.key, "value": self.value, "namespace": self.namespace,
+            "sender": self.sender, "workflow": self.workflow, "execution_id": self.execution_id,
+            "task": self.task, "try_number": self.try_number, "context": dict(self.context),
+            "send_time": self.send_time or _now(),
+        }
+
+    @classmethod
+    def from_avro(cls, record: dict[str, Any]) -> Event:
+        return cls(key=record["key"], value=record["value"], namespace=record["namespace"],
+                   sender=record["sender"], workflow=record["workflow"], execution_id=record["execution_id"],
+                   task=record["task"], try_number=record["try_number"], context=dict(record["context"]),
+                   event_id=record["event_id"], send_time=record["send_time"])
+
+    def checked_encode(self) -> bytes:
+        """The encoding of an event that comes in from outside: EventError, naming the limit, for an
+        event that has no key, cannot be encoded or is over MAX_EVENT_BYTES."""
+        if not isinstance(self.key, str) or not self.key:
+            raise EventError("an event key must be a non-empty string")
+        if self.value is not None and not isinstance(self.value, str):
+            raise EventError(f"event {self.key!r}: the value must be a string or None, got {type(self.value).__name__}")
+        try:
+            data = self.encode()
+        except RecordError as exc:
+            raise EventError(f"event {self.key[:80]!r} cannot be encoded: {exc}") from None
+        if len(data) > MAX_EVENT_BYTES:
+            raise EventError(f"event {self.key[:80]!r} is {len(data):,} bytes, over the limit of "
+                             f"{MAX_EVENT_BYTES:,} bytes for an event (key, value and context)")
+        return data
+
+    def to_record(self, partition: int | None = None) -> Record:
+        return Record(self.ROLE, self.key, self.checked_encode(), partition,
+                      ((NAMESPACE_HEADER, self.namespace.encode("utf-8", errors="replace")),))
+
+    @classmethod
+    def from_record(cls, msg: RawRecord) -> Event:
+        """A record of the events topic as an event: Avro single-object bytes are an aiflow event,
+        anything else is a plain event."""
+        check_received_size(msg)
+        raw = value_bytes(msg)
+        if default_codec().is_single_object(raw):
+            assert raw is not None
+            event = cls.decode(raw)
+        else:
+            key = key_text(msg)
+            if not key:
+                raise DecodeError("plain event without a record key (the key is the event key)")
+            try:
+                value = raw.decode("utf-8") if raw else None
+            except UnicodeDecodeError as exc:
+                raise DecodeError(f"plain event whose value is not UTF-8 text: {exc}") from None
+            event = cls(key=key, value=value, namespace=header(msg, NAMESPACE_HEADER) or DEFAULT_NAMESPACE,
+                        event_id=f"{msg.topic()}-{msg.partition()}-{msg.offset()}", plain=True)
+        return event.stored(msg.partition(), msg.offset(), record_time(msg))
+
+    def stored(self, partition: int | None, offset: int | None, create_time: datetime | None) -> Event:
+        """This event as stored at that position."""
+        return replace(self, partition=partition, offset=offset, create_time=create_time)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view, as the CLI prints it."""
+        return {
+            "key": self.key, "value": self.value, "namespace": self.namespace, "sender": self.sender,
+            "workflow": self.workflow, "execution_id": self.execution_id, "task": self.task,
+            "try_number": self.try_number, "context": dict(self.context), "event_id": self.event_id,
+            "create_time": self.create_time.isoformat() if self.create_time else None,
+            "partition": self.partition, "offset": self.offset, "plain": self.plain,
+        }
+
+
+# -- the inbox -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TaskStatusReport:
+    """A worker's report on a try: a status (RUNNING, SUCCESS, FAILED, STOPPED) or, with none, a heartbeat."""
+
+    execution_id: str
+    task: str
+    try_number: int
+    status: str | None
+    message: str = ""
+    worker: str = ""
+    pid: int | None = None
+
+    def to_avro(self) -> dict[str, Any]:
+        return {"execution_id": self.execution_id, "task": self.task, "try_number": self.try_number,
+                "status": self.status, "message": self.message, "worker": self.worker, "pid": self.pid}
+
+    @classmethod
+    def from_avro(cls, record: dict[str, Any]) -> TaskStatusReport:
+        return cls(record["execution_id"], record["task"], record["try_number"], record["status"],
+                   record["message"], record["worker"], record["pid"])
+
+
+class InboxKind(str, Enum):
+    COMMAND = "COMMAND"
+    EVENT = "EVENT"
+    TASK_STATUS = "TASK_STATUS"
+    HEARTBEAT = "HEARTBEAT"
+
+
+class Command(str, Enum):
+    """What a COMMAND inbox message asks of the scheduler."""
+
+    START_EXECUTION = "START_EXECUTION"
+    STOP_EXECUTION = "STOP_EXECUTION"
+    START_TASK = "START_TASK"
+    STOP_TASK = "STOP_TASK"
+    RESTART_TASK = "RESTART_TASK"
+
+
+@dataclass(frozen=True)
+class InboxMessage(_Message):
+    """What the scheduler decides on, keyed by workflow: a command, a routed event or a task report."""
+
+    SCHEMA: ClassVar[str] = INBOX_MESSAGE
+    ROLE: ClassVar[str] = topics.INBOX
+
+    namespace: str
+    workflow: str
+    kind: InboxKind
+    event: Event | None = None
+    source: str | None = None
+    report: TaskStatusReport | None = None
+    command: Command | None = None
+    execution_id: str | None = None
+    task: str | None = None
+    args: Mapping[str, str] = field(default_factory=dict)
+    message_id: str = field(default_factory=_new_id)
+    create_time: datetime = field(default_factory=_now)
+
+    @property
+    def record_key(self) -> str:
+        return workflow_key(self.namespace, self.workflow)
+
+    @classmethod
+    def for_command(cls, namespace: str, workflow: str, command: Command, execution_id: str | None = None,
+                    task: str | None = None, args: Mapping[str, str] | None = None) -> InboxMessage:
+        return cls(namespace, workflow, InboxKind.COMMAND, command=command, execution_id=execution_id, task=task,
+                   args=dict(args or {}))
+
+    @classmethod
+    def for_event(cls, namespace: str, workflow: str, event: Event, source: str) -> InboxMessage:
+        return cls(namespace, workflow, InboxKind.EVENT, event=event, source=source, execution_id=event.execution_id)
+
+    @classmethod
+    def for_report(cls, namespace: str, workflow: str, report: TaskStatusReport) -> InboxMessage:
+        kind = InboxKind.TASK_STATUS if report.status else InboxKind.HEARTBEAT
+        return cls(namespace, workflow, kind, report=report, execution_id=report.execution_id, task=report.task)
+
+    def to_avro(self) -> dict[str, Any]:
+        return {"message_id": self.message_id, "namespace": self.namespace, "workflow": self.workflow,
+                "kind": self.kind.value, "event": self.event.to_avro() if self.event else None, "source": self.source,
+                "report": self.report.to_avro() if self.report else None,
+                "command": self.command.value if self.command else None, "execution_id": self.execution_id,
+                "task": self.task, "args": dict(self.args), "create_time": self.create_time}
+
+    @classmethod
+    def from_avro(cls, record: dict[str, Any]) -> InboxMessage:
+        message = cls(namespace=record["namespace"], workflow=record["workflow"], kind=InboxKind(record["kind"]),
+                      event=Event.from_avro(record["event"]) if record["event"] else None, source=record["source"],
+                      report=TaskStatusReport.from_avro(record["report"]) if record["report"] else None,
+                      command=Command(record["command"]) if record["command"] else None,
+                      execution_id=record["execution_id"], task=record["task"], args=dict(record["args"]),
+                      message_id=record["message_id"], create_time=record["create_time"])
+        needed = {InboxKind.COMMAND: message.command, InboxKind.EVENT: message.event,
+                  InboxKind.TASK_STATUS: message.report, InboxKind.HEARTBEAT: message.report}[message.kind]
+        if needed is None:
+            raise ValueError(f"a {message.kind.value} inbox message without its {message.kind.value.lower()} part")
+        return message
+
+
+# -- commands to workers ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class TaskCommand(_Message):
+    """START one try: which snapshot, which file, which task."""
+
+    SCHEMA: ClassVar[str] = TASK_COMMAND
+    ROLE: ClassVar[str] = topics.TASKS
+
+    namespace: str
+    workflow: str
+    execution_id: str
+    task: str
+    try_number: int
+    snapshot_uri: str
+    snapshot_sha256: str
+    workflow_file: str
+    timeout_seconds: float | None = None
+    command_id: str = field(default_factory=_new_id)
+    create_time: datetime = field(default_factory=_now)
+
+    @property
+    def record_key(self) -> str:
+        return self.execution_id
+
+    @property
+    def try_key(self) -> tuple[str, str, int]:
+        return self.execution_id, self.task, self.try_number
+
+    def to_avro(self) -> dict[str, Any]:
+        return {"command_id": self.command_id, "namespace": self.namespace, "workflow": self.workflow,
+                "execution_id": self.execution_id, "task": self.task, "try_number": self.try_number,
+                "snapshot_uri": self.snapshot_uri, "snapshot_sha256": self.snapshot_sha256,
+                "workflow_file": self.workflow_file, "timeout_seconds": self.timeout_seconds,
+                "create_time": self.create_time}
+
+    @classmethod
+    def from_avro(cls, record: dict[str, Any]) -> TaskCommand:
+        return cls(record["namespace"], record["workflow"], record["execution_id"], record["task"],
+                   record["try_number"], record["snapshot_uri"], record["snapshot_sha256"], record["workflow_file"],
+                   record["timeout_seconds"], record["command_id"], record["create_time"])
+
+    def report(self, status: str | None, message: str = "", worker: str = "", pid: int | None = None) -> InboxMessage:
+        """The inbox message that reports on this try (status None: a heartbeat)."""
+        return InboxMessage.for_report(self.namespace, self.workflow, TaskStatusReport(
+            self.execution_id, self.task, self.try_number, status, message, worker, pid))
+
+
+@dataclass(frozen=True)
+class ControlCommand(_Message):
+    """STOP or KILL a try (or every try of an execution, or of one of its tasks); every worker reads it."""
+
+    SCHEMA: ClassVar[str] = CONTROL_COMMAND
+    ROLE: ClassVar[str] = topics.CONTROL
+
+    kind: str  # STOP | KILL
+    execution_id: str
+    task: str | None = None
+    try_number: int | None = None
+    reason: str = ""
+    command_id: str = field(default_factory=_new_id)
+    create_time: datetime = field(default_factory=_now)
+
+    @property
+    def record_key(self) -> str:
+        return self.execution_id
+
+    def matches(self, execution_id: str, task: str, try_number: int) -> bool:
+        return (execution_id == self.execution_id and self.task in (None, task)
+                and self.try_number in (None, try_number))
+
+    def to_avro(self) -> dict[str, Any]:
+        return {"command_id": self.command_id, "kind": self.kind, "execution_id": self.execution_id,
+                "task": self.task, "try_number": self.try_number, "reason": self.reason,
+                "create_time": self.create_time}
+
+    @classmethod
+    def from_avro(cls, record: dict[str, Any]) -> ControlCommand:
+        return cls(record["kind"], record["execution_id"], record["task"], record["try_number"], record["reason"],
+                   record["command_id"], record["create_time"])
+
+
+# -- the scheduler's changelog ---------------------------------------------------------------
+@dataclass(frozen=True)
+class StateRecord(_Message):
+    """The latest state of one entity (an EXECUTION, or a WORKFLOW's triggers and schedules), as JSON.
+
+    It is written to the state partition with the number of the inbox partition it belongs to.
+    """
+
+    SCHEMA: ClassVar[str] = STATE_RECORD
+    ROLE: ClassVar[str] = topics.STATE
+
+    entity: str  # EXECUTION | WORKFLOW
+    entity_id: str
+    namespace: str
+    workflow: str
+    version: int
+    body: str  # a JSON object
+    update_time: datetime = field(default_factory=_now)
+
+    @property
+    def record_key(self) -> str:
+        return self.entity_id
+
+    def data(self) -> dict[str, Any]:
+        """The body as a dictionary (checked to be one when the record was decoded)."""
+        parsed: dict[str, Any] = json.loads(self.body)
+        return parsed
+
+    def to_avro(self) -> dict[str, Any]:
+        return {"entity": self.entity, "entity_id": self.entity_id, "namespace": self.namespace,
+                "workflow": self.workflow, "version": self.version, "body": self.body,
+                "update_time": self.update_time}
+
+    @classmethod
+    def from_avro(cls, record: dict[str, Any]) -> StateRecord:
+        state = cls(record["entity"], record["entity_id"], record["namespace"], record["workflow"],
+                    record["version"], record["body"], record["update_time"])
+        try:
+            body = json.loads(state.body)
+        except RecursionError:
+            raise ValueError("the body is JSON nested too deeply") from None
+        if not isinstance(body, dict):
+            raise ValueError("the body is not a JSON object")
+        return state
+
+
+# -- workflow definitions --------------------------------------------------------------------
+@dataclass(frozen=True)
+class WorkflowDefinition(_Message):
+    """A workflow's current definition on the compacted workflows topic: its latest snapshot, whether
+    it is enabled, the event keys its rules and triggers listen to, its triggers and schedules."""
+
+    SCHEMA: ClassVar[str] = WORKFLOW_DEFINITION
+    ROLE: ClassVar[str] = topics.WORKFLOWS
+
+    namespace: str
+    workflow: str
+    version: int
+    snapshot_uri: str
+    snapshot_sha256: str
+    workflow_file: str
+    enabled: bool = True
+    rule_keys: tuple[tuple[str, str], ...] = ()
+    trigger_keys: tuple[tuple[str, str], ...] = ()
+    definition: str = "{}"
+    triggers: str = "[]"  # JSON: [{"id": int, "condition": spec, "paused": bool}]
+    schedules: str = "[]"  # JSON: [{"id": int, "expression": str, "paused": bool}]
+
+    @property
+    def record_key(self) -> str:
+        return workflow_key(self.namespace, self.workflow)
+
+    @property
+    def workflow_id(self) -> tuple[str, str]:
+        return self.namespace, self.workflow
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace, "workflow": self.workflow, "version": self.version,
+            "snapshot_uri": self.snapshot_uri, "snapshot_sha256": self.snapshot_sha256,
+            "workflow_file": self.workflow_file, "enabled": self.enabled,
+            "rule_keys": [{"namespace": ns, "key": k} for ns, k in self.rule_keys],
+            "trigger_keys": [{"namespace": ns, "key": k} for ns, k in self.trigger_keys],
+            "definition": self.definition, "triggers": self.triggers, "schedules": self.schedules,
+            "update_time": _now(),
+        }
+
+    @classmethod
+    def from_avro(cls, record: dict[str, Any]) -> WorkflowDefinition:
+        definition = cls(
+            namespace=record["namespace"], workflow=record["workflow"], version=record["version"],
+            snapshot_uri=record["snapshot_uri"], snapshot_sha256=record["snapshot_sha256"],
+            workflow_file=record["workflow_file"], enabled=record["enabled"],
+            rule_keys=tuple((s["namespace"], s["key"]) for s in record["rule_keys"]),
+            trigger_keys=tuple((s["namespace"], s["key"]) for s in record["trigger_keys"]),
+            definition=record["definition"], triggers=record["triggers"], schedules=record["schedules"])
+        for name in ("triggers", "schedules"):
+            try:
+                parsed = json.loads(getattr(definition, name))
+            except RecursionError:
+                raise ValueError(f"{name} is JSON nested too deeply") from None
+            if not isinstance(parsed, list) or not all(isinstance(item, dict) and "id" in item for item in parsed):
+                raise ValueError(f"{name} is not a JSON list of objects with an id")
+        return definition
+
+
+@dataclass(frozen=True)
+class WorkflowDeleted:
+    """A tombstone on the workflows topic: compaction forgets the workflow, the router drops its keys."""
+
+    namespace: str
+    workflow: str
+
+    @property
+    def workflow_id(self) -> tuple[str, str]:
+        return self.namespace, self.workflow
+
+    def to_record(self) -> Record:
+        return Record(topics.WORKFLOWS, workflow_key(self.namespace, self.workflow), None)
+
+
+def read_workflow_record(msg: RawRecord) -> WorkflowDefinition | WorkflowDeleted:
+    """A record of the workflows topic: a definition, or a tombstone (a value of None)."""
+    if msg.value() is not None:
+        return WorkflowDefinition.from_record(msg)
+    namespace, slash, name = (key_text(msg) or "").partition("/")
+    if not slash or not namespace or not name:
+        raise DecodeError(f"a workflows tombstone whose key {msg.key()!r} is not namespace/workflow")
+    return WorkflowDeleted(namespace, name)
