@@ -1,4 +1,4 @@
-"""aiflow's benchmarks, against the targets of DESIGN §11: `python benchmarks/run.py [--quick] [NAME ...]`.
+"""aiflow's benchmarks, against the targets in benchmarks/README.md: `python benchmarks/run.py [--quick] [NAME ...]`.
 
 Starts what it needs on loopback — a local broker in a temporary aiflow home, and scheduler and
 worker processes — runs each benchmark, stops everything, prints a table and writes

@@ -24,7 +24,9 @@ from aiflow.protocol.records import MAX_EVENT_BYTES
 from connectors.mapping import Mapping, MappingError, parse_json
 
 log = logging.getLogger(__name__)
-MAX_BODY = MAX_EVENT_BYTES  # no event can be larger than the limit of an event
+# Room for the largest event written as JSON (escapes make the body larger than the event); the event
+# itself is then held to MAX_EVENT_BYTES by the event client.
+MAX_BODY = 2 * MAX_EVENT_BYTES
 
 
 class WebhookServer:
@@ -64,7 +66,7 @@ class WebhookServer:
                         return self._answer(401, {"error": "missing or wrong bearer token"})
                 length = int(self.headers.get("Content-Length") or 0)
                 if length <= 0 or length > MAX_BODY:
-                    return self._answer(400, {"error": f"a JSON body of 1 byte to {MAX_BODY} bytes is needed"})
+                    return self._answer(400, {"error": f"a JSON body of 1 byte to {MAX_BODY:,} bytes is needed"})
                 try:
                     body = parse_json(self.rfile.read(length))
                     key, value, namespace = outer.parse(self.path, body)

@@ -1,4 +1,4 @@
-"""A real single-node Kafka broker for development, tests and the quick start (DESIGN §9).
+"""A real single-node Kafka broker for development, tests and the quick start.
 
 No Docker engine is needed: the Apache Kafka broker jars are fetched once from Maven Central with
 `mvn dependency:copy-dependencies` into a cache (or taken from `$KAFKA_HOME/libs`), a KRaft log

@@ -1,4 +1,4 @@
-"""The SQL tables. The database is a queryable projection: Kafka holds the history (DESIGN §6)."""
+"""The SQL tables. The database is a queryable projection: Kafka holds the history."""
 
 from __future__ import annotations
 

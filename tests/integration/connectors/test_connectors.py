@@ -20,6 +20,7 @@ from confluent_kafka.admin import NewTopic
 from aiflow.config import Config
 from aiflow.events import EventClient
 from aiflow.kafka import clients, topics
+from aiflow.kafka.readers import read_dead_letters
 from aiflow.protocol import deadletter as dlq
 from connectors.folder import FolderWatcher
 from connectors.mapping import Mapping
@@ -75,7 +76,11 @@ def test_the_bridge_survives_sigkill_without_losing_or_doubling_an_event(kafka_c
 
 
 def post(url: str, body: object, token: str | None = None) -> tuple[int, dict[str, object]]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+    return post_bytes(url, json.dumps(body).encode(), token)
+
+
+def post_bytes(url: str, data: bytes, token: str | None = None) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(url, data=data, method="POST",
                                      headers={"Content-Type": "application/json",
                                               **({"Authorization": f"Bearer {token}"} if token else {})})
     try:
@@ -112,6 +117,60 @@ def test_the_webhook_needs_its_token_and_answers_once_the_event_is_stored(kafka_
     assert stored.value == "v1.2" and stored.sender == "webhook"
     with EventClient(kafka_config) as client:
         assert [e.value for e in client.list_events(key="github.opened")] == ["42"]
+
+
+def test_the_webhook_answers_400_to_what_cannot_be_an_event(kafka_config: Config) -> None:
+    server = WebhookServer(kafka_config, port=free_port())
+    stop = threading.Event()
+    thread = threading.Thread(target=server.serve, args=(stop,), daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.port}/events"
+    try:
+        status, body = post_bytes(url, b'{"key": "k", "value": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+        assert status == 400 and "nested too deeply" in str(body["error"])
+        status, body = post_bytes(url, b'{"key": "k\\ud800"}')
+        assert status == 400 and "cannot be encoded" in str(body["error"])
+        status, body = post(url, {"key": "k", "value": "x" * 899_990})
+        assert status == 400 and "over the limit of 900,000 bytes" in str(body["error"])
+        status, body = post(url, {"key": "k", "value": "x" * 2_000_000})
+        assert status == 400 and "1,800,000 bytes" in str(body["error"])
+        assert post(url, {"key": "k", "value": "fine"})[0] == 200
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert read_topic(kafka_config, topics.DLQ, timeout=5) == []
+
+
+def test_the_bridge_dead_letters_records_that_cannot_be_events_and_goes_on(kafka_config: Config) -> None:
+    from connectors.kafka_topic import TopicBridge
+
+    source = make_topic(kafka_config, partitions=1)
+    records = [b'{"status": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # nested too deeply
+               b'{"status": "\\ud800", "id": 1}',  # a lone surrogate in the key field
+               b'{"status": "big", "id": "' + b"x" * 950_000 + b'"}',  # an event over the limit
+               b'{"status": "paid", "id": 2}']
+    producer = clients.producer(kafka_config)
+    for value in records:
+        producer.produce(source, key=b"k", value=value)
+    assert producer.flush(10) == 0
+    bridge = TopicBridge(kafka_config, source, Mapping(key="orders.{status}", value="id"), name="junk")
+    stop = threading.Event()
+    thread = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        with EventClient(kafka_config) as client:
+            deadline = time.monotonic() + 60
+            while not client.list_events(key="orders.paid"):
+                assert time.monotonic() < deadline and thread.is_alive()
+                time.sleep(0.2)
+            assert [(e.key, e.value) for e in client.list_events()] == [("orders.paid", "2")]
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    reasons = [d.reason for d in read_dead_letters(kafka_config)]
+    assert len(reasons) == 3
+    assert "nested too deeply" in reasons[0] and "cannot be encoded" in reasons[1]
+    assert "over the limit of 900,000 bytes" in reasons[2]
 
 
 def test_the_webhook_refuses_to_listen_openly_without_a_token(kafka_config: Config) -> None:

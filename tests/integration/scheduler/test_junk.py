@@ -47,3 +47,19 @@ def test_junk_on_a_topic_is_dead_lettered_once_and_the_system_goes_on(system: Sy
         assert reasons[source], f"{kind}: no reason"
     assert "over the limit" in reasons[landed[KINDS.index("oversized")]]
     assert system.status(execution_id) == "RUNNING"
+
+
+def test_an_event_the_router_cannot_wrap_is_dead_lettered_and_the_rest_of_its_batch_is_routed(
+        system: System) -> None:
+    system.upload(FLOW)
+    execution_id = ops.start_workflow_execution("junked", config=system.config, wait=60)
+    # Readable as a plain event (under 1,000,000 bytes), but too large once wrapped into an inbox record.
+    [big, _small] = produce_raw(system.config, [(topics.EVENTS, b"go", b"x" * 999_950), (topics.EVENTS, b"go", b"")])
+    ran = system.tmp / "home" / "working_dir" / "junked" / execution_id / "ran.txt"
+    system.wait_for(lambda: ran.exists() and ran.read_text() == "ran\n", what="the small event routed")
+    system.wait_for(lambda: len(read_dead_letters(system.config)) == 1, what="the dead letter")
+    [letter] = read_dead_letters(system.config)
+    assert (letter.source, letter.reporter) == (big, "router")
+    assert "over the limit of 1,000,000 bytes" in letter.reason
+    time.sleep(2)
+    assert ran.read_text() == "ran\n" and len(read_dead_letters(system.config)) == 1
