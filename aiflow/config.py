@@ -60,10 +60,15 @@ KEYS: tuple[Key, ...] = (
         "where workflow snapshots are stored (file://<folder>)"),
     Key("namespace", str, "default", "AIFLOW_NAMESPACE", "namespace used when none is given"),
     Key("scheduler.heartbeat_timeout", int, 30, "AIFLOW_HEARTBEAT_TIMEOUT",
-        "seconds without a heartbeat after which a running try is FAILED"),
+        "seconds without a heartbeat after which a running try is FAILED (time in which no worker at all "
+        "is heard, as in a Kafka outage, does not count)"),
+    Key("scheduler.stop_timeout", int, 30, "AIFLOW_STOP_TIMEOUT",
+        "seconds a STOP may go unconfirmed before it is sent again as a KILL"),
+    Key("scheduler.queue_timeout", int, 600, "AIFLOW_QUEUE_TIMEOUT",
+        "seconds a try may wait for a worker to take its START before it is FAILED (and retried if it may be)"),
     Key("worker.slots", int, 4, "AIFLOW_WORKER_SLOTS", "tries one worker runs at once"),
     Key("worker.heartbeat_interval", int, 5, "AIFLOW_WORKER_HEARTBEAT_INTERVAL",
-        "seconds between a worker's heartbeats for each running try"),
+        "seconds between a worker's heartbeats (for each running try, and a beacon to every inbox partition)"),
     Key("worker.stop_grace", int, 10, "AIFLOW_WORKER_STOP_GRACE",
         "seconds between SIGTERM and SIGKILL when a try is stopped"),
     Key("broker.port", int, 9092, "AIFLOW_BROKER_PORT", "client port of the local broker"),
@@ -187,8 +192,8 @@ class Config:
         return config
 
     def validate(self) -> None:
-        for name in ("topics.partitions", "topics.replication_factor", "scheduler.heartbeat_timeout", "worker.slots",
-                     "worker.heartbeat_interval"):
+        for name in ("topics.partitions", "topics.replication_factor", "scheduler.heartbeat_timeout",
+                     "scheduler.stop_timeout", "scheduler.queue_timeout", "worker.slots", "worker.heartbeat_interval"):
             if self.values[name] < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {self.values[name]}")
         for name in ("broker.port", "broker.controller_port"):

@@ -63,7 +63,6 @@ def run_foreground(config: Config, slots: int | None) -> None:
     try:
         topics.create_topics(config)
         Store(config).ensure_schema()
-        from aiflow.scheduler import core
         from aiflow.scheduler.router import Router
         from aiflow.scheduler.service import Scheduler
         from aiflow.store.projector import Projector
@@ -71,7 +70,7 @@ def run_foreground(config: Config, slots: int | None) -> None:
 
         services = [
             ("router", Router(config).run),
-            ("scheduler", Scheduler(config, core.Settings(float(config.values["scheduler.heartbeat_timeout"]))).run),
+            ("scheduler", Scheduler(config).run),
             ("projector", Projector(config).run),
             ("worker", Worker(config, slots=slots or int(config.values["worker.slots"]),
                               heartbeat_interval=float(config.values["worker.heartbeat_interval"]),

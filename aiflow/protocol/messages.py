@@ -234,6 +234,7 @@ class InboxKind(str, Enum):
     EVENT = "EVENT"
     TASK_STATUS = "TASK_STATUS"
     HEARTBEAT = "HEARTBEAT"
+    WORKER = "WORKER"  # a worker's beacon: it is alive and reaches Kafka, whether or not it runs tries
 
 
 class Command(str, Enum):
@@ -281,6 +282,11 @@ class InboxMessage(_Message):
         return cls(namespace, workflow, InboxKind.EVENT, event=event, source=source, execution_id=event.execution_id)
 
     @classmethod
+    def for_worker(cls, worker: str) -> InboxMessage:
+        """A worker's beacon; produced to every inbox partition, so every scheduler hears it."""
+        return cls("", worker, InboxKind.WORKER)
+
+    @classmethod
     def for_report(cls, namespace: str, workflow: str, report: TaskStatusReport) -> InboxMessage:
         kind = InboxKind.TASK_STATUS if report.status else InboxKind.HEARTBEAT
         return cls(namespace, workflow, kind, report=report, execution_id=report.execution_id, task=report.task)
@@ -301,8 +307,9 @@ class InboxMessage(_Message):
                       execution_id=record["execution_id"], task=record["task"], args=dict(record["args"]),
                       message_id=record["message_id"], create_time=record["create_time"])
         needed = {InboxKind.COMMAND: message.command, InboxKind.EVENT: message.event,
-                  InboxKind.TASK_STATUS: message.report, InboxKind.HEARTBEAT: message.report}[message.kind]
-        if needed is None:
+                  InboxKind.TASK_STATUS: message.report, InboxKind.HEARTBEAT: message.report,
+                  InboxKind.WORKER: message.workflow}[message.kind]
+        if not needed:
             raise ValueError(f"a {message.kind.value} inbox message without its {message.kind.value.lower()} part")
         return message
 

@@ -130,6 +130,15 @@ def source_of(msg: RawRecord) -> str:
     return f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
 
 
+def parse_source(source: str) -> tuple[str, int, int] | None:
+    """(topic, partition, offset) of a `source_of` string, or None if it is not one."""
+    topic, _, rest = source.rpartition("/")
+    topic, _, partition = topic.rpartition("/")
+    if not topic or not partition.isdigit() or not rest.lstrip("-").isdigit():
+        return None
+    return topic, int(partition), int(rest)
+
+
 def workflow_key(namespace: str, workflow: str) -> str:
     """The inbox record key: every input about one workflow goes to one partition, in order."""
     return f"{namespace}/{workflow}"

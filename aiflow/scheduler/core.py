@@ -8,12 +8,19 @@ Invariants kept here:
 - a task has at most one alive try (QUEUED, RUNNING, RETRYING or STOPPING) at a time;
 - every try gets a number one higher than the task's previous try, and records its cause;
 - a report about a try that is not the task's latest, or is already finished, changes nothing;
-- a finished execution starts nothing new, and stops whatever it still has alive.
+- a finished execution starts nothing new, and stops whatever it still has alive;
+- no try waits forever: a START that no worker takes fails after `queue_timeout`, a STOP that is not
+  confirmed is sent again as a KILL every `stop_timeout` and ends the try once its worker has been
+  silent for `heartbeat_timeout`;
+- time in which the scheduler heard no worker at all (`heard_since` None: an outage, its partitions
+  moving, or no worker running) never counts toward the heartbeat and queue timeouts: when workers
+  are heard again, every try gets a full timeout from then.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -62,6 +69,7 @@ class TaskTry:
     retry_at: float | None = None
     stop_reason: str = ""  # why we asked it to stop: "", "timeout", "heartbeat", "restart", "stop"
     then_start: str = ""  # for a RESTART: the cause of the try that starts once this one has stopped
+    stop_time: float | None = None  # when the STOP (or the last KILL after it) was sent
 
     @property
     def alive(self) -> bool:
@@ -144,7 +152,15 @@ Output = StartTry | StopTry | StatusChanged
 
 @dataclass
 class Settings:
-    heartbeat_timeout: float = 30.0
+    heartbeat_timeout: float = 30.0  # a RUNNING or STOPPING try whose worker is silent this long ends
+    stop_timeout: float = 30.0  # a STOP not confirmed this long is sent again, as a KILL
+    queue_timeout: float = 600.0  # a START that no worker took this long fails the try
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> Settings:
+        """From the configuration's values (`scheduler.*`)."""
+        return cls(float(values["scheduler.heartbeat_timeout"]), float(values["scheduler.stop_timeout"]),
+                   float(values["scheduler.queue_timeout"]))
 
 
 class _Context(MemoryContext):
@@ -182,6 +198,7 @@ class _Run:
         if attempt.status in (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value):
             attempt.status = TaskStatus.STOPPING.value
             attempt.stop_reason = reason
+            attempt.stop_time = self.now
             self.out.append(StopTry(self.ex.id, attempt.task, attempt.try_number, reason, kill))
             self.changed(attempt)
         elif attempt.status == TaskStatus.RETRYING.value:  # never started: nothing to tell a worker
@@ -290,6 +307,40 @@ class _Run:
             if tries[-1].alive:
                 self.stop(tries[-1], "stop")
 
+    def ended(self, attempt: TaskTry, status: str, message: str) -> None:
+        """The try ended with this final status (SUCCESS, FAILED or STOPPED)."""
+        attempt.end_time = self.now
+        if status == TaskStatus.SUCCESS.value:
+            attempt.status = status
+            attempt.message = message
+            self.after_status_change(attempt)
+        elif status == TaskStatus.FAILED.value or (status == TaskStatus.STOPPED.value and
+                                                    attempt.stop_reason in ("timeout", "heartbeat", "queue")):
+            reason = {"timeout": f"timed out after {_timeout(self.wf, attempt.task)} s",
+                      "heartbeat": message or "no heartbeat"}.get(attempt.stop_reason, message)
+            self.fail_or_retry(attempt, reason)
+        else:
+            attempt.status = TaskStatus.STOPPED.value
+            attempt.message = message
+            if attempt.stop_reason == "restart" and not self.ex.finished:
+                self.changed(attempt)
+                self.start(attempt.task, attempt.then_start or "restart")
+            else:
+                self.after_status_change(attempt)
+
+    def stopping(self, attempt: TaskTry, settings: Settings, heard_since: float | None) -> None:
+        """A STOP not confirmed: ended once the worker has been silent for a full heartbeat timeout (it
+        is gone, so nobody can confirm), else sent again as a KILL every `stop_timeout`."""
+        if _silent(attempt.last_heartbeat or attempt.stop_time, heard_since, self.now, settings.heartbeat_timeout):
+            self.ended(attempt, TaskStatus.STOPPED.value,
+                       f"the stop was not confirmed: no heartbeat for {settings.heartbeat_timeout:.0f} s "
+                       f"(worker {attempt.worker or 'unknown'})")
+        elif attempt.stop_time is not None and self.now - attempt.stop_time > settings.stop_timeout:
+            attempt.stop_time = self.now
+            self.out.append(StopTry(self.ex.id, attempt.task, attempt.try_number,
+                                    f"{attempt.stop_reason or 'stop'} not confirmed within "
+                                    f"{settings.stop_timeout:.0f} s", kill=True))
+
     def fail_or_retry(self, attempt: TaskTry, message: str) -> None:
         attempt.status = TaskStatus.FAILED.value
         attempt.end_time = self.now
@@ -353,7 +404,11 @@ def on_report(ex: Execution, workflow: Workflow, task: str, try_number: int, sta
     """A worker's report on a try: a status (RUNNING, SUCCESS, FAILED, STOPPED) or a heartbeat (None)."""
     attempt = ex.latest(task)
     if attempt is None or attempt.try_number != try_number or not attempt.alive:
-        return []  # late, duplicate or unknown: the try it is about is no longer in play
+        # Late, duplicate or unknown: the try it is about is no longer in play. One that says it runs
+        # (a worker took a START after the try was given up) is told to stop at once.
+        if status == TaskStatus.RUNNING.value:
+            return [StopTry(ex.id, task, try_number, "the try is no longer in play", kill=True)]
+        return []
     run = _Run(ex, workflow, now)
     attempt.last_heartbeat = now
     if worker:
@@ -368,36 +423,24 @@ def on_report(ex: Execution, workflow: Workflow, task: str, try_number: int, sta
         return run.out
     if TaskStatus(status) not in TASK_FINISHED_SET:
         return run.out
-    attempt.end_time = now
-    if status == TaskStatus.SUCCESS.value:
-        attempt.status = status
-        attempt.message = message
-        run.after_status_change(attempt)
-    elif status == TaskStatus.FAILED.value or (status == TaskStatus.STOPPED.value and
-                                                attempt.stop_reason in ("timeout", "heartbeat")):
-        reason = {"timeout": f"timed out after {_timeout(workflow, task)} s",
-                  "heartbeat": message or "no heartbeat"}.get(attempt.stop_reason, message)
-        run.fail_or_retry(attempt, reason)
-    else:
-        attempt.status = TaskStatus.STOPPED.value
-        attempt.message = message
-        if attempt.stop_reason == "restart" and not ex.finished:
-            run.changed(attempt)
-            run.start(task, attempt.then_start or "restart")
-        else:
-            run.after_status_change(attempt)
+    run.ended(attempt, status, message)
     run.settle()
     return run.out
 
 
-def on_tick(ex: Execution, workflow: Workflow, now: float, settings: Settings) -> list[Output]:
-    """Time-driven decisions: retries due, timeouts, lost heartbeats, periodic restarts."""
-    if ex.finished:
-        return []
+def on_tick(ex: Execution, workflow: Workflow, now: float, settings: Settings,
+            heard_since: float | None = 0.0) -> list[Output]:
+    """Time-driven decisions: retries due, timeouts, lost heartbeats, STARTs nobody took, STOPs not
+    confirmed, periodic restarts. `heard_since`: since when workers have been heard without a break
+    (None: none is heard now); the default treats them as always heard."""
     run = _Run(ex, workflow, now)
     for task, tries in ex.tries.items():
         attempt = tries[-1]
-        if attempt.status == TaskStatus.RETRYING.value and attempt.retry_at is not None and attempt.retry_at <= now:
+        if attempt.status == TaskStatus.STOPPING.value:  # even in a finished execution: it cannot settle before
+            run.stopping(attempt, settings, heard_since)
+        elif ex.finished:
+            continue
+        elif attempt.status == TaskStatus.RETRYING.value and attempt.retry_at is not None and attempt.retry_at <= now:
             attempt.status = TaskStatus.QUEUED.value
             attempt.queued_time = now
             attempt.retry_at = None
@@ -407,11 +450,17 @@ def on_tick(ex: Execution, workflow: Workflow, now: float, settings: Settings) -
             timeout = _timeout(workflow, task)
             if timeout is not None and attempt.begin_time is not None and now - attempt.begin_time > timeout:
                 run.stop(attempt, "timeout")
-            elif attempt.last_heartbeat is not None and now - attempt.last_heartbeat > settings.heartbeat_timeout:
+            elif _silent(attempt.last_heartbeat, heard_since, now, settings.heartbeat_timeout):
                 # Its worker is gone, or cut off: fail the try, and tell any worker still running it to stop.
                 run.out.append(StopTry(ex.id, task, attempt.try_number, "heartbeat", kill=True))
                 run.fail_or_retry(attempt, f"no heartbeat for {settings.heartbeat_timeout:.0f} s "
                                            f"(worker {attempt.worker or 'unknown'})")
+        elif attempt.status == TaskStatus.QUEUED.value and \
+                _silent(attempt.queued_time, heard_since, now, settings.queue_timeout):
+            # Should a worker take the command after all, it is told to stop (and reports the try stale).
+            run.out.append(StopTry(ex.id, task, attempt.try_number, "queue", kill=True))
+            run.fail_or_retry(attempt, f"no worker took it within {settings.queue_timeout:.0f} s "
+                                       "(scheduler.queue_timeout)")
     for task, due in sorted(ex.next_periodic.items()):
         if due <= now and not ex.finished:
             op = workflow.tasks[task]
@@ -422,23 +471,43 @@ def on_tick(ex: Execution, workflow: Workflow, now: float, settings: Settings) -
     return run.out
 
 
-def next_deadline(ex: Execution, workflow: Workflow, settings: Settings) -> float | None:
+def next_deadline(ex: Execution, workflow: Workflow, settings: Settings,
+                  heard_since: float | None = 0.0) -> float | None:
     """When `on_tick` may next have something to do for this execution (None: never, unless an input
-    arrives first)."""
-    if ex.finished:
-        return None
-    times = list(ex.next_periodic.values())
+    arrives first or workers are heard again)."""
+    times: list[float | None] = [] if ex.finished else list(ex.next_periodic.values())
     for task, tries in ex.tries.items():
         attempt = tries[-1]
-        if attempt.status == TaskStatus.RETRYING.value and attempt.retry_at is not None:
+        if attempt.status == TaskStatus.STOPPING.value:
+            if attempt.stop_time is not None:
+                times.append(attempt.stop_time + settings.stop_timeout)
+            times.append(_silence_end(attempt.last_heartbeat or attempt.stop_time, heard_since,
+                                      settings.heartbeat_timeout))
+        elif ex.finished:
+            continue
+        elif attempt.status == TaskStatus.RETRYING.value and attempt.retry_at is not None:
             times.append(attempt.retry_at)
         elif attempt.status == TaskStatus.RUNNING.value:
             timeout = _timeout(workflow, task)
             if timeout is not None and attempt.begin_time is not None:
                 times.append(attempt.begin_time + timeout)
-            if attempt.last_heartbeat is not None:
-                times.append(attempt.last_heartbeat + settings.heartbeat_timeout)
-    return min(times) if times else None
+            times.append(_silence_end(attempt.last_heartbeat, heard_since, settings.heartbeat_timeout))
+        elif attempt.status == TaskStatus.QUEUED.value:
+            times.append(_silence_end(attempt.queued_time, heard_since, settings.queue_timeout))
+    found = [t for t in times if t is not None]
+    return min(found) if found else None
+
+
+def _silence_end(since: float | None, heard_since: float | None, timeout: float) -> float | None:
+    """When a silence that began at `since` (counted only from `heard_since` on) reaches `timeout`."""
+    if since is None or heard_since is None:
+        return None
+    return max(since, heard_since) + timeout
+
+
+def _silent(since: float | None, heard_since: float | None, now: float, timeout: float) -> bool:
+    end = _silence_end(since, heard_since, timeout)
+    return end is not None and now > end
 
 
 def _timeout(workflow: Workflow, task: str) -> float | None:
@@ -453,13 +522,16 @@ def _as_datetime(now: float) -> datetime:
 # -- workflow-level: triggers and schedules ---------------------------------------------------
 @dataclass
 class WorkflowState:
-    """What the scheduler keeps per workflow: trigger condition states and the next schedule ticks."""
+    """What the scheduler keeps per workflow: trigger condition states, the next schedule ticks, and how
+    far its input has been applied (so input read again after lost offsets changes nothing)."""
 
     namespace: str
     workflow: str
     trigger_states: dict[str, dict[str, Any]] = field(default_factory=dict)
     schedule_next: dict[str, float] = field(default_factory=dict)
     version: int = 0
+    inbox_offset: int = -1  # of the last inbox message applied for this workflow
+    event_positions: dict[str, int] = field(default_factory=dict)  # events partition -> last offset applied
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -467,6 +539,28 @@ class WorkflowState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorkflowState:
         return cls(**data)
+
+
+def first_sight(ws: WorkflowState, inbox_offset: int, event_position: tuple[int, int] | None = None) -> bool:
+    """True, and the positions recorded, when this inbox message (and the event it carries, at (events
+    partition, offset)) has not been applied yet; False for input read again.
+
+    Offsets commit in the same transaction as the state they led to, so after a normal restart nothing
+    is read twice; when a consumer group's offsets are lost (expired, deleted), the router routes old
+    events again and the scheduler reads the inbox from its start, and this is what keeps them from
+    firing rules or starting executions a second time. Each workflow's inbox messages are in one
+    partition, and the router keeps the order of each events partition, so both sequences only grow.
+    """
+    if inbox_offset <= ws.inbox_offset:
+        return False
+    if event_position is not None:
+        partition, offset = str(event_position[0]), event_position[1]
+        if offset <= ws.event_positions.get(partition, -1):
+            ws.inbox_offset = inbox_offset
+            return False
+        ws.event_positions[partition] = offset
+    ws.inbox_offset = inbox_offset
+    return True
 
 
 def on_trigger_event(ws: WorkflowState, triggers: list[tuple[int, Condition]], event: Event,

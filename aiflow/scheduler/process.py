@@ -47,7 +47,6 @@ def run_services(name: str, services: Sequence[tuple[str, Callable[[threading.Ev
 
 
 def run_scheduler(config: Config, stop: threading.Event | None = None) -> None:
-    from aiflow.scheduler import core
     from aiflow.scheduler.router import Router
     from aiflow.scheduler.service import Scheduler
     from aiflow.store.db import Store
@@ -55,8 +54,7 @@ def run_scheduler(config: Config, stop: threading.Event | None = None) -> None:
 
     clients.check_reachable(config)
     Store(config).ensure_schema()
-    settings = core.Settings(heartbeat_timeout=float(config.values["scheduler.heartbeat_timeout"]))
-    router, scheduler, projector = Router(config), Scheduler(config, settings), Projector(config)
+    router, scheduler, projector = Router(config), Scheduler(config), Projector(config)
     log.info("scheduler process: Kafka %s, topics %s.*, database %s", config.bootstrap, config.topic_prefix,
              config.db_uri.split("@")[-1])
     run_services("scheduler", [("router", router.run), ("scheduler", scheduler.run), ("projector", projector.run)],

@@ -9,6 +9,12 @@ Guarantees (see aiflow/kafka/transactions.py for the mechanism):
 - State co-partitioning. The changelog record of an execution is written to the state partition with
   the number of the inbox partition it belongs to, so an instance that owns inbox partition p
   restores exactly state partition p.
+- Liveness that tells an outage from a dead worker: every worker sends a beacon to every inbox
+  partition each heartbeat interval. While no worker at all is heard (Kafka unreachable, partitions
+  being reassigned, no worker running) heartbeat and queue timeouts wait; once workers are heard
+  again every try gets a full timeout (core.on_tick's `heard_since`).
+- Input read twice (a consumer group's offsets lost) changes nothing: each workflow's state records
+  the last inbox offset and event position it applied (core.first_sight).
 - Bad input never stops the loop: a record that cannot be decoded or applied goes to the dead-letter
   topic, in the same transaction, with the reason. The scheduler owns the inbox topic; it reads the
   state and workflows topics without owning them, so it skips what it cannot read there.
@@ -41,7 +47,7 @@ from aiflow.protocol.messages import (
     TaskCommand,
     WorkflowDefinition,
 )
-from aiflow.protocol.records import Record, inbox_partition, source_of, workflow_key
+from aiflow.protocol.records import Record, inbox_partition, parse_source, source_of, workflow_key
 from aiflow.scheduler import core
 from aiflow.scheduler.workflows import WorkflowCache
 from aiflow.sdk.conditions import Condition, condition_from_spec
@@ -66,7 +72,12 @@ class Scheduler:
 
     def __init__(self, config: Config, settings: core.Settings | None = None) -> None:
         self.config = config
-        self.settings = settings or core.Settings()
+        self.settings = settings or core.Settings.from_values(config.values)
+        # Silence of every worker for this long is an outage, not deaths: beacons come every interval.
+        self.silence_after = min(3.0 * float(config.values["worker.heartbeat_interval"]),
+                                 self.settings.heartbeat_timeout / 2)
+        self._last_heard: float | None = None
+        self._hearing_since: float | None = None
         self.workflows = WorkflowCache(config)
         self.executions: dict[str, _Owned] = {}
         self.finished: set[str] = set()
@@ -108,6 +119,8 @@ class Scheduler:
                 self._track(self.executions[entity_id])
                 restored += 1
         self.assigned |= wanted
+        # Until workers are heard on the partitions it now owns, no try of them is timed out.
+        self._last_heard = self._hearing_since = None
         log.info("scheduler: restored %d active executions of partitions %s", restored, sorted(wanted))
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
@@ -127,8 +140,19 @@ class Scheduler:
         s = ex.snapshot
         return self.workflows.get(ex.namespace, ex.workflow, s.uri, s.sha256, s.workflow_file)
 
-    def _apply(self, m: InboxMessage, partition: int) -> None:
+    def _apply(self, m: InboxMessage, partition: int, offset: int) -> None:
         now = time.time()
+        if m.kind is InboxKind.WORKER:
+            self._heard(now)
+            return
+        wid = (m.namespace, m.workflow)
+        ws = self.workflow_states.setdefault(wid, core.WorkflowState(*wid))
+        source = parse_source(m.source or "") if m.kind is InboxKind.EVENT else None
+        if not core.first_sight(ws, offset, source[1:] if source else None):
+            log.info("scheduler: %s for %s.%s read again (offsets lost?); ignored", m.kind.value, *wid)
+            self._dirty_workflows.add(wid)
+            return
+        self._dirty_workflows.add(wid)
         if m.kind is InboxKind.COMMAND and m.command is Command.START_EXECUTION:
             self._start_execution(m, partition, now)
         elif m.kind is InboxKind.COMMAND:
@@ -139,23 +163,48 @@ class Scheduler:
                                                   m.command.value, m.task, now))
         elif m.kind is InboxKind.EVENT:
             assert m.event is not None
-            event, source = m.event, m.source or ""
-            wid = (m.namespace, m.workflow)
+            event = m.event
             mine = [o for o in self.executions.values() if (o.execution.namespace, o.execution.workflow) == wid]
             if event.execution_id:  # from a task: its own execution's rules only
                 mine = [o for o in mine if o.execution.id == event.execution_id]
             for owned in mine:
                 self._emit(owned, core.on_event(owned.execution, self._workflow_of(owned.execution), event,
-                                                source, now))
-            self._triggers(wid, event, source, partition, now)
+                                                m.source or "", now))
+            self._triggers(wid, event, m.source or "", partition, now)
         else:  # a task status report or a heartbeat
             report = m.report
             assert report is not None
+            self._heard(now)
             owned = self._owned(report.execution_id, m)
             if owned:
                 self._emit(owned, core.on_report(owned.execution, self._workflow_of(owned.execution),
                                                  report.task, report.try_number, report.status,
                                                  report.message, report.worker, now))
+            elif report.status == "RUNNING":  # a worker took a START of an execution that has ended
+                self._pending.append(ControlCommand("KILL", report.execution_id, report.task, report.try_number,
+                                                    "the execution is no longer running").to_record())
+
+    # -- liveness -----------------------------------------------------------------------------
+    def _heard(self, now: float) -> None:
+        """A worker was heard: the stream of heartbeats runs."""
+        if self._hearing_since is None:
+            if self._last_heard is not None:
+                log.warning("scheduler: workers heard again after %.0f s of silence; every running try gets a "
+                            "full heartbeat timeout from now", now - self._last_heard)
+            self._hearing_since = now
+            self._last_heard = now
+            self._track_all()
+        self._last_heard = now
+
+    def _heard_since(self, now: float) -> float | None:
+        """Since when workers have been heard without a break; None while none is."""
+        if self._hearing_since is not None and self._last_heard is not None and \
+                now - self._last_heard > self.silence_after:
+            log.warning("scheduler: no worker heard for %.0f s (Kafka unreachable, or no worker running): "
+                        "heartbeat and queue timeouts wait until workers are heard again", now - self._last_heard)
+            self._hearing_since = None
+            self._track_all()
+        return self._hearing_since
 
     def _owned(self, execution_id: str | None, m: InboxMessage) -> _Owned | None:
         owned = self.executions.get(execution_id or "")
@@ -266,13 +315,18 @@ class Scheduler:
     def _track(self, owned: _Owned) -> None:
         """Remember when the execution next needs a tick, so finding due ones is a scan of floats."""
         try:
-            deadline = core.next_deadline(owned.execution, self._workflow_of(owned.execution), self.settings)
+            deadline = core.next_deadline(owned.execution, self._workflow_of(owned.execution), self.settings,
+                                          self._hearing_since)
         except AIFlowError:
             deadline = None
         if deadline is None:
             self._deadlines.pop(owned.execution.id, None)
         else:
             self._deadlines[owned.execution.id] = deadline
+
+    def _track_all(self) -> None:
+        for owned in self.executions.values():
+            self._track(owned)
 
     def _flush_state(self) -> None:
         for owned in self._dirty.values():
@@ -311,6 +365,7 @@ class Scheduler:
         self.definitions.poll()
         msgs = self.loop.poll()
         now = time.time()
+        heard_since = self._heard_since(now)
         due = self._due(now)
         schedules_due = self._schedules_due(now)
         if not msgs and not due and not schedules_due:
@@ -321,14 +376,14 @@ class Scheduler:
             if m is None:
                 continue
             try:
-                self._apply(m, msg.partition() or 0)
+                self._apply(m, msg.partition() or 0, msg.offset() or 0)
             except Exception as exc:  # a record that cannot be applied, or a bug on one input, must not stop the loop
                 log.exception("scheduler: inbox record %s sent to the dead-letter topic", source_of(msg))
                 self._pending.append(dead_letter(msg, reason_of(exc), "scheduler"))
         for owned in due:
             if owned.execution.id in self.executions:
                 self._emit(owned, core.on_tick(owned.execution, self._workflow_of(owned.execution), now,
-                                               self.settings))
+                                               self.settings, heard_since))
         if schedules_due:
             self._schedules(now)
         self._flush_state()

@@ -39,7 +39,7 @@ from aiflow.events.context import TaskContext
 from aiflow.kafka import clients, sending, topics
 from aiflow.kafka.transactions import TransactionalLoop
 from aiflow.protocol.deadletter import decode_or_dead_letter
-from aiflow.protocol.messages import ControlCommand, TaskCommand
+from aiflow.protocol.messages import ControlCommand, InboxMessage, TaskCommand
 from aiflow.protocol.records import Record
 from aiflow.store.snapshots import fetch
 from aiflow.worker.runner import STOPPED_EXIT_CODE
@@ -314,11 +314,15 @@ class Worker:
             pass
 
     def _heartbeat(self) -> None:
+        """Each interval: a heartbeat for every running try, and a beacon to every inbox partition (so
+        each scheduler hears that workers are alive even when this one runs nothing)."""
         now = time.time()
-        if not self.running or now - self._last_heartbeat < self.heartbeat_interval:
+        if now - self._last_heartbeat < self.heartbeat_interval:
             return
         self._last_heartbeat = now
         self.loop.begin()
+        for partition in range(topics.partition_count(self.config, topics.INBOX)):
+            self._produce(InboxMessage.for_worker(self.name).to_record(partition))
         for run in self.running.values():
             if run.process.poll() is None:
                 self._report(run.command, None, pid=run.process.pid)

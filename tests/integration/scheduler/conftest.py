@@ -13,7 +13,6 @@ import pytest
 from aiflow import ops
 from aiflow.config import Config
 from aiflow.kafka import topics
-from aiflow.scheduler import core
 from aiflow.scheduler.process import run_services
 from aiflow.scheduler.router import Router
 from aiflow.scheduler.service import Scheduler
@@ -55,7 +54,7 @@ def system(kafka_bootstrap: str, tmp_path: Path) -> Iterator[System]:
     config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_HEARTBEAT_TIMEOUT="30")
     topics.create_topics(config)
     stop = threading.Event()
-    services = [("router", Router(config).run), ("scheduler", Scheduler(config, core.Settings(30.0)).run),
+    services = [("router", Router(config).run), ("scheduler", Scheduler(config).run),
                 ("projector", Projector(config).run),
                 ("worker", Worker(config, slots=6, heartbeat_interval=1.0, stop_grace=3.0).run)]
     thread = threading.Thread(target=run_services, args=("test", services, stop), daemon=True)

@@ -242,7 +242,9 @@ def test_late_and_duplicate_reports_change_nothing() -> None:
     run_to(ex, wf, "forever", "SUCCESS")
     before = json.dumps(ex.to_dict())
     assert report(ex, wf, "forever", "FAILED", try_number=1) == []
-    assert report(ex, wf, "forever", "RUNNING", try_number=1) == []
+    # A worker that says it runs a try no longer in play is told to kill it; nothing else changes.
+    assert report(ex, wf, "forever", "RUNNING", try_number=1) == [
+        StopTry("e1", "forever", 1, "the try is no longer in play", kill=True)]
     core.on_event(ex, wf, event("go"), "", T0)
     assert core.on_report(ex, wf, "t", 7, "SUCCESS", "", "w", T0) == []  # a try that does not exist
     assert json.loads(before)["tries"]["forever"] == ex.to_dict()["tries"]["forever"]
@@ -300,12 +302,72 @@ def test_a_running_try_without_heartbeats_is_failed_and_killed() -> None:
     assert starts(out) == [("t", 2)]  # retried at once: retry_delay is 0
 
 
-def test_a_queued_try_is_not_timed_out_while_it_waits_for_a_worker() -> None:
+def test_a_queued_try_is_not_timed_out_while_it_waits_for_a_worker_but_fails_after_the_queue_timeout() -> None:
     with Workflow(name="w") as wf:
-        Operator("t", timeout=5)
+        Operator("t", timeout=5, max_retries=1)
     ex, _ = start(wf)
-    assert core.next_deadline(ex, wf, Settings()) is None
-    assert core.on_tick(ex, wf, T0 + 3600, Settings()) == []
+    assert core.next_deadline(ex, wf, Settings(queue_timeout=600)) == T0 + 600  # not T0 + 5: the task timeout
+    assert core.on_tick(ex, wf, T0 + 599, Settings(queue_timeout=600)) == []
+    out = core.on_tick(ex, wf, T0 + 601, Settings(queue_timeout=600))
+    assert stops(out) == [("t", 1, "queue", True)] and starts(out) == [("t", 2)]
+    first = ex.tries["t"][0]
+    assert first.status == "FAILED" and first.message == "no worker took it within 600 s (scheduler.queue_timeout)"
+
+
+def test_time_in_which_no_worker_is_heard_does_not_count_and_each_try_gets_a_full_timeout_after() -> None:
+    with Workflow(name="w") as wf:
+        Operator("t")
+        Operator("waiting")
+    ex, _ = start(wf)
+    report(ex, wf, "t", "RUNNING", now=T0)
+    settings = Settings(heartbeat_timeout=30, queue_timeout=100)
+    # An outage from T0 + 10: nobody is heard, so nothing is failed however long it lasts.
+    assert core.next_deadline(ex, wf, settings, heard_since=None) is None
+    assert core.on_tick(ex, wf, T0 + 500, settings, heard_since=None) == []
+    # Heard again at T0 + 500: the silent try gets a full heartbeat timeout, the queued one a full queue timeout.
+    assert core.next_deadline(ex, wf, settings, heard_since=T0 + 500) == T0 + 530
+    assert core.on_tick(ex, wf, T0 + 529, settings, heard_since=T0 + 500) == []
+    report(ex, wf, "t", None, now=T0 + 520)  # its worker is back and heartbeats
+    assert core.on_tick(ex, wf, T0 + 531, settings, heard_since=T0 + 500) == []
+    report(ex, wf, "t", None, now=T0 + 590)
+    out = core.on_tick(ex, wf, T0 + 601, settings, heard_since=T0 + 500)
+    assert ("waiting", 1, "queue", True) in stops(out) and ("t", 1, "heartbeat", True) not in stops(out)
+    assert status_of(ex, "waiting") == "FAILED"
+
+
+def test_a_stop_that_is_not_confirmed_is_sent_again_as_a_kill_then_ends_when_the_worker_is_silent() -> None:
+    with Workflow(name="w") as wf:
+        Operator("t")
+        Operator("u")
+    ex, _ = start(wf)
+    report(ex, wf, "t", "RUNNING", now=T0)
+    report(ex, wf, "u", "RUNNING", now=T0)
+    out = core.on_command(ex, wf, "STOP_EXECUTION", None, T0 + 1)
+    assert sorted(stops(out)) == [("t", 1, "stop", False), ("u", 1, "stop", False)] and ex.finished
+    settings = Settings(heartbeat_timeout=30, stop_timeout=10)
+    report(ex, wf, "u", None, now=T0 + 5)
+    report(ex, wf, "u", "STOPPED", now=T0 + 6)
+    assert core.next_deadline(ex, wf, settings) == T0 + 11
+    for now in (T0 + 12, T0 + 23):  # its worker still heartbeats, but has not stopped it: KILL, again
+        report(ex, wf, "t", None, now=now - 1)
+        assert stops(core.on_tick(ex, wf, now, settings)) == [("t", 1, "stop not confirmed within 10 s", True)]
+    assert not ex.settled
+    # The worker falls silent: 30 s after its last heartbeat (T0 + 22) the try ends, and the execution settles.
+    assert not core.on_tick(ex, wf, T0 + 51, settings) or not ex.settled
+    core.on_tick(ex, wf, T0 + 53, settings)
+    latest = ex.latest("t")
+    assert latest is not None and latest.status == "STOPPED" and "stop was not confirmed" in latest.message
+    assert ex.settled and ex.status == "STOPPED"
+
+
+def test_a_restart_whose_stop_is_not_confirmed_still_starts_the_new_try() -> None:
+    with Workflow(name="w") as wf:
+        Operator("t").action_on_event_received(TaskAction.RESTART, "again")
+    ex, _ = start(wf)
+    report(ex, wf, "t", "RUNNING", now=T0)
+    assert stops(core.on_event(ex, wf, event("again"), "", T0 + 1)) == [("t", 1, "restart", False)]
+    out = core.on_tick(ex, wf, T0 + 40, Settings(heartbeat_timeout=30, stop_timeout=1000))
+    assert starts(out) == [("t", 2)] and ex.tries["t"][0].status == "STOPPED"
 
 
 def test_a_schedule_fires_once_per_due_tick_and_once_after_downtime() -> None:
@@ -349,3 +411,15 @@ def test_a_condition_shared_by_several_rules_counts_each_event_once() -> None:
     assert ex.states == {"sum": 6}  # not 12
     out = core.on_event(ex, wf, Event(key="n", value="4"), "", T0)
     assert sorted(stops(out)) == [("a", 1, "stop", False), ("b", 1, "stop", False)]
+
+
+def test_input_read_again_after_lost_offsets_is_seen_once() -> None:
+    ws = core.WorkflowState("default", "w")
+    assert core.first_sight(ws, 10, (2, 500))
+    assert not core.first_sight(ws, 10, (2, 500))  # the inbox read again
+    assert not core.first_sight(ws, 11, (2, 500))  # the event routed again, into a new inbox record
+    assert not core.first_sight(ws, 12, (2, 499))
+    assert core.first_sight(ws, 13, (1, 7))  # another events partition has its own sequence
+    assert core.first_sight(ws, 14, (2, 501)) and core.first_sight(ws, 15)
+    restored = core.WorkflowState.from_dict(json.loads(json.dumps(ws.to_dict())))
+    assert not core.first_sight(restored, 15) and not core.first_sight(restored, 16, (2, 501))
