@@ -49,6 +49,8 @@ KEYS: tuple[Key, ...] = (
         "partitions of the events, inbox, tasks and state topics"),
     Key("topics.replication_factor", int, 1, "AIFLOW_TOPIC_REPLICATION_FACTOR",
         "replication factor of every topic (1 on the local broker, 3 in production)"),
+    Key("topics.min_insync_replicas", int, 1, "AIFLOW_TOPIC_MIN_INSYNC_REPLICAS",
+        "replicas that must have a record before a write succeeds (2 with 3 replicas: one may be lost)"),
     Key("topics.events_retention_ms", int, -1, "AIFLOW_TOPIC_EVENTS_RETENTION_MS",
         "retention of the events topic; -1 keeps the whole history"),
     Key("topics.retention_ms", int, 7 * 24 * 3600 * 1000, "AIFLOW_TOPIC_RETENTION_MS",
@@ -74,7 +76,10 @@ KEYS: tuple[Key, ...] = (
     Key("broker.port", int, 9092, "AIFLOW_BROKER_PORT", "client port of the local broker"),
     Key("broker.controller_port", int, 9093, "AIFLOW_BROKER_CONTROLLER_PORT",
         "KRaft controller port of the local broker"),
-    Key("broker.heap", str, "512m", "AIFLOW_BROKER_HEAP", "Java heap of the local broker"),
+    Key("broker.heap", str, "512m", "AIFLOW_BROKER_HEAP", "Java heap of the local broker (of each node)"),
+    Key("broker.nodes", int, 1, "AIFLOW_BROKER_NODES",
+        "nodes of the local broker: 3 makes a cluster on loopback (node i on broker.port + 2(i-1) and "
+        "broker.controller_port + 2(i-1)); internal topics then keep 3 replicas, 2 in sync"),
     Key("broker.kafka_version", str, "4.1.1", "AIFLOW_BROKER_KAFKA_VERSION",
         "Apache Kafka version the local broker fetches from Maven Central"),
     Key("broker.cache_dir", str, "{home}/kafka-dist", "AIFLOW_BROKER_CACHE_DIR",
@@ -192,7 +197,12 @@ class Config:
         return config
 
     def validate(self) -> None:
-        for name in ("topics.partitions", "topics.replication_factor", "scheduler.heartbeat_timeout",
+        if not 1 <= self.values["broker.nodes"] <= 9:
+            raise ConfigError(f"broker.nodes: 1 to 9 nodes, got {self.values['broker.nodes']}")
+        if self.values["topics.min_insync_replicas"] > self.values["topics.replication_factor"]:
+            raise ConfigError("topics.min_insync_replicas: cannot be more than topics.replication_factor")
+        for name in ("topics.partitions", "topics.replication_factor", "topics.min_insync_replicas",
+                     "scheduler.heartbeat_timeout",
                      "scheduler.stop_timeout", "scheduler.queue_timeout", "worker.slots", "worker.heartbeat_interval"):
             if self.values[name] < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {self.values[name]}")
@@ -220,7 +230,10 @@ class Config:
 
     @property
     def bootstrap(self) -> str:
-        return self.values["kafka.bootstrap"] or f"127.0.0.1:{self.values['broker.port']}"
+        if self.values["kafka.bootstrap"]:
+            return str(self.values["kafka.bootstrap"])
+        port, nodes = int(self.values["broker.port"]), int(self.values["broker.nodes"])
+        return ",".join(f"127.0.0.1:{port + 2 * i}" for i in range(nodes))
 
     @property
     def uses_local_broker(self) -> bool:
@@ -237,6 +250,11 @@ class Config:
     @property
     def db_uri(self) -> str:
         return str(self.values["db.uri"])
+
+    @property
+    def safe_db_uri(self) -> str:
+        """The database URI with its password masked, for logs and messages."""
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", self.db_uri)
 
     def with_overrides(self, **values: Any) -> Config:
         """A copy with some keys replaced (dotted names written with '__' for '.')."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 
 import click
 
@@ -25,22 +26,28 @@ def start(daemon: bool, no_topics: bool) -> None:
 
     config = load_config()
     broker = LocalBroker(config)
-    process = broker.start()
-    if process is None:
-        click.echo(f"Broker already running at {config.bootstrap} (pid {broker.pid()}).")
+    started = broker.start()
+    nodes = f"{len(broker.nodes)} nodes" if len(broker.nodes) > 1 else f"pid {broker.pid()}"
+    if not started:
+        click.echo(f"Broker already running at {config.bootstrap} ({nodes}).")
     else:
-        click.echo(f"Broker started at {config.bootstrap} (pid {process.pid}); log: {broker.log_file}")
+        click.echo(f"Broker started at {config.bootstrap} ({nodes}); log: {broker.log_file}")
     if not no_topics:
         created = [r.name for r in topics.create_topics(config) if r.action == "created"]
         if created:
             click.echo(f"Created topics: {', '.join(created)}")
-    if daemon or process is None:
+    if daemon or not started:
         return
     click.echo("Running in the foreground; Ctrl-C stops it.")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        process.wait()
-        raise click.ClickException(f"the broker exited with code {process.returncode}; see {broker.log_file}")
+        while True:
+            for node_id, process in broker.processes.items():
+                if process.poll() is not None:
+                    broker.stop()
+                    raise click.ClickException(f"broker node {node_id} exited with code {process.returncode}; "
+                                               f"see {broker.node(node_id).log_file}")
+            time.sleep(0.5)
     except KeyboardInterrupt:
         broker.stop()
         click.echo("Broker stopped.")

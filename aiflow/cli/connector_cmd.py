@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 import click
 import yaml
 
-from aiflow.cli.common import load_config
+from aiflow.cli.common import load_config, service_logging
 from aiflow.cli.output import emit, output_option
 from aiflow.errors import ConfigError
 
@@ -74,8 +73,7 @@ def _filters(pairs: Any) -> dict[str, str]:
 def _serve(name: str, target: Any) -> None:
     from aiflow.scheduler.process import run_services
 
-    logging.getLogger().setLevel(logging.INFO)
-    logging.getLogger("aiflow.librdkafka").setLevel(logging.WARNING)
+    service_logging()
     run_services(f"connector {name}", [(name, target)], threading.Event())
 
 

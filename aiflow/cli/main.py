@@ -68,8 +68,10 @@ _register()
 
 def main() -> None:
     logging.basicConfig(level=os.environ.get("AIFLOW_LOG_LEVEL", "WARNING").upper(),
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if "AIFLOW_LOG_LEVEL" not in os.environ:
-        # librdkafka retries transient broker errors by itself; say so only when asked.
+        # librdkafka retries transient broker errors by itself; say so only when asked. A command that
+        # cannot reach Kafka says so in its own one-line error.
         logging.getLogger("aiflow.librdkafka").setLevel(logging.CRITICAL)
+        logging.getLogger("aiflow.kafka").setLevel(logging.ERROR)
     sys.exit(cli.main(prog_name="aiflow"))

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
 
-from aiflow.cli.common import load_config
+from aiflow.cli.common import load_config, service_logging
 from aiflow.config import Config
-from aiflow.process import start_daemon, stop_daemon
+from aiflow.process import ServiceStatus, start_daemon, stop_daemon
 
 
 def _pid_file(config: Config, name: str) -> Path:
     return config.home / "run" / f"{name}.pid"
 
 
+def _status(config: Config, name: str) -> ServiceStatus:
+    return ServiceStatus(config.home / "run" / f"{name}.status")
+
+
 def _log_file(config: Config, name: str) -> Path:
     return config.home / "logs" / f"{name}.log"
-
-
-def _foreground_logging() -> None:
-    logging.getLogger().setLevel(logging.INFO)
-    logging.getLogger("aiflow.librdkafka").setLevel(logging.WARNING)
 
 
 @click.group("scheduler")
@@ -30,20 +28,31 @@ def scheduler_group() -> None:
     """The scheduler: router, rule engine, timers and the database projection."""
 
 
+wait_option = click.option("--wait", type=click.FloatRange(min=1), default=30.0, show_default=True,
+                           help="With --daemon: seconds to wait for it to be ready (it keeps trying after).")
+
+
 @scheduler_group.command("start")
 @click.option("-d", "--daemon", is_flag=True, help="Run in the background; logs go to $AIFLOW_HOME/logs.")
-def scheduler_start(daemon: bool) -> None:
-    """Start a scheduler (several may run: they share the work)."""
+@wait_option
+def scheduler_start(daemon: bool, wait: float) -> None:
+    """Start a scheduler (several may run: they share the work). Without a reachable Kafka it says which
+    address it waits for and keeps trying."""
     config = load_config()
+    status = _status(config, "scheduler")
     if daemon:
         pid = start_daemon("scheduler", ["scheduler", "start"], _pid_file(config, "scheduler"),
-                           _log_file(config, "scheduler"))
+                           _log_file(config, "scheduler"), status=status, wait=wait,
+                           stop_command="aiflow scheduler stop")
         click.echo(f"Scheduler started (pid {pid}); log: {_log_file(config, 'scheduler')}")
         return
     from aiflow.scheduler.process import run_scheduler
 
-    _foreground_logging()
-    run_scheduler(config)
+    service_logging()
+    try:
+        run_scheduler(config, say=status.set)
+    finally:
+        status.clear()
 
 
 @scheduler_group.command("stop")
@@ -62,18 +71,25 @@ def worker_group() -> None:
 @click.option("-d", "--daemon", is_flag=True, help="Run in the background; logs go to $AIFLOW_HOME/logs.")
 @click.option("--slots", type=click.IntRange(min=1), default=None,
               help="Tries run at once (default: worker.slots). A never-ending task holds a slot.")
-def worker_start(daemon: bool, slots: int | None) -> None:
-    """Start a worker (several may run: they share the task commands)."""
+@wait_option
+def worker_start(daemon: bool, slots: int | None, wait: float) -> None:
+    """Start a worker (several may run: they share the task commands). Without a reachable Kafka it says
+    which address it waits for and keeps trying."""
     config = load_config()
+    status = _status(config, "worker")
     if daemon:
         argv = ["worker", "start", *(["--slots", str(slots)] if slots else [])]
-        pid = start_daemon("worker", argv, _pid_file(config, "worker"), _log_file(config, "worker"))
+        pid = start_daemon("worker", argv, _pid_file(config, "worker"), _log_file(config, "worker"), status=status,
+                           wait=wait, stop_command="aiflow worker stop")
         click.echo(f"Worker started (pid {pid}); log: {_log_file(config, 'worker')}")
         return
     from aiflow.scheduler.process import run_worker
 
-    _foreground_logging()
-    run_worker(config, slots)
+    service_logging()
+    try:
+        run_worker(config, slots, say=status.set)
+    finally:
+        status.clear()
 
 
 @worker_group.command("stop")

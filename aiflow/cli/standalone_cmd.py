@@ -1,5 +1,10 @@
 """`aiflow standalone [-d] | stop`: broker (unless one is configured), database, topics, scheduler and
-worker in one command, for a laptop or a quick start."""
+worker in one command, for a laptop or a quick start.
+
+The broker it starts is supervised: should it die, it is started again (after 1 s, doubling to 30 s
+while it keeps dying). A configured cluster that does not answer is waited for. `aiflow standalone
+stop` ends it all within seconds, running tries included, and leaves no process behind.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +12,28 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from aiflow.cli.common import load_config
+from aiflow.cli.common import load_config, service_logging
 from aiflow.config import Config
-from aiflow.errors import AIFlowError
-from aiflow.process import read_pid, start_daemon, stop_daemon
+from aiflow.process import ServiceStatus, read_pid, start_daemon, stop_group
+
+if TYPE_CHECKING:
+    from aiflow.kafka.local_broker import LocalBroker
+
+log = logging.getLogger(__name__)
+# How long `standalone stop` waits before it kills what is left.
+STOP_WAIT = 10.0
 
 
 def _pid_file(config: Config) -> Path:
     return config.home / "run" / "standalone.pid"
 
 
-def _ready_file(config: Config) -> Path:
-    return config.home / "run" / "standalone.ready"
+def _status(config: Config) -> ServiceStatus:
+    return ServiceStatus(config.home / "run" / "standalone.status")
 
 
 @click.group("standalone", invoke_without_command=True)
@@ -34,33 +46,34 @@ def group(ctx: click.Context, daemon: bool, slots: int | None) -> None:
         return
     config = load_config()
     if daemon:
-        _ready_file(config).unlink(missing_ok=True)
         log_file = config.home / "logs" / "standalone.log"
+        # The first start may fetch the broker's jars from Maven Central: room for that.
         pid = start_daemon("standalone", ["standalone", *(["--slots", str(slots)] if slots else [])],
-                           _pid_file(config), log_file)
-        deadline = time.monotonic() + 180
-        while not _ready_file(config).exists():
-            if read_pid(_pid_file(config)) is None:
-                raise AIFlowError(f"aiflow standalone exited while starting; see {log_file}")
-            if time.monotonic() > deadline:
-                raise AIFlowError(f"aiflow standalone is not ready after 180 s; see {log_file}")
-            time.sleep(0.3)
+                           _pid_file(config), log_file, status=_status(config), wait=180,
+                           stop_command="aiflow standalone stop")
         click.echo(f"aiflow standalone is running (pid {pid}); log: {log_file}. Stop it with `aiflow standalone stop`.")
         return
     run_foreground(config, slots)
 
 
 def run_foreground(config: Config, slots: int | None) -> None:
-    from aiflow.kafka import topics
+    from aiflow.kafka import clients, topics
     from aiflow.kafka.local_broker import LocalBroker
-    from aiflow.scheduler.process import run_services
+    from aiflow.scheduler.process import handle_signals, run_services
     from aiflow.store.db import Store
 
-    logging.getLogger().setLevel(logging.INFO)
-    logging.getLogger("aiflow.librdkafka").setLevel(logging.WARNING)
+    service_logging()
+    status = _status(config)
+    stop = threading.Event()
+    handle_signals(stop)
     broker = LocalBroker(config) if config.uses_local_broker else None
-    started_broker = broker is not None and broker.start() is not None
+    started_broker = False
+    if broker is not None:
+        status.set(f"starting the local broker at {config.bootstrap}")
+        started_broker = broker.start()
     try:
+        if not clients.wait_until_reachable(config, stop, status.set):
+            return
         topics.create_topics(config)
         Store(config).ensure_schema()
         from aiflow.scheduler.router import Router
@@ -68,32 +81,74 @@ def run_foreground(config: Config, slots: int | None) -> None:
         from aiflow.store.projector import Projector
         from aiflow.worker.service import Worker
 
+        stop_grace = float(config.values["worker.stop_grace"])
         services = [
             ("router", Router(config).run),
             ("scheduler", Scheduler(config).run),
             ("projector", Projector(config).run),
             ("worker", Worker(config, slots=slots or int(config.values["worker.slots"]),
                               heartbeat_interval=float(config.values["worker.heartbeat_interval"]),
-                              stop_grace=float(config.values["worker.stop_grace"])).run),
+                              stop_grace=stop_grace, shutdown_grace=min(stop_grace, STOP_WAIT / 2)).run),
         ]
+        if broker is not None and started_broker:
+            services.append(("broker", BrokerSupervisor(broker).run))
         click.echo(f"aiflow standalone\n  home:     {config.home}\n  kafka:    {config.bootstrap}"
-                   f"{' (local broker)' if broker else ''}\n  database: {config.db_uri}\n"
+                   f"{' (local broker)' if broker else ''}\n  database: {config.safe_db_uri}\n"
                    f"  logs:     {config.home / 'logs'}\n"
                    "Scheduler and worker running; Ctrl-C stops everything.", err=True)
-        stop = threading.Event()
-        _ready_file(config).parent.mkdir(parents=True, exist_ok=True)
-        _ready_file(config).write_text("ready\n")
-        run_services("standalone", services, stop)
+        run_services("standalone", services, stop, status.set)
     finally:
-        _ready_file(config).unlink(missing_ok=True)
-        if started_broker and broker is not None:
-            broker.stop()
+        status.clear()
+        if broker is not None and started_broker:
+            broker.stop(timeout=STOP_WAIT / 2)
         click.echo("aiflow standalone stopped.", err=True)
+
+
+class BrokerSupervisor:
+    """Starts a node of the local broker again whenever it dies, after a back-off of 1 s doubling to
+    30 s while it keeps dying; the services ride out the gap (they never give up on Kafka)."""
+
+    def __init__(self, broker: LocalBroker) -> None:
+        self.broker = broker
+
+    def run(self, stop: threading.Event) -> None:
+        from aiflow.errors import BrokerError
+        from aiflow.kafka.transactions import Backoff
+
+        backoff = Backoff(first=1.0, cap=30.0)
+        while not stop.wait(0.5):
+            dead = [(i, p.returncode) for i, p in self.broker.processes.items() if p.poll() is not None]
+            for node_id, code in dead:
+                died = time.monotonic()
+                log.error("the local broker (node %d) exited with code %s; starting it again", node_id, code)
+                while not stop.is_set():
+                    backoff.wait(stop)
+                    if stop.is_set():
+                        return
+                    try:
+                        self.broker.start_node(node_id)
+                    except BrokerError as exc:
+                        log.error("the local broker (node %d) did not start again: %s; trying again", node_id, exc)
+                        continue
+                    log.warning("the local broker (node %d) is running again, %.0f s after it died", node_id,
+                                time.monotonic() - died)
+                    backoff.reset()
+                    break
 
 
 @group.command("stop")
 def stop() -> None:
-    """Stop the `aiflow standalone -d` of this aiflow home (and the broker it started)."""
+    """Stop the `aiflow standalone -d` of this aiflow home, its tries and the broker it started: within
+    about 10 s, killing what is left after that."""
+    from aiflow.kafka.local_broker import LocalBroker
+
     config = load_config()
-    stopped = stop_daemon(_pid_file(config), 90)
-    click.echo("aiflow standalone stopped." if stopped else "aiflow standalone was not running.")
+    pid = read_pid(_pid_file(config))
+    if pid is None:
+        click.echo("aiflow standalone was not running.")
+        return
+    stop_group(pid, STOP_WAIT)
+    _pid_file(config).unlink(missing_ok=True)
+    if config.uses_local_broker:  # killed before it could stop its broker: stop it here
+        LocalBroker(config).stop(timeout=2)
+    click.echo("aiflow standalone stopped.")

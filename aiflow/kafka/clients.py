@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer
@@ -17,25 +20,33 @@ from confluent_kafka.admin import AdminClient
 
 from aiflow.config import Config
 from aiflow.errors import KafkaUnavailable
+from aiflow.kafka.health import ClientHealth, ConnectionLinesFilter
 from aiflow.protocol.records import PRODUCER_MAX_BYTES
 
-# librdkafka's own log lines go through Python logging under this name instead of raw to stderr.
+# librdkafka's own log lines go through Python logging under this name instead of raw to stderr;
+# those about connections are left to each client's quiet outage report (health.py).
 LIBRDKAFKA_LOGGER = logging.getLogger("aiflow.librdkafka")
+LIBRDKAFKA_LOGGER.addFilter(ConnectionLinesFilter())
 
 
-def _base(config: Config, role: str) -> dict[str, Any]:
+def _base(config: Config, role: str, health: ClientHealth | None = None) -> dict[str, Any]:
+    health = health or ClientHealth(role, config.bootstrap)
     settings: dict[str, Any] = {
         "bootstrap.servers": config.bootstrap,
         "client.id": f"aiflow-{role}-{socket.gethostname()}",
         "logger": LIBRDKAFKA_LOGGER,
+        # Quiet logs in an outage: errors and broker states reach the client's outage report.
+        "error_cb": health.on_error,
+        "stats_cb": health.on_stats,
+        "statistics.interval.ms": 5000,
     }
     settings.update(config.kafka_properties)
     return settings
 
 
 def producer(config: Config, *, role: str = "producer", transactional_id: str | None = None,
-             linger_ms: int = 0, **extra: Any) -> Producer:
-    settings = _base(config, role)
+             linger_ms: int = 0, health: ClientHealth | None = None, **extra: Any) -> Producer:
+    settings = _base(config, role, health)
     settings.update({
         # Durable when delivered: every in-sync replica has the record.
         "acks": "all",
@@ -88,12 +99,42 @@ def admin(config: Config, **extra: Any) -> AdminClient:
 def check_reachable(config: Config, timeout: float = 5.0) -> None:
     """Raise KafkaUnavailable with what to do when the configured cluster does not answer."""
     try:
-        # A probe expects refusals while a broker starts: keep librdkafka quiet about them.
-        admin(config, log_level=0).list_topics(timeout=timeout)
+        # A probe expects refusals while a broker starts: keep librdkafka and the outage report quiet.
+        admin(config, log_level=0, error_cb=_ignore).list_topics(timeout=timeout)
     except KafkaException as exc:
         hint = ("start one with `aiflow broker start --daemon`" if config.uses_local_broker
                 else "check AIFLOW_KAFKA_BOOTSTRAP and kafka.properties")
         raise KafkaUnavailable(f"Kafka at {config.bootstrap} does not answer ({exc.args[0]}): {hint}") from None
+
+
+def _ignore(_error: object) -> None:
+    pass
+
+
+def wait_until_reachable(config: Config, stop: threading.Event, say: Callable[[str], None] | None = None,
+                         every: float = 30.0) -> bool:
+    """Return True once the cluster answers, False if `stop` is set first. While it does not, log which
+    address is awaited and why (at once, then every `every` seconds) and pass the same line to `say`."""
+    started = time.monotonic()
+    last_line = -every
+    while not stop.is_set():
+        try:
+            check_reachable(config, timeout=3.0)
+        except KafkaUnavailable as exc:
+            now = time.monotonic()
+            line = f"waiting for Kafka at {config.bootstrap} ({now - started:.0f} s so far): {exc}"
+            if say is not None:
+                say(line)
+            if now - last_line >= every:
+                logging.getLogger("aiflow.kafka").warning("%s", line)
+                last_line = now
+            stop.wait(1.0)
+            continue
+        if time.monotonic() - started > 1.0:
+            logging.getLogger("aiflow.kafka").warning("Kafka at %s answers, after %.0f s", config.bootstrap,
+                                                      time.monotonic() - started)
+        return True
+    return False
 
 
 def take(consumer: Consumer, max_records: int, timeout: float) -> list[Message]:

@@ -1,4 +1,5 @@
-"""A real single-node Kafka broker for development, tests and the quick start.
+"""A real Kafka broker for development, tests and the quick start: one KRaft node, or a cluster of
+several on loopback (`broker.nodes`).
 
 No Docker engine is needed: the Apache Kafka broker jars are fetched once from Maven Central with
 `mvn dependency:copy-dependencies` into a cache (or taken from `$KAFKA_HOME/libs`), a KRaft log
@@ -16,6 +17,7 @@ import fcntl
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -24,21 +26,17 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from confluent_kafka import KafkaException
+
 from aiflow.config import Config
 from aiflow.errors import BrokerError, KafkaUnavailable
 from aiflow.kafka import clients
-from aiflow.process import read_pid, stop_daemon
+from aiflow.process import alive, read_pid, stop_daemon
 
 MIN_JAVA = 17
 
 # Settings of the local broker; each says what it is for.
 BROKER_SETTINGS = {
-    # One node: every internal topic has a single replica.
-    "offsets.topic.replication.factor": "1",
-    "transaction.state.log.replication.factor": "1",
-    "transaction.state.log.min.isr": "1",
-    "share.coordinator.state.topic.replication.factor": "1",
-    "share.coordinator.state.topic.min.isr": "1",
     # Fewer internal partitions: a faster start on two cores, plenty for one machine.
     "offsets.topic.num.partitions": "6",
     "transaction.state.log.num.partitions": "6",
@@ -69,6 +67,7 @@ class BrokerStatus:
     answers: bool
     log_file: Path
     data_dir: Path
+    nodes: int = 1
 
 
 def _java_major() -> int:
@@ -85,8 +84,42 @@ def _java_major() -> int:
     return int(match.group(2) or 0) if major == 1 else major
 
 
+@dataclass(frozen=True)
+class Node:
+    """One KRaft node (broker and controller) of the local cluster."""
+
+    id: int
+    port: int
+    controller_port: int
+    dir: Path  # its server.properties, pid file and data/
+    log_file: Path
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "broker.pid"
+
+    @property
+    def properties_file(self) -> Path:
+        return self.dir / "server.properties"
+
+
+def replication_settings(nodes: int) -> dict[str, str]:
+    """Replication of Kafka's internal topics and of new topics: 3 replicas and 2 in sync on three
+    nodes or more (a write survives the loss of one), else one replica per node."""
+    factor, isr = str(min(3, nodes)), "2" if nodes >= 3 else "1"
+    return {"offsets.topic.replication.factor": factor, "transaction.state.log.replication.factor": factor,
+            "transaction.state.log.min.isr": isr, "share.coordinator.state.topic.replication.factor": factor,
+            "share.coordinator.state.topic.min.isr": isr, "default.replication.factor": factor,
+            "min.insync.replicas": isr}
+
+
 class LocalBroker:
-    """The local broker of one aiflow home."""
+    """The local broker of one aiflow home: one KRaft node, or `broker.nodes` of them as a cluster
+    (node i on ports `broker.port` + 2(i-1) and `broker.controller_port` + 2(i-1))."""
 
     def __init__(self, config: Config) -> None:
         if not config.uses_local_broker:
@@ -94,13 +127,24 @@ class LocalBroker:
                               "the local broker is for when it is empty")
         self.config = config
         self.dir = config.home / "broker"
-        self.data_dir = self.dir / "data"
-        self.pid_file = self.dir / "broker.pid"
-        self.properties_file = self.dir / "server.properties"
-        self.log_file = config.home / "logs" / "broker.log"
-        self.port = int(config.values["broker.port"])
-        self.controller_port = int(config.values["broker.controller_port"])
+        port, controller_port = int(config.values["broker.port"]), int(config.values["broker.controller_port"])
+        count = int(config.values["broker.nodes"])
+        # Node 1 keeps the single broker's places, so a home made before clusters keeps its data.
+        self.nodes = [Node(i, port + 2 * (i - 1), controller_port + 2 * (i - 1),
+                           self.dir if i == 1 else self.dir / f"node-{i}",
+                           config.home / "logs" / ("broker.log" if i == 1 else f"broker-{i}.log"))
+                      for i in range(1, count + 1)]
+        self.data_dir = self.nodes[0].data_dir
+        self.pid_file = self.nodes[0].pid_file
+        self.log_file = self.nodes[0].log_file
         self.version = str(config.values["broker.kafka_version"])
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}  # the nodes this object started
+
+    def node(self, node_id: int) -> Node:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise BrokerError(f"the local cluster has no node {node_id} (broker.nodes = {len(self.nodes)})")
 
     # -- jars ------------------------------------------------------------------------------
     def libs_dir(self) -> Path:
@@ -145,40 +189,57 @@ class LocalBroker:
         return libs
 
     # -- files -----------------------------------------------------------------------------
-    def write_properties(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def write_properties(self, node: Node) -> None:
+        node.dir.mkdir(parents=True, exist_ok=True)
         lines = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "node.id": str(node.id),
+            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name": "PLAINTEXT",
-            "log.dirs": str(self.data_dir),
+            "log.dirs": str(node.data_dir),
             **BROKER_SETTINGS,
+            **replication_settings(len(self.nodes)),
         }
-        self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+        if len(self.nodes) == 1:  # a quorum of one, formatted with --standalone
+            lines["controller.quorum.bootstrap.servers"] = f"127.0.0.1:{node.controller_port}"
+        else:  # a fixed quorum of every node
+            lines["controller.quorum.voters"] = ",".join(f"{n.id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+        node.properties_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
 
     def _java_command(self, main: str, *args: str, heap: str = "256m") -> list[str]:
         log4j = resources.files("aiflow.kafka") / "local" / "log4j2.properties"
         return ["java", f"-Xmx{heap}", "-XX:+UseSerialGC",
                 f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{self.libs_dir()}/*", main, *args]
 
-    def format(self) -> None:
-        if (self.data_dir / "meta.properties").exists():
+    def _cluster_id(self) -> str:
+        """The cluster's id, the same for every node and kept across restarts."""
+        path = self.dir / "cluster.id"
+        if not path.exists():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(_cluster_id())
+        return path.read_text().strip()
+
+    def format(self, node: Node) -> None:
+        if (node.data_dir / "meta.properties").exists():
             return
+        standalone = ["--standalone"] if len(self.nodes) == 1 else []
         done = subprocess.run(
-            self._java_command("kafka.tools.StorageTool", "format", "--standalone",
-                               "-t", _cluster_id(), "-c", str(self.properties_file)),
+            # `--cluster-id=ID` in one word: a random id may begin with '-', which argparse takes for an option.
+            self._java_command("kafka.tools.StorageTool", "format", *standalone,
+                               f"--cluster-id={self._cluster_id()}", "-c", str(node.properties_file)),
             capture_output=True, text=True)
         if done.returncode != 0:
-            raise BrokerError(f"formatting {self.data_dir} failed: {(done.stdout + done.stderr).strip()[-500:]}")
+            raise BrokerError(f"formatting {node.data_dir} failed: {(done.stdout + done.stderr).strip()[-500:]}")
 
     # -- process ---------------------------------------------------------------------------
     def pid(self) -> int | None:
-        return read_pid(self.pid_file)
+        return self.node_pid(1)
+
+    def node_pid(self, node_id: int) -> int | None:
+        return read_pid(self.node(node_id).pid_file)
 
     def answers(self, timeout: float = 2.0) -> bool:
         try:
@@ -187,51 +248,99 @@ class LocalBroker:
         except KafkaUnavailable:
             return False
 
+    def registered(self, timeout: float = 2.0) -> set[int]:
+        """The ids of the nodes the cluster's metadata lists as brokers now."""
+        try:
+            metadata = clients.admin(self.config, log_level=0, error_cb=lambda _e: None).list_topics(timeout=timeout)
+        except KafkaException:
+            return set()
+        return set(metadata.brokers)
+
     def status(self) -> BrokerStatus:
-        pid = self.pid()
-        return BrokerStatus(pid is not None, pid, self.config.bootstrap,
-                            pid is not None and self.answers(), self.log_file, self.data_dir)
+        pids = [self.node_pid(n.id) for n in self.nodes]
+        running = all(p is not None for p in pids)
+        return BrokerStatus(running, pids[0], self.config.bootstrap, running and self.answers(), self.log_file,
+                            self.data_dir, len(self.nodes))
 
-    def start(self, timeout: float = 90.0) -> subprocess.Popen[bytes] | None:
-        """Start the broker in the background and wait until it answers.
-
-        Returns the process, or None when this home's broker was already running.
-        """
+    def start(self, timeout: float = 90.0) -> bool:
+        """Start every node that is not running and wait until all of them serve. False when every
+        node of this home was running already."""
         _check_java()
-        if self.pid() is not None:
+        running = [n for n in self.nodes if self.node_pid(n.id) is not None]
+        if len(running) == len(self.nodes):
             if not self.answers(timeout=5.0):
-                raise BrokerError(f"a broker process ({self.pid()}) runs but does not answer at "
-                                  f"{self.config.bootstrap}; see {self.log_file}")
-            return None
-        if self.answers(timeout=1.0):
+                raise BrokerError(f"the broker processes run but do not answer at {self.config.bootstrap}; "
+                                  f"see {self.log_file}")
+            return False
+        if not running and self.answers(timeout=1.0):
             raise BrokerError(f"something else already answers at {self.config.bootstrap}: stop it, or set "
                               "broker.port (AIFLOW_BROKER_PORT) to a free port")
         self.fetch()
-        self.write_properties()
-        self.format()
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        for node in self.nodes:
+            if node not in running:
+                self._launch(node)
+        self._wait_for({n.id for n in self.nodes}, timeout)
+        return True
+
+    def start_node(self, node_id: int, timeout: float = 90.0) -> None:
+        """Start one node (of a cluster whose other nodes may be running) and wait until it serves."""
+        node = self.node(node_id)
+        if self.node_pid(node_id) is None:
+            self._launch(node)
+        else:  # started by someone else (`aiflow broker start`): not ours to watch any more
+            self.processes.pop(node_id, None)
+        self._wait_for({node_id}, timeout)
+
+    def _launch(self, node: Node) -> None:
+        self.write_properties(node)
+        self.format(node)
+        node.log_file.parent.mkdir(parents=True, exist_ok=True)
         heap = str(self.config.values["broker.heap"])
-        with open(self.log_file, "ab") as log:
+        with open(node.log_file, "ab") as log:
             process = subprocess.Popen(
-                self._java_command("kafka.Kafka", str(self.properties_file), heap=heap),
+                self._java_command("kafka.Kafka", str(node.properties_file), heap=heap),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        self.pid_file.write_text(str(process.pid))
+        node.pid_file.write_text(str(process.pid))
+        self.processes[node.id] = process
+
+    def _wait_for(self, node_ids: set[int], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if process.poll() is not None:
-                self.pid_file.unlink(missing_ok=True)
-                raise BrokerError(f"the broker exited with code {process.returncode} while starting: "
-                                  f"{_tail(self.log_file)}")
-            if self.answers(timeout=1.0):
-                return process
+            for node_id in node_ids:
+                process = self.processes.get(node_id)
+                if process is not None and process.poll() is not None:
+                    node = self.node(node_id)
+                    node.pid_file.unlink(missing_ok=True)
+                    raise BrokerError(f"broker node {node_id} exited with code {process.returncode} while starting: "
+                                      f"{_tail(node.log_file)}")
+            if self.answers(timeout=1.0) and (len(self.nodes) == 1 or node_ids <= self.registered()):
+                return
             time.sleep(0.3)
         self.stop()
         raise BrokerError(f"the broker did not answer at {self.config.bootstrap} within {timeout:.0f} s; "
                           f"see {self.log_file}")
 
+    def kill_node(self, node_id: int) -> None:
+        """SIGKILL one node, as a crash would."""
+        pid = self.node_pid(node_id)
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            process = self.processes.get(node_id)
+            if process is not None:
+                process.wait()
+            else:
+                while alive(pid):
+                    time.sleep(0.05)
+        self.node(node_id).pid_file.unlink(missing_ok=True)
+
+    def stop_node(self, node_id: int, timeout: float = 30.0) -> bool:
+        """Stop one node: SIGTERM (a controlled shutdown), then SIGKILL after `timeout`."""
+        return stop_daemon(self.node(node_id).pid_file, timeout)
+
     def stop(self, timeout: float = 30.0) -> bool:
-        """Stop this home's broker: SIGTERM, then SIGKILL after `timeout`. False if none was running."""
-        return stop_daemon(self.pid_file, timeout)
+        """Stop every node of this home. False if none was running."""
+        stopped = [self.stop_node(n.id, timeout) for n in reversed(self.nodes)]
+        return any(stopped)
 
 
 def _cluster_id() -> str:

@@ -48,8 +48,12 @@ def specs(config: Config) -> list[TopicSpec]:
     rf = config.values["topics.replication_factor"]
     keep = str(config.values["topics.retention_ms"])
 
+    isr = str(config.values["topics.min_insync_replicas"])
+
     def spec(role: str, partitions: int, settings: dict[str, str], purpose: str) -> TopicSpec:
-        return TopicSpec(role, name(config, role), partitions, rf, settings, purpose)
+        # Durability: with acks=all, a write succeeds once this many replicas have it.
+        return TopicSpec(role, name(config, role), partitions, rf, {**settings, "min.insync.replicas": isr},
+                         purpose)
 
     return [
         spec(EVENTS, parts, {"cleanup.policy": "delete",

@@ -12,25 +12,86 @@ field that cannot be encoded: errors that no retry can cure) is rolled back, its
 again one at a time, and the one input that fails alone goes to the dead-letter topic with the
 reason, its offset committed in the same transaction. Transient Kafka errors roll the step back and
 retry it after an exponential back-off (0.1 s doubling to 5 s).
+
+Nothing Kafka does ends the loop. A producer that can no longer be used (fenced, a fatal error such
+as OUT_OF_ORDER_SEQUENCE_NUMBER after a broker restart, an abort that fails) is replaced by a new one
+with the same transactional id — its `init_transactions` fences the old one and aborts what it left
+open — and the consumer is rewound to the committed offsets. The producer is made on first use, not
+in the constructor, so a service can be built while the broker is still away. While transactions
+fail the loop says so once, then at most every 30 s, and once more when they work again.
+
+Every transactional call runs under a hard deadline (`_Deadline`): librdkafka's
+`send_offsets_to_transaction` can block past its own timeout, forever, when the group coordinator
+went away during the call (librdkafka issues 5456 and 5511, seen here after a broker restart). A call
+past its deadline leaves its producer behind, never touched again, and the loop goes on with a new one.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import socket
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from aiflow.config import Config
-from aiflow.errors import RecordError
+from aiflow.errors import KafkaUnavailable, RecordError
 from aiflow.kafka import clients, sending
+from aiflow.kafka.health import ClientHealth, Outage
 from aiflow.protocol.deadletter import dead_letter, reason_of
 from aiflow.protocol.records import source_of
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+CALL_TIMEOUT = 30.0  # seconds librdkafka is given for a transactional call
+OFFSETS_TIMEOUT = 10.0  # for send_offsets_to_transaction, which takes milliseconds unless it hangs
+DEADLINE_MARGIN = 5.0  # after which the call is given up for good
+
+
+class ProducerWedged(KafkaException):
+    """A transactional call did not return by its deadline: its producer is left behind."""
+
+
+class _Deadline:
+    """Runs calls on a daemon thread of its own and gives up on one that does not return in time (a
+    daemon, so a thread left blocked inside librdkafka never holds up the process's exit)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._calls = self._start()
+
+    def _start(self) -> queue.Queue[tuple[Callable[[], object], queue.Queue[tuple[bool, object]]]]:
+        calls: queue.Queue[tuple[Callable[[], object], queue.Queue[tuple[bool, object]]]] = queue.Queue()
+        threading.Thread(target=self._serve, args=(calls,), name=self.name, daemon=True).start()
+        return calls
+
+    @staticmethod
+    def _serve(calls: queue.Queue[tuple[Callable[[], object], queue.Queue[tuple[bool, object]]]]) -> None:
+        while True:
+            call, done = calls.get()
+            try:
+                done.put((True, call()))
+            except BaseException as exc:  # handed to the caller, raised there
+                done.put((False, exc))
+
+    def run(self, call: Callable[[], T], timeout: float) -> T:
+        done: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=1)
+        self._calls.put((call, done))
+        try:
+            ok, result = done.get(timeout=timeout + DEADLINE_MARGIN)
+        except queue.Empty:
+            self._calls = self._start()  # that thread stays blocked in librdkafka: carry on with a fresh one
+            raise ProducerWedged(KafkaError(KafkaError._TIMED_OUT, f"a transactional call did not return within "
+                                                                  f"{timeout + DEADLINE_MARGIN:.0f} s")) from None
+        if ok:
+            return result  # type: ignore[return-value]
+        assert isinstance(result, BaseException)
+        raise result
 
 
 def instance_id() -> str:
@@ -61,10 +122,12 @@ class TransactionalLoop:
                  on_revoke: Callable[[list[TopicPartition]], None] | None = None) -> None:
         self.config = config
         self.role = role
-        self.producer: Producer = clients.producer(
-            config, role=role, transactional_id=f"{config.topic_prefix}-{role}-{instance_id()}",
-            linger_ms=1)
-        self.producer.init_transactions(30)
+        self.transactional_id = f"{config.topic_prefix}-{role}-{instance_id()}"
+        self._producer: Producer | None = None
+        self._abandoned: list[Producer] = []  # wedged producers: kept, so no destructor blocks on them
+        self._deadline = _Deadline(f"aiflow-{role}-txn")
+        self._producer_health = ClientHealth(f"{role} transactional", config.bootstrap)
+        self.outage = Outage(f"{role}: Kafka transactions")
         self.consumer: Consumer = clients.consumer(config, role=role, group_id=group)
         self._on_assign = on_assign
         self._on_revoke = on_revoke
@@ -76,6 +139,34 @@ class TransactionalLoop:
         # step failed for good, to find the one input that makes it fail).
         self.batch: list[Message] = []
         self._one_by_one = 0
+
+    @property
+    def producer(self) -> Producer:
+        """The transactional producer, made and initialised on first use (KafkaException if it cannot be)."""
+        if self._producer is None:
+            producer = clients.producer(self.config, role=self.role, transactional_id=self.transactional_id,
+                                        linger_ms=1, health=self._producer_health)
+            self._producer_health.interrupted = False
+            try:
+                self._deadline.run(lambda: producer.init_transactions(CALL_TIMEOUT), CALL_TIMEOUT)
+            except ProducerWedged:
+                self._abandoned.append(producer)
+                raise
+            self._producer = producer
+        return self._producer
+
+    def renew_producer(self, wedged: bool = False) -> None:
+        """Drop the producer; the next use makes a new one with the same transactional id, which fences
+        the old one and aborts its open transaction. A wedged one is left as it is."""
+        old, self._producer = self._producer, None
+        self.in_transaction = False
+        self.batch = []
+        if old is not None and wedged:
+            self._abandoned.append(old)
+        elif old is not None:
+            old.purge()
+            old.flush(0)
+        log.info("%s: transactional producer renewed", self.role)
 
     def join(self) -> None:
         """Take part in the consumer group (partitions are assigned to this member)."""
@@ -116,6 +207,10 @@ class TransactionalLoop:
 
     def begin(self) -> None:
         if not self.in_transaction:
+            if self._producer is not None and self._producer_health.interrupted:
+                # It lived through an outage: its cached coordinators may be stale, and librdkafka can
+                # then hang in send_offsets_to_transaction. A new one finds them afresh.
+                self.renew_producer()
             self.producer.begin_transaction()
             self.in_transaction = True
 
@@ -127,16 +222,26 @@ class TransactionalLoop:
         if assignment:
             positions = [p for p in self.consumer.position(assignment) if p.offset >= 0]
             if positions:
-                self.producer.send_offsets_to_transaction(positions, self.consumer.consumer_group_metadata(), 30)
-        self.producer.commit_transaction(30)
+                self._send_offsets(positions)
+        self._call(lambda p: p.commit_transaction(CALL_TIMEOUT))
         self.in_transaction = False
         self.batch = []
+
+    def _call(self, call: Callable[[Producer], T]) -> T:
+        producer = self.producer
+        return self._deadline.run(lambda: call(producer), CALL_TIMEOUT)
+
+    def _send_offsets(self, positions: list[TopicPartition]) -> None:
+        metadata = self.consumer.consumer_group_metadata()
+        producer = self.producer
+        self._deadline.run(lambda: producer.send_offsets_to_transaction(positions, metadata, OFFSETS_TIMEOUT),
+                           OFFSETS_TIMEOUT)
 
     def abort(self) -> None:
         """Abort the open transaction and rewind the consumer to its last committed offsets."""
         if self.in_transaction:
             try:
-                self.producer.abort_transaction(30)
+                self._call(lambda p: p.abort_transaction(CALL_TIMEOUT))
             finally:
                 self.in_transaction = False
         self.batch = []
@@ -153,8 +258,8 @@ class TransactionalLoop:
         self.begin()
         sending.produce(self.producer, self.config, dead_letter(msg, reason, self.role))
         past = TopicPartition(msg.topic() or "", msg.partition() or 0, (msg.offset() or 0) + 1)
-        self.producer.send_offsets_to_transaction([past], self.consumer.consumer_group_metadata(), 30)
-        self.producer.commit_transaction(30)
+        self._send_offsets([past])
+        self._call(lambda p: p.commit_transaction(CALL_TIMEOUT))
         self.in_transaction = False
         self.batch = []
         self.consumer.seek(past)
@@ -167,17 +272,27 @@ class TransactionalLoop:
         (fenced by a newer instance) ends the loop."""
         backoff = Backoff()
         roll_back: bool | None = None  # None: nothing to roll back; else whether to abort
+        renew = wedged = False
         to_skip: tuple[Message, str] | None = None
         while not stop.is_set():
+            rolling = False
             try:
                 if roll_back is not None:
+                    rolling = True
+                    if renew:
+                        self.renew_producer(wedged)
+                        renew, wedged, roll_back = False, False, False  # the new producer's init aborts what was open
                     self._roll_back(recover, roll_back)
                     roll_back = None
+                    rolling = False
                 if to_skip is not None:
                     self.skip(*to_skip)
                     to_skip = None
+                if self._producer is not None:
+                    self._producer.poll(0)  # serve its callbacks (errors, statistics)
                 step()
                 backoff.reset()
+                self.outage.ok()
             except RecordError as exc:
                 batch, roll_back = self.batch, True
                 if len(batch) == 1:
@@ -191,10 +306,16 @@ class TransactionalLoop:
                     log.error("%s: an output cannot be written and no input made it: %s", self.role, exc)
                     backoff.wait(stop)
             except KafkaException as exc:
-                if fatal(exc):
-                    raise
-                log.warning("%s: transaction failed (%s); rolling back", self.role, exc.args[0])
+                error = exc.args[0]
+                wedged = wedged or isinstance(exc, ProducerWedged)
+                renew = renew or rolling or wedged or needs_new_producer(error)
+                self.outage.failed(f"{error.str() if isinstance(error, KafkaError) else error}; rolled back"
+                                   f"{' with a new producer' if renew else ''}")
                 roll_back = bool(roll_back) or abortable(exc) or self.in_transaction
+                backoff.wait(stop)
+            except KafkaUnavailable as exc:  # an admin request (a partition count) found no cluster
+                self.outage.failed(str(exc))
+                roll_back = bool(roll_back) or self.in_transaction
                 backoff.wait(stop)
 
     def _roll_back(self, recover: Callable[[bool], None] | None, abort: bool) -> None:
@@ -205,20 +326,33 @@ class TransactionalLoop:
             self.abort()
 
     def close(self) -> None:
-        if self.in_transaction:
+        if self._producer is not None and self.in_transaction:
             try:
-                self.producer.abort_transaction(10)
+                self._deadline.run(lambda: self._producer.abort_transaction(5) if self._producer else None, 5)
             except KafkaException:
                 pass
-        self.consumer.close()
-        self.producer.flush(10)
+        try:
+            self.consumer.close()
+        except KafkaException as exc:  # the broker is away: the group notices by the session timeout
+            log.info("%s: leaving the group: %s", self.role, exc.args[0])
+        if self._producer is not None:
+            self._producer.flush(5)
 
 
-def fatal(exc: KafkaException) -> bool:
-    """True when the producer cannot go on (fenced by a newer instance, or a fatal error)."""
-    err = exc.args[0]
-    return bool(err.fatal()) or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED)
+# Errors after which a transactional producer cannot be used again.
+_PRODUCER_GONE = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
+                            KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, KafkaError.UNKNOWN_PRODUCER_ID,
+                            KafkaError.INVALID_PRODUCER_ID_MAPPING, KafkaError.INVALID_TXN_STATE, KafkaError._STATE})
+
+
+def needs_new_producer(error: object) -> bool:
+    """True when the producer cannot go on: fenced, or a fatal error (librdkafka's idempotence guard
+    after a broker lost its state, for one)."""
+    if not isinstance(error, KafkaError):
+        return False
+    return bool(error.fatal()) or error.code() in _PRODUCER_GONE
 
 
 def abortable(exc: KafkaException) -> bool:
-    return bool(exc.args[0].txn_requires_abort())
+    error = exc.args[0]
+    return isinstance(error, KafkaError) and bool(error.txn_requires_abort())

@@ -1,7 +1,10 @@
-"""`aiflow scheduler start`: the router, the scheduler loop and the projector, as threads of one process.
+"""`aiflow scheduler start` and `aiflow worker start`: the services as threads of one process.
 
-If any of them dies the others are stopped and the process exits non-zero, so a supervisor (or a
-second instance, which takes over the partitions) can act; a half-working scheduler is worse.
+A service started while Kafka is away waits for it, saying which address it waits for, and starts
+once it answers; once running, no Kafka error ends it (aiflow/kafka/transactions.py). If a service
+dies for another reason (a bug) the others are stopped and the process exits non-zero, so a
+supervisor (or a second instance, which takes over the partitions) can act; a half-working
+scheduler is worse.
 """
 
 from __future__ import annotations
@@ -14,13 +17,25 @@ from collections.abc import Callable, Sequence
 from aiflow.config import Config
 from aiflow.errors import AIFlowError
 from aiflow.kafka import clients
+from aiflow.process import READY
 
 log = logging.getLogger(__name__)
 
 
+Say = Callable[[str], None]
+
+
+def handle_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set `stop` (in the main thread only: Python's rule)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+
+
 def run_services(name: str, services: Sequence[tuple[str, Callable[[threading.Event], None]]],
-                 stop: threading.Event | None = None) -> None:
-    """Run each service's `run(stop)` in a thread until SIGTERM/SIGINT or until one of them fails."""
+                 stop: threading.Event | None = None, say: Say | None = None) -> None:
+    """Run each service's `run(stop)` in a thread until SIGTERM/SIGINT or until one of them fails;
+    `say` hears READY once they run."""
     stop = stop or threading.Event()
     failures: list[BaseException] = []
 
@@ -32,12 +47,12 @@ def run_services(name: str, services: Sequence[tuple[str, Callable[[threading.Ev
             failures.append(exc)
             stop.set()
 
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+    handle_signals(stop)
     threads = [threading.Thread(target=guard, args=(label, run), name=f"aiflow-{label}") for label, run in services]
     for t in threads:
         t.start()
+    if say is not None:
+        say(READY)
     while not stop.is_set():
         stop.wait(0.5)
     for t in threads:
@@ -46,26 +61,33 @@ def run_services(name: str, services: Sequence[tuple[str, Callable[[threading.Ev
         raise AIFlowError(f"{name} stopped: {type(failures[0]).__name__}: {failures[0]}")
 
 
-def run_scheduler(config: Config, stop: threading.Event | None = None) -> None:
+def run_scheduler(config: Config, stop: threading.Event | None = None, say: Say | None = None) -> None:
     from aiflow.scheduler.router import Router
     from aiflow.scheduler.service import Scheduler
     from aiflow.store.db import Store
     from aiflow.store.projector import Projector
 
-    clients.check_reachable(config)
+    stop = stop or threading.Event()
+    handle_signals(stop)
+    if not clients.wait_until_reachable(config, stop, say):
+        return
     Store(config).ensure_schema()
     router, scheduler, projector = Router(config), Scheduler(config), Projector(config)
     log.info("scheduler process: Kafka %s, topics %s.*, database %s", config.bootstrap, config.topic_prefix,
-             config.db_uri.split("@")[-1])
+             config.safe_db_uri)
     run_services("scheduler", [("router", router.run), ("scheduler", scheduler.run), ("projector", projector.run)],
-                 stop)
+                 stop, say)
 
 
-def run_worker(config: Config, slots: int | None = None, stop: threading.Event | None = None) -> None:
+def run_worker(config: Config, slots: int | None = None, stop: threading.Event | None = None,
+               say: Say | None = None) -> None:
     from aiflow.worker.service import Worker
 
-    clients.check_reachable(config)
+    stop = stop or threading.Event()
+    handle_signals(stop)
+    if not clients.wait_until_reachable(config, stop, say):
+        return
     worker = Worker(config, slots=slots or int(config.values["worker.slots"]),
                     heartbeat_interval=float(config.values["worker.heartbeat_interval"]),
                     stop_grace=float(config.values["worker.stop_grace"]))
-    run_services("worker", [("worker", worker.run)], stop)
+    run_services("worker", [("worker", worker.run)], stop, say)

@@ -89,21 +89,21 @@ def _tail(path: Path, lines: int = 8) -> str:
 
 class Worker:
     def __init__(self, config: Config, slots: int = 4, name: str | None = None, heartbeat_interval: float = 5.0,
-                 stop_grace: float = 10.0, fork_server: bool = True, leave_when_full_after: float = 5.0) -> None:
+                 stop_grace: float = 10.0, fork_server: bool = True, leave_when_full_after: float = 5.0,
+                 shutdown_grace: float | None = None) -> None:
         self.config = config
         self.slots = max(1, slots)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.heartbeat_interval = heartbeat_interval
         self.stop_grace = stop_grace
+        # How long tries get to stop when the worker itself shuts down (default: stop_grace).
+        self.shutdown_grace = stop_grace if shutdown_grace is None else shutdown_grace
         self.running: dict[TryKey, Running] = {}
         self.stopped_before_start: dict[tuple[str, str | None, int | None], float] = {}
         self.loop = TransactionalLoop(config, "worker", topics.name(config, topics.TASKS),
                                       f"{config.topic_prefix}-worker", on_assign=self._assigned)
         self.control = clients.consumer(config, role="worker-control")
-        control_topic = topics.name(config, topics.CONTROL)
-        end = self.control.get_watermark_offsets(TopicPartition(control_topic, 0), timeout=10)[1]
-        # Every worker reads every STOP from now on (recent ones too: a START may still be on its way).
-        self.control.assign([TopicPartition(control_topic, 0, max(0, end - 1000))])
+        self._control_assigned = False
         self.paused = False
         self._last_heartbeat = 0.0
         # A worker that stays full (long or never-ending tries) leaves the group, so the commands in
@@ -246,6 +246,12 @@ class Worker:
 
     # -- stopping ------------------------------------------------------------------------------
     def _read_control(self) -> None:
+        if not self._control_assigned:
+            # Every worker reads every STOP from now on (recent ones too: a START may still be on its way).
+            control_topic = topics.name(self.config, topics.CONTROL)
+            end = self.control.get_watermark_offsets(TopicPartition(control_topic, 0), timeout=10)[1]
+            self.control.assign([TopicPartition(control_topic, 0, max(0, end - 1000))])
+            self._control_assigned = True
         for msg in self.control.consume(100, timeout=0):
             if msg.error() is not None:
                 continue
@@ -347,7 +353,7 @@ class Worker:
         """Stop every try (they count as FAILED, so retries run elsewhere), report them, leave the group."""
         for run in self.running.values():
             self._stop(run, "worker shutdown")
-        deadline = time.time() + self.stop_grace
+        deadline = time.time() + self.shutdown_grace
         while any(r.process.poll() is None for r in self.running.values()) and time.time() < deadline:
             time.sleep(0.1)
         try:
@@ -356,7 +362,7 @@ class Worker:
                 self._kill_group(run)
                 self._report(run.command, "FAILED", f"worker {self.name} shut down while it ran")
             self.loop.commit()
-        except KafkaException as exc:
+        except KafkaException as exc:  # the scheduler's heartbeat timeout fails them instead
             log.error("worker: could not report the stopped tries: %s", exc)
         self.running.clear()
         if self.forks is not None:

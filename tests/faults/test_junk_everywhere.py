@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from aiflow import EventClient, ops
+from aiflow.config import Config
 from aiflow.kafka import topics
 from aiflow.kafka.readers import read_dead_letters
 from tests.conftest import fault_setup, produce_raw, start_aiflow, stop_processes
@@ -52,9 +53,10 @@ def test_junk_on_every_topic_then_a_restart_loses_and_doubles_nothing(kafka_boot
                         landed = produce_raw(config, [(role, *junk(role, kind)) for role in TOPICS for kind in KINDS])
                         direct = [junk(role, kind) for role, kind in zip(TOPICS, KINDS, strict=True)]
                         produce_raw(config, [(topics.DLQ, key, value) for key, value in direct])
-                # Let this round's tries end, so the next round's START is not a no-op on a live try.
-                wait_until(lambda n=round_number: lines(ran) >= TASKS * (n + 1), 300,
-                           f"round {round_number}: {lines(ran)} tries")
+                # Let this round's tries end (reported, not only run), so the next round's START is not a
+                # no-op on a live try.
+                wait_until(lambda n=round_number: lines(ran) >= TASKS * (n + 1) and round_done(config, execution_id, n),
+                           300, f"round {round_number}: {lines(ran)} tries")
                 if round_number == RESTART_AFTER:
                     assert_running(services)
                     stop_processes(services)
@@ -83,6 +85,15 @@ def start_services(env: dict[str, str], logs: Path, generation: int) -> list[sub
 
 def assert_running(services: list[subprocess.Popen[bytes]]) -> None:
     assert [p.poll() for p in services] == [None] * len(services), "a service stopped"
+
+
+def round_done(config: Config, execution_id: str, round_number: int) -> bool:
+    """Every task's latest try is this round's, and it has ended."""
+    latest: dict[str, tuple[int, str]] = {}
+    for t in ops.list_task_executions(execution_id, config=config):
+        if t.task != "keepalive" and t.try_number >= latest.get(t.task, (0, ""))[0]:
+            latest[t.task] = (t.try_number, t.status)
+    return len(latest) == TASKS and all(v == (round_number + 1, "SUCCESS") for v in latest.values())
 
 
 def lines(path: Path) -> int:
