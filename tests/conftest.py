@@ -19,6 +19,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,46 @@ def kafka_bootstrap(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
         yield config.bootstrap
     finally:
         broker.stop()
+
+
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive free loopback ports."""
+    for _ in range(50):
+        base = free_port()
+        if base + size >= 65536:
+            continue
+        try:
+            sockets = []
+            for port in range(base, base + size):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return base
+    raise RuntimeError(f"no {size} consecutive free ports")
+
+
+@contextmanager
+def own_broker(home: Path, nodes: int = 1, start: bool = True) -> Iterator[Any]:
+    """A local broker (or cluster of `nodes`) of a test's own, which it may kill and restart: the
+    session's broker is shared by every test and must stay up."""
+    from aiflow.kafka.local_broker import LocalBroker
+
+    base = free_port_block(2 * nodes)
+    config = Config.load(home=home, environ={
+        "AIFLOW_BROKER_PORT": str(base), "AIFLOW_BROKER_CONTROLLER_PORT": str(base + 1),
+        "AIFLOW_BROKER_NODES": str(nodes), "AIFLOW_BROKER_CACHE_DIR": broker_cache_dir()})
+    broker = LocalBroker(config)
+    if start:
+        broker.start(timeout=180)
+    try:
+        yield broker
+    finally:
+        broker.stop(timeout=5)
 
 
 def make_config(home: Path, bootstrap: str, **env: str) -> Config:

@@ -89,7 +89,8 @@ class DefinitionFollower:
         self.definitions: dict[WorkflowId, WorkflowDefinition] = {}
         self.reporter = reporter
         self.on_change = on_change
-        self.consumer = clients.consumer(config, role="definitions", settings={"enable.partition.eof": True})
+        self.consumer = clients.consumer(config, role=f"{reporter}-definitions",
+                                         settings={"enable.partition.eof": True})
         self.consumer.assign([TopicPartition(topics.name(config, topics.WORKFLOWS), 0, 0)])
         self.caught_up = False
 

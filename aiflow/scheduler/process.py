@@ -61,6 +61,23 @@ def run_services(name: str, services: Sequence[tuple[str, Callable[[threading.Ev
         raise AIFlowError(f"{name} stopped: {type(failures[0]).__name__}: {failures[0]}")
 
 
+def prepare_kafka(config: Config, stop: threading.Event, say: Say | None = None) -> bool:
+    """Wait for Kafka, then create aiflow's topics where they are missing (where the cluster lets us:
+    otherwise they are the operators' to create). False if stopped first."""
+    from aiflow.kafka import topics
+
+    if not clients.wait_until_reachable(config, stop, say):
+        return False
+    try:
+        created = [r.name for r in topics.create_topics(config) if r.action == "created"]
+    except AIFlowError as exc:
+        log.error("cannot create aiflow's topics (%s): they must exist, see `aiflow topics create`", exc)
+    else:
+        if created:
+            log.info("created topics %s", ", ".join(created))
+    return True
+
+
 def run_scheduler(config: Config, stop: threading.Event | None = None, say: Say | None = None) -> None:
     from aiflow.scheduler.router import Router
     from aiflow.scheduler.service import Scheduler
@@ -69,7 +86,7 @@ def run_scheduler(config: Config, stop: threading.Event | None = None, say: Say 
 
     stop = stop or threading.Event()
     handle_signals(stop)
-    if not clients.wait_until_reachable(config, stop, say):
+    if not prepare_kafka(config, stop, say):
         return
     Store(config).ensure_schema()
     router, scheduler, projector = Router(config), Scheduler(config), Projector(config)
@@ -85,7 +102,7 @@ def run_worker(config: Config, slots: int | None = None, stop: threading.Event |
 
     stop = stop or threading.Event()
     handle_signals(stop)
-    if not clients.wait_until_reachable(config, stop, say):
+    if not prepare_kafka(config, stop, say):
         return
     worker = Worker(config, slots=slots or int(config.values["worker.slots"]),
                     heartbeat_interval=float(config.values["worker.heartbeat_interval"]),

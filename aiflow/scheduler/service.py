@@ -78,6 +78,7 @@ class Scheduler:
                                  self.settings.heartbeat_timeout / 2)
         self._last_heard: float | None = None
         self._hearing_since: float | None = None
+        self._replayed = 0  # inbox messages of this step that had been applied before
         self.workflows = WorkflowCache(config)
         self.executions: dict[str, _Owned] = {}
         self.finished: set[str] = set()
@@ -149,7 +150,8 @@ class Scheduler:
         ws = self.workflow_states.setdefault(wid, core.WorkflowState(*wid))
         source = parse_source(m.source or "") if m.kind is InboxKind.EVENT else None
         if not core.first_sight(ws, offset, source[1:] if source else None):
-            log.info("scheduler: %s for %s.%s read again (offsets lost?); ignored", m.kind.value, *wid)
+            log.debug("scheduler: %s for %s.%s read again; ignored", m.kind.value, *wid)
+            self._replayed += 1
             self._dirty_workflows.add(wid)
             return
         self._dirty_workflows.add(wid)
@@ -386,6 +388,10 @@ class Scheduler:
                                                self.settings, heard_since))
         if schedules_due:
             self._schedules(now)
+        if self._replayed:
+            log.info("scheduler: %d inbox messages read again (offsets lost?) were ignored: applied before",
+                     self._replayed)
+            self._replayed = 0
         self._flush_state()
         self._produce()
         self.loop.commit()
@@ -404,6 +410,7 @@ class Scheduler:
     def _recover(self, abort: bool) -> None:
         """Forget what the failed step did: abort, rewind, and restore state from the changelog."""
         self._pending.clear()
+        self._replayed = 0
         self._dirty.clear()
         self._dirty_workflows.clear()
         if abort or self.loop.in_transaction:

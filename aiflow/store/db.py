@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +13,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from aiflow.config import Config
@@ -44,17 +45,10 @@ def engine_for(uri: str) -> Engine:
 
             @event.listens_for(engine, "connect")
             def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-                # Python's sqlite3 begins transactions on its own, late, and so breaks SAVEPOINT (the
-                # projector applies each record in one): let SQLAlchemy emit BEGIN itself instead.
-                dbapi_connection.isolation_level = None
                 cursor = dbapi_connection.cursor()
                 cursor.execute("PRAGMA foreign_keys=ON")  # SQLite ignores foreign keys otherwise
                 cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
                 cursor.close()
-
-            @event.listens_for(engine, "begin")
-            def _sqlite_begin(conn: Any) -> None:
-                conn.exec_driver_sql("BEGIN")
         else:
             engine = create_engine(uri, pool_pre_ping=True)
         _engines[uri] = engine
@@ -99,18 +93,28 @@ class Store:
         """Create the schema in an empty database; refuse one at another revision."""
         if self._checked:
             return
-        try:
-            current = self.current_revision()
-            if current is None:
-                if inspect(self.engine).has_table("workflow"):
-                    raise StoreError(f"{self._safe_uri()} has aiflow tables but no migration revision: "
-                                     "run `aiflow db reset` (it deletes the data)")
-                self.upgrade()
-            elif current != head_revision():
-                raise StoreError(f"the database is at revision {current}, this aiflow needs {head_revision()}: "
-                                 "run `aiflow db upgrade`")
-        except OperationalError as exc:
-            raise StoreError(f"cannot reach the database {self._safe_uri()}: {exc.orig}") from None
+        # Several processes may find the database empty at once (a scheduler starting while a command
+        # runs): one creates the schema, the others fail to and then find it made.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                current = self.current_revision()
+                if current is None:
+                    if inspect(self.engine).has_table("workflow"):
+                        raise StoreError(f"{self._safe_uri()} has aiflow tables but no migration revision: "
+                                         "run `aiflow db reset` (it deletes the data)")
+                    self.upgrade()
+                elif current != head_revision():
+                    raise StoreError(f"the database is at revision {current}, this aiflow needs {head_revision()}: "
+                                     "run `aiflow db upgrade`")
+                break
+            except SQLAlchemyError as exc:
+                racing = "locked" in str(exc) or "already exists" in str(exc)
+                if not racing or time.monotonic() > deadline:
+                    reason = exc.orig if isinstance(exc, DBAPIError) else exc
+                    verb = "reach" if isinstance(exc, OperationalError) else "use"
+                    raise StoreError(f"cannot {verb} the database {self._safe_uri()}: {reason}") from None
+                time.sleep(0.2)
         self._checked = True
 
     @contextmanager

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -106,30 +107,40 @@ class Projector:
         return latest
 
     def _write(self, latest: dict[str, tuple[StateRecord, Message]], dead: list[Record]) -> None:
-        """Apply the records in one database transaction, each in a savepoint of its own: one that the
-        database refuses for good (bad data) is dead-lettered; a transient failure (database down,
-        locked) retries the whole write after a back-off, without skipping anything."""
+        """Apply the records in one database transaction. A transient failure (database down, locked)
+        retries it after a back-off, skipping nothing. If the database refuses the batch for good (bad
+        data), its records are applied one by one and those it refuses are dead-lettered."""
+        try:
+            self._retrying(lambda: self._apply(list(latest.values())))
+            return
+        except Exception as exc:
+            if transient(exc):
+                raise  # stopping
+            log.warning("projector: a batch cannot be applied (%s); applying its records one by one", reason_of(exc))
+        for record, msg in latest.values():
+            try:
+                self._retrying(lambda record=record, msg=msg: self._apply([(record, msg)]))  # type: ignore[misc]
+            except Exception as exc:
+                if transient(exc):
+                    raise
+                log.warning("projector: %s cannot be applied: %s", source_of(msg), reason_of(exc))
+                dead.append(dead_letter(msg, f"cannot be applied: {reason_of(exc)}", "projector"))
+
+    def _apply(self, records: list[tuple[StateRecord, Message]]) -> None:
+        with self.store.session() as s:
+            for record, _msg in records:
+                apply_execution(s, record.data())
+
+    def _retrying(self, write: Callable[[], None]) -> None:
         backoff = Backoff(cap=5.0)
         while True:
-            refused: list[Record] = []
             try:
-                with self.store.session() as s:
-                    for record, msg in latest.values():
-                        try:
-                            with s.begin_nested():
-                                apply_execution(s, record.data())
-                        except Exception as exc:
-                            if transient(exc):
-                                raise
-                            log.warning("projector: %s cannot be applied: %s", source_of(msg), reason_of(exc))
-                            refused.append(dead_letter(msg, f"cannot be applied: {reason_of(exc)}", "projector"))
-                dead.extend(refused)
+                write()
                 return
             except Exception as exc:
                 if not transient(exc) or self._stop.is_set():
                     raise
-                log.warning("projector: the database write failed (%s); retrying in %.1f s", reason_of(exc),
-                            min(5.0, (backoff.delay or 0.05) * 2))
+                log.warning("projector: the database write failed (%s); retrying it", reason_of(exc))
                 backoff.wait(self._stop)
 
     def step(self) -> int:

@@ -14,6 +14,10 @@ Guarantees:
 - Workers own the tasks topic: a command that cannot be read goes to the dead-letter topic in the
   transaction that commits its offset. They read the control topic without owning it (the router
   checks it), so they skip what they cannot read there.
+- Lost offsets start nothing old: when the group has no committed offset for a partition of the
+  tasks topic (offsets expired after a quiet week, or deleted), the commands already in it are
+  checked against the scheduler's state first, and only those whose try still waits for a worker
+  start (`_Unverified`).
 - If the fork server dies, the tries it forked are failed at once (they stop themselves when
   their parent goes) and a new fork server is started, after a back-off if it keeps dying.
 """
@@ -40,7 +44,7 @@ from aiflow.kafka import clients, sending, topics
 from aiflow.kafka.transactions import TransactionalLoop
 from aiflow.protocol.deadletter import decode_or_dead_letter
 from aiflow.protocol.messages import ControlCommand, InboxMessage, TaskCommand
-from aiflow.protocol.records import Record
+from aiflow.protocol.records import RawRecord, Record
 from aiflow.store.snapshots import fetch
 from aiflow.worker.runner import STOPPED_EXIT_CODE
 from aiflow.worker.zygote import LOST_EXIT_CODE, ForkServer
@@ -87,6 +91,49 @@ def _tail(path: Path, lines: int = 8) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+class _Unverified:
+    """The commands of tasks-topic partitions read without a committed offset.
+
+    For each such partition: its end offset when it was assigned, and the tries that the scheduler's
+    state then held as QUEUED. A command below that end offset is from before: it may start only if
+    its try is among them. The scheduler commits a START and the QUEUED state in one transaction, so a
+    command visible in the topic has its state visible too. Commands from the end offset on are new.
+    """
+
+    def __init__(self) -> None:
+        self.below: dict[int, int] = {}
+        self.queued: set[tuple[str, str, int]] = set()
+
+    def add(self, config: Config, partitions: list[TopicPartition]) -> None:
+        from aiflow.kafka.readers import read_state
+        from aiflow.scheduler.core import Execution
+
+        reader = clients.consumer(config, role="worker-verify")
+        try:
+            for tp in partitions:
+                self.below[tp.partition] = int(reader.get_watermark_offsets(tp, timeout=30)[1])
+        finally:
+            reader.close()
+        state = read_state(config, range(topics.partition_count(config, topics.STATE)), "worker")
+        for (entity, _), (_, record) in state.items():
+            if entity != "EXECUTION":
+                continue
+            try:
+                execution = Execution.from_dict(record.data())
+            except (KeyError, TypeError, ValueError):
+                continue  # unreadable: the projector dead-letters it
+            self.queued |= {(execution.id, task, tries[-1].try_number) for task, tries in execution.tries.items()
+                            if tries and tries[-1].status == "QUEUED"}
+        log.warning("worker: no committed offsets for tasks partitions %s: their %s commands already there start "
+                    "only if their try still waits for a worker", sorted(tp.partition for tp in partitions),
+                    sum(self.below[tp.partition] for tp in partitions))
+
+    def waiting(self, partition: int, offset: int, command: TaskCommand) -> bool:
+        if offset >= self.below.get(partition, -1):
+            return True
+        return command.try_key in self.queued
+
+
 class Worker:
     def __init__(self, config: Config, slots: int = 4, name: str | None = None, heartbeat_interval: float = 5.0,
                  stop_grace: float = 10.0, fork_server: bool = True, leave_when_full_after: float = 5.0,
@@ -105,6 +152,7 @@ class Worker:
         self.control = clients.consumer(config, role="worker-control")
         self._control_assigned = False
         self.paused = False
+        self.unverified = _Unverified()
         self._last_heartbeat = 0.0
         # A worker that stays full (long or never-ending tries) leaves the group, so the commands in
         # its partitions go to workers with room; it joins again when a slot frees up.
@@ -158,6 +206,19 @@ class Worker:
         if len(self.running) >= self.slots:  # full: new partitions start paused too
             self.loop.consumer.pause(partitions)
             self.paused = True
+        committed = self.loop.consumer.committed(partitions, timeout=30)
+        fresh = [tp for tp in committed if tp.offset < 0]
+        if fresh:
+            self.unverified.add(self.config, fresh)
+
+    def _still_waiting(self, msg: RawRecord, command: TaskCommand) -> bool:
+        """False for an old command, read again because offsets were lost, whose try no longer waits."""
+        if self.unverified.waiting(msg.partition() or 0, msg.offset() or 0, command):
+            return True
+        log.info("worker: START of %s/%s try %s of %s passed over: read again without committed offsets, and "
+                 "the try no longer waits for a worker", command.workflow, command.task, command.try_number,
+                 command.execution_id)
+        return False
 
     def _take_commands(self) -> None:
         free = self.slots - len(self.running)
@@ -202,7 +263,7 @@ class Worker:
             command = decode_or_dead_letter(msg, TaskCommand.from_record, "worker", dead)
             for record in dead:
                 self._produce(record)
-            if command is None:
+            if command is None or not self._still_waiting(msg, command):
                 continue
             if self._stopped_already(command):
                 self._report(command, "STOPPED", "stopped before it started")
