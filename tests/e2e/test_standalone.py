@@ -1,0 +1,85 @@
+"""`aiflow standalone -d` with its own broker: it starts the broker again when it dies, the workflow
+goes on, and `aiflow standalone stop` leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from tests.conftest import free_port_block, process_alive
+from tests.e2e.test_cli_events import fresh_env, run
+
+FLOW = """
+import signal, time
+from aiflow import Workflow, PythonOperator, BashOperator, TaskAction
+
+def forever():
+    signal.signal(signal.SIGTERM, lambda *_: None)  # a task that will not stop when asked
+    while True:
+        time.sleep(1)
+
+with Workflow(name="kept"):
+    PythonOperator(name="forever", python_callable=forever)
+    BashOperator(name="on_go", bash_command="echo ran >> ../ran.txt").action_on_event_received(TaskAction.START, "go")
+"""
+
+
+def processes_of(home: Path, marker: str = "") -> list[int]:
+    """The processes started with this aiflow home in their environment (and `marker` in their command)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if f"AIFLOW_HOME={home}".encode() in environ.split(b"\0") and marker in cmdline and \
+                process_alive(int(proc.name)):
+            found.append(int(proc.name))
+    return found
+
+
+def wait_until(check: object, timeout: float, what: str) -> None:
+    assert callable(check)
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.3)
+
+
+def test_standalone_restarts_its_broker_and_stops_everything(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    base = free_port_block(2)
+    env = fresh_env(home, AIFLOW_BROKER_PORT=str(base), AIFLOW_BROKER_CONTROLLER_PORT=str(base + 1),
+                    AIFLOW_WORKER_STOP_GRACE="30")
+    pid_file = home / "broker" / "broker.pid"
+    try:
+        assert "aiflow standalone is running" in run(env, "standalone", "-d").stdout
+        (tmp_path / "kept.py").write_text(FLOW)
+        run(env, "workflow", "upload", str(tmp_path / "kept.py"))
+        started = run(env, "workflow-execution", "start", "kept").stdout.strip()
+        execution_id = started.removeprefix("Workflow execution: ").removesuffix(" submitted.")
+        ran = home / "working_dir" / "kept" / execution_id / "ran.txt"
+
+        first_broker = int(pid_file.read_text())
+        os.kill(first_broker, signal.SIGKILL)
+        wait_until(lambda: pid_file.exists() and int(pid_file.read_text()) != first_broker
+                   and process_alive(int(pid_file.read_text())), 120, "the broker started again")
+        wait_until(lambda: run(env, "broker", "status", check=False).returncode == 0, 120, "the broker answering")
+        run(env, "event", "send", "go")
+        wait_until(lambda: ran.exists() and ran.read_text() == "ran\n", 120, "the workflow going on")
+        tries = run(env, "task-execution", "list", execution_id, "-o", "plain").stdout
+        assert [line.split("\t")[:3] for line in tries.splitlines() if line.startswith("forever")] == \
+            [["forever", "1", "RUNNING"]]
+        assert "exited with code -9; starting it again" in (home / "logs" / "standalone.log").read_text()
+
+        broker = int(pid_file.read_text())
+        standalone = int((home / "run" / "standalone.pid").read_text())
+        assert len(processes_of(home, "aiflow.worker.zygote")) >= 2  # the fork server and the running try
+        run(env, "standalone", "stop")  # with a try that ignores SIGTERM (and a stop grace of 30 s)
+        assert not process_alive(standalone) and not process_alive(broker)
+        wait_until(lambda: not processes_of(home), 10, "every process of the home to be gone")
+    finally:
+        run(env, "standalone", "stop", check=False)
