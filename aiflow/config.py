@@ -39,7 +39,8 @@ class Key:
 
 KEYS: tuple[Key, ...] = (
     Key("kafka.bootstrap", str, "", "AIFLOW_KAFKA_BOOTSTRAP",
-        "Kafka bootstrap servers; empty means the local broker at 127.0.0.1:<broker.port>"),
+        "Kafka bootstrap servers; empty means the local broker at 127.0.0.1:<broker.port> (every node's port "
+        "with broker.nodes > 1)"),
     Key("kafka.session_timeout_ms", int, 6000, "AIFLOW_KAFKA_SESSION_TIMEOUT_MS",
         "consumer-group session timeout: how long a killed member holds its partitions"),
     Key("kafka.transaction_timeout_ms", int, 10000, "AIFLOW_KAFKA_TRANSACTION_TIMEOUT_MS",

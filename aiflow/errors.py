@@ -61,3 +61,7 @@ class Conflict(AIFlowError):
 
 class StoreError(AIFlowError):
     """The metadata store cannot be used (unreachable, or at another schema revision)."""
+
+
+class StoreUnavailable(StoreError):
+    """The metadata store does not answer; it may later."""

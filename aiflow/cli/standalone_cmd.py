@@ -117,23 +117,25 @@ class BrokerSupervisor:
 
         backoff = Backoff(first=1.0, cap=30.0)
         while not stop.wait(0.5):
-            dead = [(i, p.returncode) for i, p in self.broker.processes.items() if p.poll() is not None]
-            for node_id, code in dead:
-                died = time.monotonic()
+            dead = {i: p.returncode for i, p in self.broker.processes.items() if p.poll() is not None}
+            if not dead:
+                continue
+            died = time.monotonic()
+            for node_id, code in sorted(dead.items()):
                 log.error("the local broker (node %d) exited with code %s; starting it again", node_id, code)
-                while not stop.is_set():
-                    backoff.wait(stop)
-                    if stop.is_set():
-                        return
-                    try:
-                        self.broker.start_node(node_id)
-                    except BrokerError as exc:
-                        log.error("the local broker (node %d) did not start again: %s; trying again", node_id, exc)
-                        continue
-                    log.warning("the local broker (node %d) is running again, %.0f s after it died", node_id,
-                                time.monotonic() - died)
-                    backoff.reset()
-                    break
+            while not stop.is_set():
+                backoff.wait(stop)
+                if stop.is_set():
+                    return
+                try:  # all dead nodes at once: a cluster that lost its quorum needs them together
+                    self.broker.start_nodes(sorted(dead))
+                except BrokerError as exc:
+                    log.error("the local broker did not start again: %s; trying again", exc)
+                    continue
+                log.warning("the local broker (node %s) is running again, %.0f s after it died",
+                            ", ".join(map(str, sorted(dead))), time.monotonic() - died)
+                backoff.reset()
+                break
 
 
 @group.command("stop")

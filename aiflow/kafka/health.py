@@ -75,6 +75,10 @@ class ClientHealth:
     def on_error(self, error: KafkaError) -> None:
         if error.fatal():
             log.error("%s: fatal error: %s", self.outage.what, error.str())
+        elif error.code() == KafkaError._TRANSPORT and "Disconnected" in error.str():
+            # A connection closed: the broker's idle timeout, or the first sign of an outage. librdkafka
+            # reconnects by itself; a real outage shows next, as failures to connect.
+            log.debug("%s: %s", self.outage.what, error.str())
         elif error.code() in UNREACHABLE:
             self.interrupted = True
             self.outage.failed(error.str())

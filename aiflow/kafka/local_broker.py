@@ -129,7 +129,7 @@ class LocalBroker:
         self.dir = config.home / "broker"
         port, controller_port = int(config.values["broker.port"]), int(config.values["broker.controller_port"])
         count = int(config.values["broker.nodes"])
-        # Node 1 keeps the single broker's places, so a home made before clusters keeps its data.
+        # Node 1 keeps the single broker's places, so a one-node home made before clusters keeps its data.
         self.nodes = [Node(i, port + 2 * (i - 1), controller_port + 2 * (i - 1),
                            self.dir if i == 1 else self.dir / f"node-{i}",
                            config.home / "logs" / ("broker.log" if i == 1 else f"broker-{i}.log"))
@@ -222,6 +222,21 @@ class LocalBroker:
             path.write_text(_cluster_id())
         return path.read_text().strip()
 
+    def _check_layout(self) -> None:
+        """A home's data was formatted for a number of nodes (one node's quorum differs from a
+        cluster's): refuse another number rather than start nodes that cannot agree."""
+        marker = self.dir / "nodes"
+        formatted = (self.nodes[0].data_dir / "meta.properties").exists()
+        if formatted:
+            before = int(marker.read_text()) if marker.exists() else 1
+            if before != len(self.nodes):
+                raise BrokerError(f"the local broker of {self.config.home} was made with {before} node(s), "
+                                  f"broker.nodes is now {len(self.nodes)}: use another AIFLOW_HOME, or stop the "
+                                  f"broker and delete {self.dir} (its data goes with it)")
+        else:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            marker.write_text(str(len(self.nodes)))
+
     def format(self, node: Node) -> None:
         if (node.data_dir / "meta.properties").exists():
             return
@@ -276,20 +291,31 @@ class LocalBroker:
             raise BrokerError(f"something else already answers at {self.config.bootstrap}: stop it, or set "
                               "broker.port (AIFLOW_BROKER_PORT) to a free port")
         self.fetch()
+        self._check_layout()
+        launched = set()
         for node in self.nodes:
             if node not in running:
                 self._launch(node)
-        self._wait_for({n.id for n in self.nodes}, timeout)
+                launched.add(node.id)
+        self._wait_for({n.id for n in self.nodes}, launched, timeout)
         return True
 
     def start_node(self, node_id: int, timeout: float = 90.0) -> None:
         """Start one node (of a cluster whose other nodes may be running) and wait until it serves."""
-        node = self.node(node_id)
-        if self.node_pid(node_id) is None:
-            self._launch(node)
-        else:  # started by someone else (`aiflow broker start`): not ours to watch any more
-            self.processes.pop(node_id, None)
-        self._wait_for({node_id}, timeout)
+        self.start_nodes([node_id], timeout)
+
+    def start_nodes(self, node_ids: list[int], timeout: float = 90.0) -> None:
+        """Start these nodes (all at once: a cluster that lost its quorum needs several back to serve)
+        and wait until they serve. A node already running under someone else (`aiflow broker start`)
+        is left to them."""
+        launched = set()
+        for node_id in node_ids:
+            if self.node_pid(node_id) is None:
+                self._launch(self.node(node_id))
+                launched.add(node_id)
+            else:
+                self.processes.pop(node_id, None)
+        self._wait_for(set(node_ids), launched, timeout)
 
     def _launch(self, node: Node) -> None:
         self.write_properties(node)
@@ -303,7 +329,7 @@ class LocalBroker:
         node.pid_file.write_text(str(process.pid))
         self.processes[node.id] = process
 
-    def _wait_for(self, node_ids: set[int], timeout: float) -> None:
+    def _wait_for(self, node_ids: set[int], launched: set[int], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for node_id in node_ids:
@@ -316,7 +342,8 @@ class LocalBroker:
             if self.answers(timeout=1.0) and (len(self.nodes) == 1 or node_ids <= self.registered()):
                 return
             time.sleep(0.3)
-        self.stop()
+        for node_id in launched:  # only what this call started: the nodes that serve go on
+            self.stop_node(node_id, timeout=5)
         raise BrokerError(f"the broker did not answer at {self.config.bootstrap} within {timeout:.0f} s; "
                           f"see {self.log_file}")
 

@@ -9,10 +9,11 @@ is read as it is, never decoded.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from aiflow.config import Config
 from aiflow.kafka import clients, topics
@@ -25,18 +26,26 @@ WorkflowId = tuple[str, str]
 
 
 def read_state(config: Config, partitions: Iterable[int], reporter: str = "state-reader",
-               ) -> dict[tuple[str, str], tuple[int, StateRecord]]:
+               timeout: float = 60.0) -> dict[tuple[str, str], tuple[int, StateRecord]]:
     """(entity, id) -> (partition, latest committed record) of every entity in these partitions
-    (read_committed, to the end); tombstones and unreadable records are passed over."""
+    (read_committed, to the end); tombstones and unreadable records are passed over. KafkaException
+    if the end is not reached within `timeout` seconds of no progress (Kafka away): the caller retries."""
     wanted = set(partitions)
     reader = clients.consumer(config, role="state-reader", settings={"enable.partition.eof": True})
     topic = topics.name(config, topics.STATE)
     reader.assign([TopicPartition(topic, p, 0) for p in wanted])
     at_end: set[int] = set()
     latest: dict[tuple[str, str], tuple[int, StateRecord]] = {}
+    deadline = time.monotonic() + timeout
     try:
         while len(at_end) < len(wanted):
-            for msg in reader.consume(1000, timeout=0.5):
+            if time.monotonic() > deadline:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"reading {topic} made no progress in "
+                                                                       f"{timeout:.0f} s"))
+            msgs = reader.consume(1000, timeout=0.5)
+            if any(m.error() is None for m in msgs):
+                deadline = time.monotonic() + timeout
+            for msg in msgs:
                 error = msg.error()
                 partition = msg.partition() or 0
                 if error is not None:
@@ -113,8 +122,9 @@ class DefinitionFollower:
                 if self.on_change:
                     self.on_change(found.workflow_id, found)
 
-    def catch_up(self) -> None:
-        while not self.caught_up:
+    def catch_up(self, stop: threading.Event | None = None) -> None:
+        """Read to the end of the topic (as long as Kafka takes to answer), unless `stop` is set first."""
+        while not self.caught_up and not (stop is not None and stop.is_set()):
             self.poll(timeout=0.5)
 
     def close(self) -> None:

@@ -267,9 +267,9 @@ class TransactionalLoop:
     def run_until(self, stop: threading.Event, step: Callable[[], object],
                   recover: Callable[[bool], None] | None = None) -> None:
         """Call `step` until `stop` is set. A failed step is rolled back — by `recover(abortable)` when
-        given, which must abort and also undo in-memory state, else by `abort` — and the loop goes on;
-        no step runs until the roll-back has succeeded, so no input is passed over. A fatal error
-        (fenced by a newer instance) ends the loop."""
+        given, which must call `abort` (it also rewinds) and undo in-memory state, else by `abort` —
+        and the loop goes on; no step runs until the roll-back has succeeded, so no input is passed
+        over. No Kafka error ends the loop: a producer that cannot go on is replaced."""
         backoff = Backoff()
         roll_back: bool | None = None  # None: nothing to roll back; else whether to abort
         renew = wedged = False

@@ -22,6 +22,7 @@ from aiflow.errors import DecodeError
 from aiflow.protocol import topics
 from aiflow.protocol.records import (
     MAX_DEAD_LETTER_BYTES,
+    PRODUCER_MAX_BYTES,
     Header,
     RawRecord,
     Record,
@@ -40,21 +41,35 @@ REPORTER = "aiflow.dlq.reporter"
 TIME = "aiflow.dlq.time"
 # Set when the value was cut to MAX_DEAD_LETTER_BYTES: its size as received.
 TRUNCATED = "aiflow.dlq.truncated"
+TRUNCATED_KEY = "aiflow.dlq.truncated.key"  # the key's size, when it was cut
+TRUNCATED_HEADERS = "aiflow.dlq.truncated.headers"  # how many headers were left out
+_MAX_PART = 64 * 1024
 
 T = TypeVar("T")
 
 
 def dead_letter(msg: RawRecord, reason: str, reporter: str) -> Record:
-    """The record as received, for the dead-letter topic, with why, where from, who found it and when."""
+    """The record as received, for the dead-letter topic, with why, where from, who found it and when.
+
+    It always fits the topic: a value over MAX_DEAD_LETTER_BYTES is cut (`aiflow.dlq.truncated` says
+    its size), and so are a key or headers over 64 KiB (the original stays in its topic until
+    retention).
+    """
     kept: list[Header] = list(header_items(msg))
-    value = value_bytes(msg)
-    if value is not None and len(value) > MAX_DEAD_LETTER_BYTES:
-        kept.append((TRUNCATED, str(len(value)).encode()))
-        value = value[:MAX_DEAD_LETTER_BYTES]
+    if sum(len(k) + len(v or b"") for k, v in kept) > _MAX_PART:
+        kept = [(TRUNCATED_HEADERS, str(len(kept)).encode())]
     raw_key = msg.key()
     key = raw_key.encode("utf-8", errors="surrogateescape") if isinstance(raw_key, str) else raw_key
-    kept += [(REASON, reason.encode("utf-8", errors="replace")), (SOURCE, source_of(msg).encode()),
+    if key is not None and len(key) > _MAX_PART:
+        kept.append((TRUNCATED_KEY, str(len(key)).encode()))
+        key = key[:_MAX_PART]
+    kept += [(REASON, reason[:4000].encode("utf-8", errors="replace")), (SOURCE, source_of(msg).encode()),
              (REPORTER, reporter.encode()), (TIME, str(int(time.time() * 1000)).encode())]
+    room = PRODUCER_MAX_BYTES - len(key or b"") - sum(len(k) + len(v or b"") + 64 for k, v in kept) - 1024
+    value = value_bytes(msg)
+    if value is not None and len(value) > min(MAX_DEAD_LETTER_BYTES, room):
+        kept.append((TRUNCATED, str(len(value)).encode()))
+        value = value[:min(MAX_DEAD_LETTER_BYTES, room)]
     return Record(topics.DLQ, key, value, headers=tuple(kept))
 
 

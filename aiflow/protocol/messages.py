@@ -282,9 +282,16 @@ class InboxMessage(_Message):
         return cls(namespace, workflow, InboxKind.EVENT, event=event, source=source, execution_id=event.execution_id)
 
     @classmethod
-    def for_worker(cls, worker: str) -> InboxMessage:
-        """A worker's beacon; produced to every inbox partition, so every scheduler hears it."""
-        return cls("", worker, InboxKind.WORKER)
+    def for_worker(cls, worker: str, free_slots: int) -> InboxMessage:
+        """A worker's beacon, with how many more tries it could take now; produced to every inbox
+        partition, so every scheduler hears it."""
+        return cls("", worker, InboxKind.WORKER, args={"free_slots": str(free_slots)})
+
+    @property
+    def free_slots(self) -> int:
+        """Of a beacon: how many more tries its worker could take (unknown: taken as some)."""
+        text = self.args.get("free_slots", "1")
+        return int(text) if text.isdigit() else 1
 
     @classmethod
     def for_report(cls, namespace: str, workflow: str, report: TaskStatusReport) -> InboxMessage:

@@ -116,6 +116,17 @@ class Execution:
         return cls(**data)
 
 
+# Tries kept per task in an execution's state: enough for every decision (only the latest matters)
+# and for a readable changelog; older ones live on in the database. It bounds a never-ending
+# execution's state record, which would otherwise grow with every restart of a periodic task.
+TRIES_KEPT = 100
+
+
+def trim_history(ex: Execution) -> None:
+    for tries in ex.tries.values():
+        del tries[:-TRIES_KEPT]
+
+
 # -- outputs ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StartTry:
@@ -429,10 +440,12 @@ def on_report(ex: Execution, workflow: Workflow, task: str, try_number: int, sta
 
 
 def on_tick(ex: Execution, workflow: Workflow, now: float, settings: Settings,
-            heard_since: float | None = 0.0) -> list[Output]:
+            heard_since: float | None = 0.0, room_since: float | None = 0.0) -> list[Output]:
     """Time-driven decisions: retries due, timeouts, lost heartbeats, STARTs nobody took, STOPs not
     confirmed, periodic restarts. `heard_since`: since when workers have been heard without a break
-    (None: none is heard now); the default treats them as always heard."""
+    (None: none is heard now); `room_since`: since when some worker has had a free slot without a
+    break (None: every worker is full, and a START waiting is a backlog, not a loss). The defaults
+    treat workers as always heard and with room."""
     run = _Run(ex, workflow, now)
     for task, tries in ex.tries.items():
         attempt = tries[-1]
@@ -456,7 +469,7 @@ def on_tick(ex: Execution, workflow: Workflow, now: float, settings: Settings,
                 run.fail_or_retry(attempt, f"no heartbeat for {settings.heartbeat_timeout:.0f} s "
                                            f"(worker {attempt.worker or 'unknown'})")
         elif attempt.status == TaskStatus.QUEUED.value and \
-                _silent(attempt.queued_time, heard_since, now, settings.queue_timeout):
+                _silent(attempt.queued_time, room_since, now, settings.queue_timeout):
             # Should a worker take the command after all, it is told to stop (and reports the try stale).
             run.out.append(StopTry(ex.id, task, attempt.try_number, "queue", kill=True))
             run.fail_or_retry(attempt, f"no worker took it within {settings.queue_timeout:.0f} s "
@@ -472,7 +485,7 @@ def on_tick(ex: Execution, workflow: Workflow, now: float, settings: Settings,
 
 
 def next_deadline(ex: Execution, workflow: Workflow, settings: Settings,
-                  heard_since: float | None = 0.0) -> float | None:
+                  heard_since: float | None = 0.0, room_since: float | None = 0.0) -> float | None:
     """When `on_tick` may next have something to do for this execution (None: never, unless an input
     arrives first or workers are heard again)."""
     times: list[float | None] = [] if ex.finished else list(ex.next_periodic.values())
@@ -493,7 +506,7 @@ def next_deadline(ex: Execution, workflow: Workflow, settings: Settings,
                 times.append(attempt.begin_time + timeout)
             times.append(_silence_end(attempt.last_heartbeat, heard_since, settings.heartbeat_timeout))
         elif attempt.status == TaskStatus.QUEUED.value:
-            times.append(_silence_end(attempt.queued_time, heard_since, settings.queue_timeout))
+            times.append(_silence_end(attempt.queued_time, room_since, settings.queue_timeout))
     found = [t for t in times if t is not None]
     return min(found) if found else None
 

@@ -107,7 +107,7 @@ class Router:
         return len(msgs)
 
     def run(self, stop: threading.Event) -> None:
-        self.definitions.catch_up()
+        self.definitions.catch_up(stop)
         log.info("router: started with %d workflows indexed", len(self.rules))
         try:
             self.loop.run_until(stop, self.step)

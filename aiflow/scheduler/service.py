@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from confluent_kafka import TopicPartition
 
 from aiflow.config import Config
-from aiflow.errors import AIFlowError
+from aiflow.errors import AIFlowError, RecordError
 from aiflow.kafka import sending, topics
 from aiflow.kafka.readers import DefinitionFollower, WorkflowId, read_state
 from aiflow.kafka.transactions import TransactionalLoop
@@ -78,6 +78,8 @@ class Scheduler:
                                  self.settings.heartbeat_timeout / 2)
         self._last_heard: float | None = None
         self._hearing_since: float | None = None
+        self._last_room: float | None = None
+        self._room_since: float | None = None
         self._replayed = 0  # inbox messages of this step that had been applied before
         self.workflows = WorkflowCache(config)
         self.executions: dict[str, _Owned] = {}
@@ -95,7 +97,7 @@ class Scheduler:
         self._parsed: dict[tuple[WorkflowId, str, str], _Parsed] = {}
 
     # -- partitions ----------------------------------------------------------------------------
-    def _restore(self, partitions: list[TopicPartition]) -> None:
+    def _restore(self, partitions: list[TopicPartition], fresh: bool = True) -> None:
         """Rebuild the executions of newly assigned partitions from the state topic. An entry that
         cannot be read back is passed over (the projector dead-letters it)."""
         wanted = {p.partition for p in partitions}
@@ -120,8 +122,8 @@ class Scheduler:
                 self._track(self.executions[entity_id])
                 restored += 1
         self.assigned |= wanted
-        # Until workers are heard on the partitions it now owns, no try of them is timed out.
-        self._last_heard = self._hearing_since = None
+        if fresh:  # until workers are heard on the partitions it now owns, no try of them is timed out
+            self._last_heard = self._hearing_since = self._last_room = self._room_since = None
         log.info("scheduler: restored %d active executions of partitions %s", restored, sorted(wanted))
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
@@ -144,7 +146,7 @@ class Scheduler:
     def _apply(self, m: InboxMessage, partition: int, offset: int) -> None:
         now = time.time()
         if m.kind is InboxKind.WORKER:
-            self._heard(now)
+            self._heard(now, room=m.free_slots > 0)
             return
         wid = (m.namespace, m.workflow)
         ws = self.workflow_states.setdefault(wid, core.WorkflowState(*wid))
@@ -187,26 +189,34 @@ class Scheduler:
                                                     "the execution is no longer running").to_record())
 
     # -- liveness -----------------------------------------------------------------------------
-    def _heard(self, now: float) -> None:
-        """A worker was heard: the stream of heartbeats runs."""
+    def _heard(self, now: float, room: bool = False) -> None:
+        """A worker was heard (with a free slot, says `room`)."""
         if self._hearing_since is None:
             if self._last_heard is not None:
                 log.warning("scheduler: workers heard again after %.0f s of silence; every running try gets a "
                             "full heartbeat timeout from now", now - self._last_heard)
-            self._hearing_since = now
-            self._last_heard = now
+            self._hearing_since = self._last_heard = now
             self._track_all()
         self._last_heard = now
+        if room:
+            if self._room_since is None:
+                self._room_since = self._last_room = now
+                self._track_all()
+            self._last_room = now
 
-    def _heard_since(self, now: float) -> float | None:
-        """Since when workers have been heard without a break; None while none is."""
+    def _liveness(self, now: float) -> tuple[float | None, float | None]:
+        """Since when workers have been heard without a break, and since when one with a free slot has
+        been (None while none is)."""
         if self._hearing_since is not None and self._last_heard is not None and \
                 now - self._last_heard > self.silence_after:
             log.warning("scheduler: no worker heard for %.0f s (Kafka unreachable, or no worker running): "
                         "heartbeat and queue timeouts wait until workers are heard again", now - self._last_heard)
             self._hearing_since = None
             self._track_all()
-        return self._hearing_since
+        if self._room_since is not None and self._last_room is not None and now - self._last_room > self.silence_after:
+            self._room_since = None  # every worker is full: waiting STARTs are a backlog
+            self._track_all()
+        return self._hearing_since, self._room_since
 
     def _owned(self, execution_id: str | None, m: InboxMessage) -> _Owned | None:
         owned = self.executions.get(execution_id or "")
@@ -318,7 +328,7 @@ class Scheduler:
         """Remember when the execution next needs a tick, so finding due ones is a scan of floats."""
         try:
             deadline = core.next_deadline(owned.execution, self._workflow_of(owned.execution), self.settings,
-                                          self._hearing_since)
+                                          self._hearing_since, self._room_since)
         except AIFlowError:
             deadline = None
         if deadline is None:
@@ -333,6 +343,7 @@ class Scheduler:
     def _flush_state(self) -> None:
         for owned in self._dirty.values():
             ex = owned.execution
+            core.trim_history(ex)
             ex.version += 1
             self._pending.append(StateRecord("EXECUTION", ex.id, ex.namespace, ex.workflow, ex.version,
                                              json.dumps(ex.to_dict())).to_record(owned.partition))
@@ -354,6 +365,13 @@ class Scheduler:
 
     def _produce(self) -> None:
         for record in self._pending:
+            try:
+                record.check_size()
+            except RecordError as exc:
+                # Only a state record can grow this large, and the input at hand is not to blame: the
+                # execution goes on in memory, its changelog keeps the last version that fit.
+                log.error("scheduler: %s record %s not written: %s", record.role, record.key, exc)
+                continue
             sending.produce(self.loop.producer, self.config, record)
         self._pending.clear()
 
@@ -367,7 +385,7 @@ class Scheduler:
         self.definitions.poll()
         msgs = self.loop.poll()
         now = time.time()
-        heard_since = self._heard_since(now)
+        heard_since, room_since = self._liveness(now)
         due = self._due(now)
         schedules_due = self._schedules_due(now)
         if not msgs and not due and not schedules_due:
@@ -385,7 +403,7 @@ class Scheduler:
         for owned in due:
             if owned.execution.id in self.executions:
                 self._emit(owned, core.on_tick(owned.execution, self._workflow_of(owned.execution), now,
-                                               self.settings, heard_since))
+                                               self.settings, heard_since, room_since))
         if schedules_due:
             self._schedules(now)
         if self._replayed:
@@ -398,7 +416,7 @@ class Scheduler:
         return len(msgs)
 
     def run(self, stop: threading.Event) -> None:
-        self.definitions.catch_up()
+        self.definitions.catch_up(stop)
         log.info("scheduler: started")
         try:
             self.loop.run_until(stop, self.step, self._recover)
@@ -413,8 +431,7 @@ class Scheduler:
         self._replayed = 0
         self._dirty.clear()
         self._dirty_workflows.clear()
-        if abort or self.loop.in_transaction:
-            self.loop.abort()
+        self.loop.abort()  # aborts what is open (if anything) and always rewinds to the committed offsets
         assignment = self.loop.consumer.assignment()
         self.executions.clear()
         self._deadlines.clear()
@@ -422,5 +439,5 @@ class Scheduler:
         self.workflow_states.clear()
         self.assigned.clear()
         if assignment:
-            self._restore(assignment)
+            self._restore(assignment, fresh=False)
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from aiflow.config import Config
-from aiflow.errors import StoreError
+from aiflow.errors import StoreError, StoreUnavailable
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _engines: dict[str, Engine] = {}
@@ -95,12 +95,17 @@ class Store:
             return
         # Several processes may find the database empty at once (a scheduler starting while a command
         # runs): one creates the schema, the others fail to and then find it made.
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 15
         while True:
             try:
                 current = self.current_revision()
                 if current is None:
                     if inspect(self.engine).has_table("workflow"):
+                        # Another process may be creating the schema right now (on SQLite the tables
+                        # appear before the revision is stamped): wait for it before calling it broken.
+                        if time.monotonic() < deadline:
+                            time.sleep(0.2)
+                            continue
                         raise StoreError(f"{self._safe_uri()} has aiflow tables but no migration revision: "
                                          "run `aiflow db reset` (it deletes the data)")
                     self.upgrade()
@@ -112,8 +117,9 @@ class Store:
                 racing = "locked" in str(exc) or "already exists" in str(exc)
                 if not racing or time.monotonic() > deadline:
                     reason = exc.orig if isinstance(exc, DBAPIError) else exc
-                    verb = "reach" if isinstance(exc, OperationalError) else "use"
-                    raise StoreError(f"cannot {verb} the database {self._safe_uri()}: {reason}") from None
+                    if isinstance(exc, OperationalError):
+                        raise StoreUnavailable(f"cannot reach the database {self._safe_uri()}: {reason}") from None
+                    raise StoreError(f"cannot use the database {self._safe_uri()}: {reason}") from None
                 time.sleep(0.2)
         self._checked = True
 

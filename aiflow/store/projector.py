@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from aiflow.config import Config
+from aiflow.errors import StoreError
 from aiflow.kafka import sending, topics
 from aiflow.kafka.transactions import Backoff, TransactionalLoop
 from aiflow.protocol.deadletter import dead_letter, decode_or_dead_letter, reason_of
@@ -73,8 +74,14 @@ def apply_execution(s: Session, body: dict[str, Any]) -> None:
 
 def transient(exc: BaseException) -> bool:
     """True for a database error that a retry can cure: the server went away, a lock, a timeout."""
-    return isinstance(exc, (OperationalError, InterfaceError)) or (
+    # A StoreError (unreachable, or at another schema revision) is the database's state, not the
+    # record's: waiting for the operator beats dead-lettering every record.
+    return isinstance(exc, (OperationalError, InterfaceError, StoreError)) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+class _Stopping(Exception):
+    """The service stops while the database is away: the batch is left to the next start."""
 
 
 class Projector:
@@ -113,6 +120,8 @@ class Projector:
         try:
             self._retrying(lambda: self._apply(list(latest.values())))
             return
+        except _Stopping:
+            raise
         except Exception as exc:
             if transient(exc):
                 raise  # stopping
@@ -120,6 +129,8 @@ class Projector:
         for record, msg in latest.values():
             try:
                 self._retrying(lambda record=record, msg=msg: self._apply([(record, msg)]))  # type: ignore[misc]
+            except _Stopping:
+                raise
             except Exception as exc:
                 if transient(exc):
                     raise
@@ -138,8 +149,10 @@ class Projector:
                 write()
                 return
             except Exception as exc:
-                if not transient(exc) or self._stop.is_set():
+                if not transient(exc):
                     raise
+                if self._stop.is_set():
+                    raise _Stopping() from None
                 log.warning("projector: the database write failed (%s); retrying it", reason_of(exc))
                 backoff.wait(self._stop)
 
@@ -150,7 +163,11 @@ class Projector:
         dead: list[Record] = []
         latest = self._latest(msgs, dead)
         if latest:
-            self._write(latest, dead)
+            try:
+                self._write(latest, dead)
+            except _Stopping:
+                self.loop.abort()  # nothing committed: the next start applies the batch
+                return 0
         self.loop.begin()
         for record in dead:
             sending.produce(self.loop.producer, self.config, record)

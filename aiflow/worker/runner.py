@@ -33,9 +33,14 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise _Stopped()
 
 
+# How long a task whose worker is gone gets to stop on SIGTERM before it is killed.
+ORPHAN_GRACE = 10.0
+
+
 def _watch_parent(log: logging.Logger) -> None:
     """Stop the task if its worker dies (its parent — the worker or its fork server — goes away):
-    a SIGKILLed worker must not leave tries running that nobody reports or stops."""
+    a SIGKILLed worker must not leave tries running that nobody reports or stops. SIGTERM first (the
+    operator's `stop` runs), SIGKILL to the whole group if it is still there after ORPHAN_GRACE."""
     parent = os.getppid()
 
     def watch() -> None:
@@ -44,6 +49,9 @@ def _watch_parent(log: logging.Logger) -> None:
             if os.getppid() != parent:
                 log.warning("the worker is gone; stopping the task")
                 os.killpg(os.getpgrp(), signal.SIGTERM)
+                time.sleep(ORPHAN_GRACE)
+                log.warning("the task did not stop within %.0f s; killing it", ORPHAN_GRACE)
+                os.killpg(os.getpgrp(), signal.SIGKILL)
                 return
 
     threading.Thread(target=watch, name="aiflow-parent-watch", daemon=True).start()

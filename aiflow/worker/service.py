@@ -70,6 +70,7 @@ class Running:
     kill_at: float | None = None
     reported: set[str] = field(default_factory=set)
     ended: bool = False  # its exit was seen and its process group killed; the report may still be pending
+    final: tuple[str, str] | None = None  # (status, message) once it ended
 
 
 def log_path(home: Path, workflow: str, execution_id: str, task: str, try_number: int) -> Path:
@@ -146,6 +147,7 @@ class Worker:
         # How long tries get to stop when the worker itself shuts down (default: stop_grace).
         self.shutdown_grace = stop_grace if shutdown_grace is None else shutdown_grace
         self.running: dict[TryKey, Running] = {}
+        self.not_started: dict[TryKey, tuple[TaskCommand, str]] = {}  # taken, could not start, not yet reported
         self.stopped_before_start: dict[tuple[str, str | None, int | None], float] = {}
         self.loop = TransactionalLoop(config, "worker", topics.name(config, topics.TASKS),
                                       f"{config.topic_prefix}-worker", on_assign=self._assigned)
@@ -297,9 +299,9 @@ class Worker:
             log.exception("worker: could not start %s", key)
             with open(log_file, "a") as out:
                 out.write(f"aiflow worker {self.name}: could not start the task: {exc}\n")
-            self.loop.begin()
-            self._report(command, "FAILED", f"could not start the task: {exc}")
-            self.loop.commit()
+            # Reported with the next finished tries (`_reap`), so a failing report cannot keep the
+            # commands after this one from starting.
+            self.not_started[key] = (command, f"could not start the task: {exc}")
             return
         log.info("worker: started %s/%s try %s of %s (pid %s)", command.workflow, command.task,
                  command.try_number, command.execution_id, process.pid)
@@ -362,13 +364,17 @@ class Worker:
                 status, message = "FAILED", _tail(run.log_file) or f"exit code {code}"
                 if code == STOPPED_EXIT_CODE or code < 0:
                     message = f"terminated by a signal (exit code {code})\n{message}"
+            run.final = (status, message)
             finished.append((key, run, status, message))
-        if not finished:
+        if not finished and not self.not_started:
             return
         self.loop.begin()
         for _key, run, status, message in finished:
             self._report(run.command, status, message)
+        for command, message in self.not_started.values():
+            self._report(command, "FAILED", message)
         self.loop.commit()
+        self.not_started.clear()
         for key, run, status, _message in finished:  # reported for good: now they may be forgotten
             del self.running[key]
             log.info("worker: %s/%s try %s of %s %s", run.command.workflow, key[1], key[2], key[0], status)
@@ -389,7 +395,7 @@ class Worker:
         self._last_heartbeat = now
         self.loop.begin()
         for partition in range(topics.partition_count(self.config, topics.INBOX)):
-            self._produce(InboxMessage.for_worker(self.name).to_record(partition))
+            self._produce(InboxMessage.for_worker(self.name, self.slots - len(self.running)).to_record(partition))
         for run in self.running.values():
             if run.process.poll() is None:
                 self._report(run.command, None, pid=run.process.pid)
@@ -418,10 +424,17 @@ class Worker:
         while any(r.process.poll() is None for r in self.running.values()) and time.time() < deadline:
             time.sleep(0.1)
         try:
+            if self.loop.in_transaction:  # a step that failed: what it holds must not be committed now
+                self.loop.abort()
             self.loop.begin()
             for run in self.running.values():
+                if run.final is not None:  # it ended before the shutdown: its own status
+                    self._report(run.command, *run.final)
+                    continue
                 self._kill_group(run)
                 self._report(run.command, "FAILED", f"worker {self.name} shut down while it ran")
+            for command, message in self.not_started.values():
+                self._report(command, "FAILED", message)
             self.loop.commit()
         except KafkaException as exc:  # the scheduler's heartbeat timeout fails them instead
             log.error("worker: could not report the stopped tries: %s", exc)

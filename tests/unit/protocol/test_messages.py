@@ -159,3 +159,11 @@ def test_the_pure_core_imports_without_confluent_kafka() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_dead_letter_of_a_record_with_a_huge_key_and_headers_still_fits() -> None:
+    msg = consumed(topics.EVENTS, b"k" * 200_000, b"x" * (MAX_DEAD_LETTER_BYTES + 1), [("h", b"v" * 100_000)])
+    letter = dead_letter(msg, "why", "bridge")
+    letter.check_size()
+    headers = dict(letter.headers)
+    assert headers[deadletter.TRUNCATED_KEY] == b"200000" and headers[deadletter.TRUNCATED_HEADERS] == b"1"

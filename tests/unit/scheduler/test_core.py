@@ -322,15 +322,16 @@ def test_time_in_which_no_worker_is_heard_does_not_count_and_each_try_gets_a_ful
     report(ex, wf, "t", "RUNNING", now=T0)
     settings = Settings(heartbeat_timeout=30, queue_timeout=100)
     # An outage from T0 + 10: nobody is heard, so nothing is failed however long it lasts.
-    assert core.next_deadline(ex, wf, settings, heard_since=None) is None
-    assert core.on_tick(ex, wf, T0 + 500, settings, heard_since=None) == []
+    assert core.next_deadline(ex, wf, settings, heard_since=None, room_since=None) is None
+    assert core.on_tick(ex, wf, T0 + 500, settings, heard_since=None, room_since=None) == []
     # Heard again at T0 + 500: the silent try gets a full heartbeat timeout, the queued one a full queue timeout.
-    assert core.next_deadline(ex, wf, settings, heard_since=T0 + 500) == T0 + 530
-    assert core.on_tick(ex, wf, T0 + 529, settings, heard_since=T0 + 500) == []
+    back = {"heard_since": T0 + 500, "room_since": T0 + 500}
+    assert core.next_deadline(ex, wf, settings, **back) == T0 + 530
+    assert core.on_tick(ex, wf, T0 + 529, settings, **back) == []
     report(ex, wf, "t", None, now=T0 + 520)  # its worker is back and heartbeats
-    assert core.on_tick(ex, wf, T0 + 531, settings, heard_since=T0 + 500) == []
+    assert core.on_tick(ex, wf, T0 + 531, settings, **back) == []
     report(ex, wf, "t", None, now=T0 + 590)
-    out = core.on_tick(ex, wf, T0 + 601, settings, heard_since=T0 + 500)
+    out = core.on_tick(ex, wf, T0 + 601, settings, **back)
     assert ("waiting", 1, "queue", True) in stops(out) and ("t", 1, "heartbeat", True) not in stops(out)
     assert status_of(ex, "waiting") == "FAILED"
 
@@ -423,3 +424,17 @@ def test_input_read_again_after_lost_offsets_is_seen_once() -> None:
     assert core.first_sight(ws, 14, (2, 501)) and core.first_sight(ws, 15)
     restored = core.WorkflowState.from_dict(json.loads(json.dumps(ws.to_dict())))
     assert not core.first_sight(restored, 15) and not core.first_sight(restored, 16, (2, 501))
+
+
+def test_a_start_waits_without_limit_while_every_worker_is_full() -> None:
+    with Workflow(name="w") as wf:
+        Operator("t")
+    ex, _ = start(wf)
+    settings = Settings(queue_timeout=100)
+    # Workers are heard, but none has a free slot: the START is a backlog, not a lost command.
+    assert core.next_deadline(ex, wf, settings, heard_since=T0, room_since=None) is None
+    assert core.on_tick(ex, wf, T0 + 5000, settings, heard_since=T0, room_since=None) == []
+    assert status_of(ex, "t") == "QUEUED"
+    # A slot frees up at T0 + 5000 and the command is still not taken 100 s later: it is lost.
+    assert stops(core.on_tick(ex, wf, T0 + 5101, settings, heard_since=T0, room_since=T0 + 5000)) == \
+        [("t", 1, "queue", True)]
