@@ -53,6 +53,38 @@ def process_alive(pid: int) -> bool:
         return False
 
 
+def wait_until(check: Any, timeout: float, what: Any) -> None:
+    """Poll `check` until it is true; fail with `what` (or what it returns, if callable) after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what() if callable(what) else what
+        time.sleep(0.3)
+
+
+def processes_of(home: Path, marker: str = "") -> dict[int, int]:
+    """pid -> parent pid of the live processes started with this aiflow home in their environment (and
+    `marker` in their command line)."""
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            environ = (proc / "environ").read_bytes()
+            parent = int((proc / "stat").read_text().rsplit(") ", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if f"AIFLOW_HOME={home}".encode() in environ.split(b"\0") and marker in cmdline and \
+                process_alive(int(proc.name)):
+            found[int(proc.name)] = parent
+    return found
+
+
+def task_processes(home: Path) -> list[int]:
+    """The task processes of this home's workers: forks of a fork server, or task runners."""
+    servers = processes_of(home, "aiflow.worker.zygote")
+    runners = processes_of(home, "aiflow.worker.runner")
+    return sorted([pid for pid, parent in servers.items() if parent in servers] + list(runners))
+
+
 def process_env(tmp_path: Path, bootstrap: str, **extra: str) -> tuple[dict[str, str], str]:
     """The environment of aiflow processes started by a fault test: a home under `tmp_path`, a topic
     prefix of its own (returned too), and the short session and transaction timeouts of failover."""

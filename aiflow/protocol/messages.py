@@ -430,6 +430,19 @@ class StateRecord(_Message):
         parsed: dict[str, Any] = json.loads(self.body)
         return parsed
 
+    def queued_tries(self) -> set[tuple[str, str, int]]:
+        """(execution, task, try) of the tries of an EXECUTION record that wait for a worker: each
+        task's latest try when it is QUEUED (the body is `scheduler.core.Execution.to_dict()`)."""
+        if self.entity != "EXECUTION":
+            return set()
+        body = self.data()
+        found = set()
+        for task, tries in (body.get("tries") or {}).items():
+            if isinstance(tries, list) and tries and isinstance(tries[-1], dict) and \
+                    tries[-1].get("status") == "QUEUED" and isinstance(tries[-1].get("try_number"), int):
+                found.add((str(body.get("id")), str(task), int(tries[-1]["try_number"])))
+        return found
+
     def to_avro(self) -> dict[str, Any]:
         return {"entity": self.entity, "entity_id": self.entity_id, "namespace": self.namespace,
                 "workflow": self.workflow, "version": self.version, "body": self.body,

@@ -107,7 +107,6 @@ class _Unverified:
 
     def add(self, config: Config, partitions: list[TopicPartition]) -> None:
         from aiflow.kafka.readers import read_state
-        from aiflow.scheduler.core import Execution
 
         reader = clients.consumer(config, role="worker-verify")
         try:
@@ -116,15 +115,8 @@ class _Unverified:
         finally:
             reader.close()
         state = read_state(config, range(topics.partition_count(config, topics.STATE)), "worker")
-        for (entity, _), (_, record) in state.items():
-            if entity != "EXECUTION":
-                continue
-            try:
-                execution = Execution.from_dict(record.data())
-            except (KeyError, TypeError, ValueError):
-                continue  # unreadable: the projector dead-letters it
-            self.queued |= {(execution.id, task, tries[-1].try_number) for task, tries in execution.tries.items()
-                            if tries and tries[-1].status == "QUEUED"}
+        for _, record in state.values():
+            self.queued |= record.queued_tries()
         log.warning("worker: no committed offsets for tasks partitions %s: their %s commands already there start "
                     "only if their try still waits for a worker", sorted(tp.partition for tp in partitions),
                     sum(self.below[tp.partition] for tp in partitions))

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
-from tests.conftest import free_port_block, process_alive
+from tests.conftest import free_port_block, process_alive, processes_of, task_processes, wait_until
 from tests.e2e.test_cli_events import fresh_env, run
 
 FLOW = """
@@ -24,29 +23,6 @@ with Workflow(name="kept"):
     PythonOperator(name="forever", python_callable=forever)
     BashOperator(name="on_go", bash_command="echo ran >> ../ran.txt").action_on_event_received(TaskAction.START, "go")
 """
-
-
-def processes_of(home: Path, marker: str = "") -> list[int]:
-    """The processes started with this aiflow home in their environment (and `marker` in their command)."""
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            environ = (proc / "environ").read_bytes()
-        except OSError:
-            continue
-        if f"AIFLOW_HOME={home}".encode() in environ.split(b"\0") and marker in cmdline and \
-                process_alive(int(proc.name)):
-            found.append(int(proc.name))
-    return found
-
-
-def wait_until(check: object, timeout: float, what: str) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.3)
 
 
 def test_standalone_restarts_its_broker_and_stops_everything(tmp_path: Path) -> None:
@@ -77,7 +53,7 @@ def test_standalone_restarts_its_broker_and_stops_everything(tmp_path: Path) -> 
 
         broker = int(pid_file.read_text())
         standalone = int((home / "run" / "standalone.pid").read_text())
-        assert len(processes_of(home, "aiflow.worker.zygote")) >= 2  # the fork server and the running try
+        assert task_processes(home)  # the try that will not stop
         run(env, "standalone", "stop")  # with a try that ignores SIGTERM (and a stop grace of 30 s)
         assert not process_alive(standalone) and not process_alive(broker)
         wait_until(lambda: not processes_of(home), 10, "every process of the home to be gone")

@@ -10,23 +10,10 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.conftest import REPO, task_processes
 from tests.e2e.test_cli_events import fresh_env, run
 
 SAMPLE = REPO / "samples" / "online_machine_learning"
-
-
-def runner_processes(home: Path) -> list[str]:
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            environ = (proc / "environ").read_bytes()
-        except OSError:
-            continue
-        if "aiflow.worker.runner" in cmdline and f"AIFLOW_HOME={home}".encode() in environ:
-            found.append(cmdline)
-    return found
 
 
 def test_the_tutorial_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -71,7 +58,7 @@ def test_the_tutorial_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> None:
         assert latest["pre_processing"] == "STOPPED" and latest["predicting"] == "STOPPED"
         shown = json.loads(run(env, "workflow-execution", "show", execution_id, "-o", "json").stdout)
         assert shown["status"] == "STOPPED"
-        assert runner_processes(home) == []
+        assert task_processes(home) == []
         assert list((home / "logs" / "online_machine_learning" / execution_id).glob("*/1.log"))
     finally:
         run(env, "standalone", "stop", check=False)

@@ -17,7 +17,7 @@ from aiflow import EventClient, ops
 from aiflow.config import Config
 from aiflow.kafka import topics
 from aiflow.kafka.readers import read_dead_letters
-from tests.conftest import fault_setup, produce_raw, start_aiflow, stop_processes
+from tests.conftest import fault_setup, produce_raw, start_aiflow, stop_processes, wait_until
 from tests.unit.protocol.junk import KINDS, TOPICS, junk
 
 TASKS, ROUNDS = 10, 20  # 200 events
@@ -100,9 +100,3 @@ def lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def wait_until(check: object, timeout: float, what: str) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.3)

@@ -15,8 +15,8 @@ import pytest
 from aiflow import ops
 from aiflow.config import Config
 from aiflow.kafka import clients, topics
-from tests.conftest import FULL_SCALE, make_config, own_broker, process_env, start_aiflow, stop_processes
-from tests.faults.test_kafka_faults import BEATING, _statuses, _topics_exist, tick_events, tries_by_source, wait_until
+from tests.conftest import FULL_SCALE, make_config, own_broker, process_env, start_aiflow, stop_processes, wait_until
+from tests.faults.test_kafka_faults import BEATING, _statuses, _topics_exist, tick_events, tries_by_source
 
 TASKS, EXECUTIONS = (50, 10) if FULL_SCALE else (25, 8)  # 500 tries at full scale
 REPLICATED = {"AIFLOW_TOPIC_REPLICATION_FACTOR": "3", "AIFLOW_TOPIC_MIN_INSYNC_REPLICAS": "2"}

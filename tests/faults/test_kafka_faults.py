@@ -16,7 +16,7 @@ from aiflow import EventClient, ops
 from aiflow.config import Config
 from aiflow.errors import AIFlowError
 from aiflow.kafka import clients
-from tests.conftest import make_config, own_broker, process_alive, process_env, start_aiflow, stop_processes
+from tests.conftest import make_config, own_broker, process_alive, process_env, start_aiflow, stop_processes, wait_until
 
 TICKS = 10  # tasks t0..t9, started by events tick0..tick9 in turn: a task's next event comes 10 s after its last
 BEATING = f"""
@@ -48,14 +48,6 @@ with Workflow(name="beating"):
     PythonOperator(name="probe", python_callable=nothing).action_on_event_received(TaskAction.START, "probe")
 """
 SOURCE = re.compile(r" at (\S+/\d+/\d+)$")
-
-
-def wait_until(check: object, timeout: float, what: object) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what() if callable(what) else what
-        time.sleep(0.3)
 
 
 def tries_by_source(config: Config, execution_id: str) -> Counter[str]:

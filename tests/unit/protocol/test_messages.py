@@ -3,6 +3,7 @@ becomes exactly one dead letter with its reason, and limits are enforced where r
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -167,3 +168,13 @@ def test_a_dead_letter_of_a_record_with_a_huge_key_and_headers_still_fits() -> N
     letter.check_size()
     headers = dict(letter.headers)
     assert headers[deadletter.TRUNCATED_KEY] == b"200000" and headers[deadletter.TRUNCATED_HEADERS] == b"1"
+
+
+def test_the_tries_of_an_execution_record_that_wait_for_a_worker() -> None:
+    from aiflow.scheduler import core
+
+    ex = core.Execution("e1", "ns", "wf", core.Snapshot(1, "file:///s.zip", "a" * 64, "wf.py"), "MANUAL", "test",
+                        tries={"a": [core.TaskTry("a", 1, "FAILED", "c"), core.TaskTry("a", 2, "QUEUED", "c")],
+                               "b": [core.TaskTry("b", 1, "RUNNING", "c")]})
+    record = StateRecord("EXECUTION", "e1", "ns", "wf", 3, json.dumps(ex.to_dict()))
+    assert record.queued_tries() == {("e1", "a", 2)}
