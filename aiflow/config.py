@@ -72,6 +72,8 @@ KEYS: tuple[Key, ...] = (
     Key("worker.slots", int, 4, "AIFLOW_WORKER_SLOTS", "tries one worker runs at once"),
     Key("worker.heartbeat_interval", int, 5, "AIFLOW_WORKER_HEARTBEAT_INTERVAL",
         "seconds between a worker's heartbeats (for each running try, and a beacon to every inbox partition)"),
+    Key("worker.task_credentials", bool, False, "AIFLOW_WORKER_TASK_CREDENTIALS",
+        "whether tasks inherit the worker's database URI and Kafka secrets in their environment"),
     Key("worker.stop_grace", int, 10, "AIFLOW_WORKER_STOP_GRACE",
         "seconds between SIGTERM and SIGKILL when a try is stopped"),
     Key("broker.port", int, 9092, "AIFLOW_BROKER_PORT", "client port of the local broker"),
@@ -88,6 +90,17 @@ KEYS: tuple[Key, ...] = (
 )
 KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
 MAP_KEYS = ("kafka.properties",)
+
+
+def mask_uri(text: str) -> str:
+    """A URI with the password of its `user:password@` part written as ***."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", text)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a setting's name says it holds a secret (a password, a token, a key...)."""
+    lowered = name.lower()
+    return any(word in lowered for word in ("password", "secret", "token", "oauthbearer", "key"))
 
 
 def default_home() -> Path:
@@ -255,7 +268,7 @@ class Config:
     @property
     def safe_db_uri(self) -> str:
         """The database URI with its password masked, for logs and messages."""
-        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", self.db_uri)
+        return mask_uri(self.db_uri)
 
     def with_overrides(self, **values: Any) -> Config:
         """A copy with some keys replaced (dotted names written with '__' for '.')."""

@@ -12,6 +12,17 @@ from pathlib import Path
 from aiflow.errors import AIFlowError
 
 
+def private_home(home: Path) -> None:
+    """The aiflow home holds the database, logs, broker data and configuration: only its owner may
+    enter it (whatever the modes of the files inside)."""
+    home.mkdir(parents=True, exist_ok=True)
+    try:
+        if home.stat().st_mode & 0o077:
+            os.chmod(home, 0o700)
+    except PermissionError:  # not ours to change: the owner decides
+        pass
+
+
 def alive(pid: int) -> bool:
     try:
         waited, _ = os.waitpid(pid, os.WNOHANG)

@@ -5,7 +5,9 @@
 - `Authorization: Bearer <token>` is required when a token is configured; without one the receiver
   refuses to listen on anything but loopback.
 - It answers 200 with the stored event only once the event is durable; 400 with a reason for bad
-  input, 401 without the right token, 404 for other paths. It listens on 127.0.0.1 unless told otherwise.
+  input (a bad `Content-Length` or `Authorization` header included), 401 without the right token,
+  404 for other paths. It listens on 127.0.0.1 unless told otherwise.
+- A client gets READ_TIMEOUT seconds to send its request: a slow or stalled one cannot hold a thread.
 """
 
 from __future__ import annotations
@@ -27,17 +29,20 @@ log = logging.getLogger(__name__)
 # Room for the largest event written as JSON (escapes make the body larger than the event); the event
 # itself is then held to MAX_EVENT_BYTES by the event client.
 MAX_BODY = 2 * MAX_EVENT_BYTES
+READ_TIMEOUT = 10.0
 
 
 class WebhookServer:
     def __init__(self, config: Config, host: str = "127.0.0.1", port: int = 8787, token: str | None = None,
-                 mapping: Mapping | None = None, namespace: str | None = None) -> None:
+                 mapping: Mapping | None = None, namespace: str | None = None,
+                 read_timeout: float = READ_TIMEOUT) -> None:
         if not token and host not in ("127.0.0.1", "localhost", "::1"):
             raise AIFlowError(f"the webhook would accept events from anyone on {host}: set a token (--token or "
                               "AIFLOW_WEBHOOK_TOKEN), or listen on 127.0.0.1")
         self.client = EventClient(config, namespace=namespace, sender="webhook")
         self.token = token
         self.mapping = mapping
+        self.read_timeout = read_timeout
         handler = self._handler()
         self.server = ThreadingHTTPServer((host, port), handler)
         self.port = int(self.server.server_address[1])
@@ -46,6 +51,8 @@ class WebhookServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = outer.read_timeout  # socket timeout for reading the request line, headers and body
+
             def log_message(self, format: str, *args: Any) -> None:
                 log.info("webhook: " + format, *args)
 
@@ -61,14 +68,24 @@ class WebhookServer:
                 if self.path not in ("/events", "/events/raw"):
                     return self._answer(404, {"error": f"no such path {self.path}: POST /events or /events/raw"})
                 if outer.token:
-                    given = self.headers.get("Authorization", "")
-                    if not hmac.compare_digest(given, f"Bearer {outer.token}"):
+                    # Headers arrive as Latin-1 text; compared as bytes, a non-ASCII one is just wrong.
+                    given = self.headers.get("Authorization", "").encode("latin-1", errors="replace")
+                    if not hmac.compare_digest(given, f"Bearer {outer.token}".encode()):
                         return self._answer(401, {"error": "missing or wrong bearer token"})
-                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    return self._answer(400, {"error": "Content-Length is not a number"})
                 if length <= 0 or length > MAX_BODY:
                     return self._answer(400, {"error": f"a JSON body of 1 byte to {MAX_BODY:,} bytes is needed"})
                 try:
-                    body = parse_json(self.rfile.read(length))
+                    data = self.rfile.read(length)
+                except TimeoutError:
+                    return self._answer(400, {"error": f"the body did not arrive within {outer.read_timeout:g} s"})
+                if len(data) < length:
+                    return self._answer(400, {"error": f"the body ended after {len(data)} of {length} bytes"})
+                try:
+                    body = parse_json(data)
                     key, value, namespace = outer.parse(self.path, body)
                 except MappingError as exc:
                     return self._answer(400, {"error": str(exc)})

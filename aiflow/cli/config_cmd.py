@@ -6,8 +6,9 @@ import click
 
 from aiflow.cli.common import load_config
 from aiflow.cli.output import emit, output_option
-from aiflow.config import CONFIG_FILE, KEYS, default_file_text, default_home
+from aiflow.config import CONFIG_FILE, KEYS, default_file_text, default_home, is_secret_name, mask_uri
 from aiflow.errors import ConfigError
+from aiflow.process import private_home
 
 
 @click.group("config")
@@ -23,7 +24,7 @@ def init(force: bool) -> None:
     path = home / CONFIG_FILE
     if path.exists() and not force:
         raise ConfigError(f"{path} exists; pass --force to overwrite it")
-    home.mkdir(parents=True, exist_ok=True)
+    private_home(home)
     path.write_text(default_file_text())
     click.echo(f"Wrote {path}")
 
@@ -33,21 +34,17 @@ def init(force: bool) -> None:
 def list_(fmt: str) -> None:
     """Every key with its value, where the value comes from, and its environment variable."""
     config = load_config()
-    rows = [{"key": k.name, "value": config.values[k.name], "source": config.sources[k.name], "env": k.env}
-            for k in KEYS]
-    rows += [{"key": f"kafka.properties.{p}", "value": "****" if _secret(p) else v, "source": "file/env",
+    rows = [{"key": k.name, "value": mask_uri(v) if isinstance(v := config.values[k.name], str) else v,
+             "source": config.sources[k.name], "env": k.env} for k in KEYS]
+    rows += [{"key": f"kafka.properties.{p}", "value": "****" if is_secret_name(p) else v, "source": "file/env",
               "env": "AIFLOW_KAFKA_PROPERTY_" + p.upper().replace(".", "_")}
              for p, v in sorted(config.kafka_properties.items())]
     emit(rows, fmt, ["key", "value", "source", "env"])
-
-
-def _secret(prop: str) -> bool:
-    return any(word in prop for word in ("password", "secret", "token"))
 
 
 @group.command("get-value")
 @click.argument("key")
 def get_value(key: str) -> None:
     """Print the value of one KEY (e.g. kafka.bootstrap)."""
-    value = load_config().get(key)
+    value = load_config().get(key)  # asked for by name: shown as it is
     click.echo("" if value is None else value)

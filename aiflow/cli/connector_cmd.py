@@ -12,7 +12,7 @@ import yaml
 
 from aiflow.cli.common import load_config, service_logging
 from aiflow.cli.output import emit, output_option
-from aiflow.errors import ConfigError
+from aiflow.errors import AIFlowError, ConfigError
 
 KINDS = {
     "kafka-topic": "one event per record of an existing Kafka topic (JSON, Avro, Confluent Avro, bytes; Debezium)",
@@ -134,19 +134,35 @@ def run_kafka_topic(config_file: str | None, **flags: Any) -> None:
 @run.command("webhook")
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8787).")
-@click.option("--token", default=None, help="Bearer token required of callers (default: $AIFLOW_WEBHOOK_TOKEN).")
+@click.option("--token", default=None, help="Bearer token required of callers. Visible to `ps`: prefer "
+              "$AIFLOW_WEBHOOK_TOKEN, --token-file or `token` in the --config file.")
+@click.option("--token-file", type=click.Path(dir_okay=False), default=None,
+              help="A file holding the bearer token required of callers (default: $AIFLOW_WEBHOOK_TOKEN). "
+                   "The token is never given on the command line, where `ps` would show it.")
 @config_file_option
 @with_mapping_options
-def run_webhook(config_file: str | None, **flags: Any) -> None:
+def run_webhook(config_file: str | None, token_file: str | None, **flags: Any) -> None:
     """Accept events over HTTP: POST /events {key, value, namespace}; POST /events/raw with a mapping."""
     from connectors.webhook import WebhookServer
 
-    values = _merge(_from_file(config_file, {"host", "port", "token", "key", "value-field", "event-namespace",
-                                             "filters", "debezium"}), flags)
+    values = _merge(_from_file(config_file, {"host", "port", "token", "token-file", "key", "value-field",
+                                             "event-namespace", "filters", "debezium"}), flags)
+    if flags.get("token"):
+        click.echo("warning: --token is visible to every user of this machine (ps); use $AIFLOW_WEBHOOK_TOKEN or "
+                   "--token-file", err=True)
+    token_path = token_file or values.get("token-file")
+    token = values.get("token") or os.environ.get("AIFLOW_WEBHOOK_TOKEN")
+    if token_path:
+        try:
+            token = Path(token_path).read_text().strip()
+        except OSError as exc:
+            raise AIFlowError(f"cannot read the webhook token from {token_path}: {exc.strerror}") from None
+        if not token:
+            raise AIFlowError(f"the webhook token file {token_path} is empty")
     config = load_config()
     mapping = _mapping(values, config.namespace) if values.get("key") else None
     server = WebhookServer(config, host=values.get("host") or "127.0.0.1", port=int(values.get("port") or 8787),
-                           token=values.get("token") or os.environ.get("AIFLOW_WEBHOOK_TOKEN"), mapping=mapping)
+                           token=token, mapping=mapping)
     click.echo(f"Webhook on http://{values.get('host') or '127.0.0.1'}:{server.port}/events; Ctrl-C stops.", err=True)
     _serve("webhook", server.serve)
 

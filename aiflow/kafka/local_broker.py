@@ -31,7 +31,7 @@ from confluent_kafka import KafkaException
 from aiflow.config import Config
 from aiflow.errors import BrokerError, KafkaUnavailable
 from aiflow.kafka import clients
-from aiflow.process import alive, read_pid, stop_daemon
+from aiflow.process import alive, private_home, read_pid, stop_daemon
 
 MIN_JAVA = 17
 
@@ -281,6 +281,7 @@ class LocalBroker:
         """Start every node that is not running and wait until all of them serve. False when every
         node of this home was running already."""
         _check_java()
+        private_home(self.config.home)
         running = [n for n in self.nodes if self.node_pid(n.id) is not None]
         if len(running) == len(self.nodes):
             if not self.answers(timeout=5.0):

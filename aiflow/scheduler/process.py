@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from aiflow.config import Config
 from aiflow.errors import AIFlowError
 from aiflow.kafka import clients
-from aiflow.process import READY
+from aiflow.process import READY, private_home
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ def run_scheduler(config: Config, stop: threading.Event | None = None, say: Say 
 
     stop = stop or threading.Event()
     handle_signals(stop)
+    private_home(config.home)
     if not prepare_kafka(config, stop, say):
         return
     Store(config).ensure_schema()
@@ -102,6 +103,7 @@ def run_worker(config: Config, slots: int | None = None, stop: threading.Event |
 
     stop = stop or threading.Event()
     handle_signals(stop)
+    private_home(config.home)
     if not prepare_kafka(config, stop, say):
         return
     worker = Worker(config, slots=slots or int(config.values["worker.slots"]),

@@ -31,6 +31,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import DEVNULL, STDOUT, Popen
@@ -38,7 +39,7 @@ from typing import Protocol
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from aiflow.config import Config
+from aiflow.config import KAFKA_PROPERTY_ENV_PREFIX, Config, is_secret_name
 from aiflow.events.context import TaskContext
 from aiflow.kafka import clients, sending, topics
 from aiflow.kafka.transactions import TransactionalLoop
@@ -90,6 +91,21 @@ def _tail(path: Path, lines: int = 8) -> str:
     except FileNotFoundError:
         return ""
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def task_environment(environ: Mapping[str, str], config: Config) -> dict[str, str]:
+    """The environment of a task: the worker's, with what the event client needs (Kafka's address,
+    the topic prefix, the home), and — unless `worker.task_credentials` — without the database URI,
+    the secret Kafka properties and the webhook token, which a task has no business with."""
+    env = dict(environ)
+    if not config.values["worker.task_credentials"]:
+        for name in list(env):
+            if name in ("AIFLOW_DB_URI", "AIFLOW_WEBHOOK_TOKEN") or (
+                    name.startswith(KAFKA_PROPERTY_ENV_PREFIX) and is_secret_name(name)):
+                del env[name]
+    env.update({"AIFLOW_HOME": str(config.home), "AIFLOW_KAFKA_BOOTSTRAP": config.bootstrap,
+                "AIFLOW_TOPIC_PREFIX": config.topic_prefix, "PYTHONUNBUFFERED": "1"})
+    return env
 
 
 class _Unverified:
@@ -159,8 +175,7 @@ class Worker:
         self._fork_server_next_start = 0.0
 
     def _task_env(self) -> dict[str, str]:
-        return {**os.environ, "AIFLOW_HOME": str(self.config.home), "AIFLOW_KAFKA_BOOTSTRAP": self.config.bootstrap,
-                "AIFLOW_TOPIC_PREFIX": self.config.topic_prefix, "PYTHONUNBUFFERED": "1"}
+        return task_environment(os.environ, self.config)
 
     def _check_fork_server(self) -> None:
         """Start a new fork server when the old one died: at once the first time, then after a

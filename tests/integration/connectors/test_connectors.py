@@ -173,6 +173,64 @@ def test_the_bridge_dead_letters_records_that_cannot_be_events_and_goes_on(kafka
     assert "over the limit of 900,000 bytes" in reasons[2]
 
 
+def test_the_webhook_lets_no_slow_client_hold_it_and_answers_400_to_bad_headers(kafka_config: Config) -> None:
+    import socket
+
+    server = WebhookServer(kafka_config, port=free_port(), token="s3cret", read_timeout=1.0)
+    stop = threading.Event()
+    thread = threading.Thread(target=server.serve, args=(stop,), daemon=True)
+    thread.start()
+
+    def raw(request: bytes, wait: float = 0.0) -> bytes:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(request)
+            time.sleep(wait)
+            chunks = []
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    try:
+        started = time.monotonic()
+        assert raw(b"POST /events HTTP/1.1\r\nHost: x\r\n") == b""  # stalled in its headers: dropped
+        assert time.monotonic() - started < 5
+        stalled_body = raw(b"POST /events HTTP/1.1\r\nAuthorization: Bearer s3cret\r\nContent-Length: 100\r\n\r\n{")
+        assert stalled_body.startswith(b"HTTP/1.0 400") and b"did not arrive" in stalled_body
+        bad_length = raw(b"POST /events HTTP/1.1\r\nAuthorization: Bearer s3cret\r\nContent-Length: ten\r\n\r\n")
+        assert bad_length.startswith(b"HTTP/1.0 400") and b"Content-Length" in bad_length
+        latin = raw("POST /events HTTP/1.1\r\nAuthorization: Bearer é\r\nContent-Length: 2\r\n\r\n{}".encode("latin-1"))
+        assert latin.startswith(b"HTTP/1.0 401")
+        assert post(f"http://127.0.0.1:{server.port}/events", {"key": "k"}, token="s3cret")[0] == 200
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_the_webhook_takes_its_token_from_a_file(kafka_config: Config, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("from-a-file\n")
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIFLOW_")}, "AIFLOW_HOME": str(tmp_path / "h"),
+           "AIFLOW_KAFKA_BOOTSTRAP": kafka_config.bootstrap, "AIFLOW_TOPIC_PREFIX": kafka_config.topic_prefix}
+    webhook = subprocess.Popen([sys.executable, "-m", "aiflow.cli", "connector", "run", "webhook", "--port", str(port),
+                                "--token-file", str(token_file)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status = post(f"http://127.0.0.1:{port}/events", {"key": "k"}, token="from-a-file")[0]
+                break
+            except OSError:
+                assert time.monotonic() < deadline and webhook.poll() is None
+                time.sleep(0.3)
+        assert status == 200
+        assert post(f"http://127.0.0.1:{port}/events", {"key": "k"}, token="wrong")[0] == 401
+    finally:
+        webhook.send_signal(signal.SIGTERM)
+        webhook.wait(timeout=30)
+
+
 def test_the_webhook_refuses_to_listen_openly_without_a_token(kafka_config: Config) -> None:
     import pytest
 
