@@ -34,6 +34,7 @@ from aiflow.protocol.records import (
     RawRecord,
     Record,
     check_received_size,
+    check_snapshot_ref,
     header,
     key_text,
     record_time,
@@ -358,6 +359,7 @@ class TaskCommand(_Message):
 
     @classmethod
     def from_avro(cls, record: dict[str, Any]) -> TaskCommand:
+        check_snapshot_ref(record["snapshot_sha256"], record["workflow_file"])
         return cls(record["namespace"], record["workflow"], record["execution_id"], record["task"],
                    record["try_number"], record["snapshot_uri"], record["snapshot_sha256"], record["workflow_file"],
                    record["timeout_seconds"], record["command_id"], record["create_time"])
@@ -511,6 +513,7 @@ class WorkflowDefinition(_Message):
             rule_keys=tuple((s["namespace"], s["key"]) for s in record["rule_keys"]),
             trigger_keys=tuple((s["namespace"], s["key"]) for s in record["trigger_keys"]),
             definition=record["definition"], triggers=record["triggers"], schedules=record["schedules"])
+        check_snapshot_ref(definition.snapshot_sha256, definition.workflow_file)
         for name in ("triggers", "schedules"):
             try:
                 parsed = json.loads(getattr(definition, name))

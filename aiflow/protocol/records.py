@@ -130,6 +130,19 @@ def source_of(msg: RawRecord) -> str:
     return f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
 
 
+_HEX64 = frozenset("0123456789abcdef")
+
+
+def check_snapshot_ref(sha256: str, workflow_file: str) -> None:
+    """ValueError unless `sha256` is 64 lowercase hex digits and `workflow_file` a relative path that
+    stays inside the snapshot (no `..`, not absolute): a command cannot point a worker elsewhere."""
+    if len(sha256) != 64 or not set(sha256) <= _HEX64:
+        raise ValueError(f"snapshot sha256 {sha256[:80]!r} is not 64 hex digits")
+    parts = workflow_file.replace("\\", "/").split("/")
+    if not workflow_file or workflow_file.startswith("/") or ".." in parts or ":" in parts[0]:
+        raise ValueError(f"workflow file {workflow_file[:200]!r} is not a relative path inside the snapshot")
+
+
 def parse_source(source: str) -> tuple[str, int, int] | None:
     """(topic, partition, offset) of a `source_of` string, or None if it is not one."""
     topic, _, rest = source.rpartition("/")

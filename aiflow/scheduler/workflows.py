@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiflow.config import Config
 from aiflow.sdk.loader import load_workflow
 from aiflow.sdk.workflow import Workflow
-from aiflow.store.snapshots import fetch
+from aiflow.store.snapshots import fetch, file_in
 
 
 class WorkflowCache:
@@ -20,7 +20,7 @@ class WorkflowCache:
         key = (sha256, namespace, name)
         wf = self._loaded.get(key)
         if wf is None:
-            folder = fetch(self.config, uri, sha256, self.root / sha256)
-            wf = load_workflow(folder / workflow_file, namespace, name)
+            folder = fetch(self.config, uri, sha256, self.root / sha256)  # checks the sha256 first
+            wf = load_workflow(file_in(folder, workflow_file), namespace, name)
             self._loaded[key] = wf
         return wf

@@ -14,7 +14,7 @@ from typing import Protocol
 from urllib.parse import urlparse
 
 from aiflow.config import Config
-from aiflow.errors import ConfigError, NotFound
+from aiflow.errors import AIFlowError, ConfigError, NotFound
 
 
 class BlobStore(Protocol):
@@ -46,10 +46,15 @@ class LocalBlobStore:
         return target.as_uri()
 
     def _path(self, uri: str) -> Path:
+        """The file of a blob URI, which must lie inside the blob folder (a command naming any other
+        file is refused, not read)."""
         parsed = urlparse(uri)
         if parsed.scheme != "file":
             raise ConfigError(f"blob {uri} is not a file:// URI")
-        return Path(parsed.path)
+        path = Path(parsed.path).resolve()
+        if not str(path).startswith(str(self.root.resolve()) + os.sep):
+            raise AIFlowError(f"blob {uri[:200]} is outside the blob folder {self.root}: refusing it")
+        return path
 
     def get(self, uri: str, destination: Path) -> None:
         path = self._path(uri)

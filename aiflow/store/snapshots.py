@@ -18,9 +18,12 @@ from pathlib import Path
 
 from aiflow.config import Config
 from aiflow.errors import AIFlowError, WorkflowFileError
+from aiflow.protocol.records import check_snapshot_ref
 from aiflow.store.blobs import blob_store
 
 _FIXED_TIME = (2000, 1, 1, 0, 0, 0)
+# The most a snapshot may hold once unpacked: a small zip that inflates to fill the disk is refused.
+MAX_UNPACKED_BYTES = 4 * 1024**3
 _SKIP = {"__pycache__", ".git", ".ipynb_checkpoints"}
 
 
@@ -29,6 +32,18 @@ class PackedSnapshot:
     path: Path
     sha256: str
     workflow_file: str  # path of the workflow file inside the zip
+
+
+def file_in(folder: Path, workflow_file: str) -> Path:
+    """The workflow file of an unpacked snapshot; AIFlowError if the path would leave the folder."""
+    try:
+        check_snapshot_ref("0" * 64, workflow_file)
+    except ValueError as exc:
+        raise AIFlowError(str(exc)) from None
+    path = (folder / workflow_file).resolve()
+    if not str(path).startswith(str(folder.resolve()) + os.sep):
+        raise AIFlowError(f"workflow file {workflow_file!r} leaves the snapshot folder: refusing it")
+    return path
 
 
 def sha256_of(path: Path) -> str:
@@ -77,7 +92,7 @@ def pack(workflow_file: Path, artifacts: list[Path], out_dir: Path) -> PackedSna
     return PackedSnapshot(out, sha256_of(out), f"{stem}/{workflow_file.name}")
 
 
-def unpack(zip_path: Path, expected_sha256: str, destination: Path) -> Path:
+def unpack(zip_path: Path, expected_sha256: str, destination: Path, max_bytes: int = MAX_UNPACKED_BYTES) -> Path:
     """Verify the zip's sha256 and unpack it into `destination`, once.
 
     Safe when several tasks of one execution unpack at the same moment: each unpacks into a temporary
@@ -97,6 +112,10 @@ def unpack(zip_path: Path, expected_sha256: str, destination: Path) -> Path:
                 target = (staging / info.filename).resolve()
                 if not str(target).startswith(str(staging.resolve()) + os.sep):
                     raise AIFlowError(f"snapshot {zip_path} holds a path outside its folder: {info.filename}")
+            unpacked = sum(info.file_size for info in zf.infolist())
+            if unpacked > max_bytes:
+                raise AIFlowError(f"snapshot {zip_path} would unpack to {unpacked:,} bytes, over the limit of "
+                                  f"{max_bytes:,}: refusing it")
             zf.extractall(staging)
             for info in zf.infolist():
                 mode = (info.external_attr >> 16) & 0o777
@@ -113,7 +132,12 @@ def unpack(zip_path: Path, expected_sha256: str, destination: Path) -> Path:
 
 
 def fetch(config: Config, uri: str, sha256: str, destination: Path) -> Path:
-    """Download the snapshot blob, verify its sha256 and unpack it into `destination` (once)."""
+    """Download the snapshot blob, verify its sha256 and unpack it into `destination` (once). The
+    sha256 must be 64 hex digits and the blob inside the blob store."""
+    try:
+        check_snapshot_ref(sha256, "x")
+    except ValueError as exc:
+        raise AIFlowError(str(exc)) from None
     if destination.is_dir():
         return destination
     destination.parent.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,7 @@ from aiflow.kafka.transactions import TransactionalLoop
 from aiflow.protocol.deadletter import decode_or_dead_letter
 from aiflow.protocol.messages import ControlCommand, InboxMessage, TaskCommand
 from aiflow.protocol.records import RawRecord, Record
-from aiflow.store.snapshots import fetch
+from aiflow.store.snapshots import fetch, file_in
 from aiflow.worker.runner import STOPPED_EXIT_CODE
 from aiflow.worker.zygote import LOST_EXIT_CODE, ForkServer
 
@@ -296,7 +296,7 @@ class Worker:
         try:
             folder = fetch(self.config, command.snapshot_uri, command.snapshot_sha256,
                            working_dir(home, command.workflow, command.execution_id))
-            workflow_file = folder / command.workflow_file
+            workflow_file = file_in(folder, command.workflow_file)
             context = TaskContext(command.namespace, command.workflow, command.execution_id, command.task,
                                   command.try_number)
             env = {**self._task_env(), **context.to_env()}
