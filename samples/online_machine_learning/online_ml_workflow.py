@@ -2,18 +2,22 @@ import logging
 import os
 import shutil
 import time
-
 import numpy as np
-from joblib import dump, load
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import cross_val_score
-from sklearn.preprocessing import StandardScaler
-from sklearn.utils import check_random_state
 
+from typing import List
+from joblib import dump, load
+
+from sklearn.utils import check_random_state
+from sklearn.preprocessing import StandardScaler
+from sklearn.model_selection import cross_val_score
+from sklearn.linear_model import LogisticRegression
+
+from ai_flow import ops
 from ai_flow.model.action import TaskAction
-from ai_flow.model.workflow import Workflow
-from ai_flow.notification.notification_client import AIFlowNotificationClient, Event, ListenerProcessor
 from ai_flow.operators.python import PythonOperator
+from ai_flow.model.workflow import Workflow
+from ai_flow.notification.notification_client import AIFlowNotificationClient, ListenerProcessor, Event
+
 
 NOTIFICATION_SERVER_URI = "localhost:50052"
 
@@ -62,8 +66,8 @@ def preprocess():
         event_sender = AIFlowNotificationClient(NOTIFICATION_SERVER_URI)
         while True:
             x_train, y_train = _preprocess_data(train_dataset)
-            np.save(os.path.join(working_dir, 'x_train'), x_train)
-            np.save(os.path.join(working_dir, 'y_train'), y_train)
+            np.save(os.path.join(working_dir, f'x_train'), x_train)
+            np.save(os.path.join(working_dir, f'y_train'), y_train)
             event_sender.send_event(key="data_prepared", value=None)
             time.sleep(30)
     finally:
@@ -77,8 +81,8 @@ def train():
     """
     _prepare_working_dir()
     clf = LogisticRegression(C=50. / 5000, penalty='l1', solver='saga', tol=0.1)
-    x_train = np.load(os.path.join(working_dir, 'x_train.npy'))
-    y_train = np.load(os.path.join(working_dir, 'y_train.npy'))
+    x_train = np.load(os.path.join(working_dir, f'x_train.npy'))
+    y_train = np.load(os.path.join(working_dir, f'y_train.npy'))
     clf.fit(x_train, y_train)
     model_path = os.path.join(trained_model_dir, time.strftime("%Y%m%d%H%M%S", time.localtime()))
     dump(clf, model_path)
@@ -130,7 +134,7 @@ class ModelLoader(ListenerProcessor):
         self.current_model = None
         logging.info("Waiting for the first model deployed...")
 
-    def process(self, events: list[Event]):
+    def process(self, events: List[Event]):
         for e in events:
             self.current_model = e.value
 

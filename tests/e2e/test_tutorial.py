@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -14,6 +15,12 @@ from tests.conftest import REPO, task_processes
 from tests.e2e.test_cli_events import fresh_env, run
 
 SAMPLE = REPO / "samples" / "online_machine_learning"
+# The tutorial's workflow file exactly as users paste it; a restyled copy would test something else.
+TUTORIAL_SHA256 = "d73ca509049ec02307e4d679057d060334dbbd5a90940068bc03f8e423f062d0"
+
+
+def test_the_sample_is_the_tutorials_file_byte_for_byte() -> None:
+    assert hashlib.sha256((SAMPLE / "online_ml_workflow.py").read_bytes()).hexdigest() == TUTORIAL_SHA256
 
 
 def test_the_tutorial_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> None:
