@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
+from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 
 from aiflow.errors import DecodeError, EventError, RecordError
@@ -57,22 +59,23 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
-class _Message:
-    """Encoding shared by the message kinds: Avro single-object bytes, a record of its topic role."""
+class _Message(ABC):
+    """Encoding shared by the message kinds: Avro single-object bytes, a record of its topic role.
+    Each kind says how it maps to its schema and what its record key is."""
 
     SCHEMA: ClassVar[str]
     ROLE: ClassVar[str]
 
-    def to_avro(self) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def to_avro(self) -> dict[str, Any]: ...
 
     @classmethod
-    def from_avro(cls: type[M], record: dict[str, Any]) -> M:
-        raise NotImplementedError
+    @abstractmethod
+    def from_avro(cls: type[M], record: dict[str, Any]) -> M: ...
 
     @property
-    def record_key(self) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def record_key(self) -> str: ...
 
     def encode(self) -> bytes:
         """The Avro single-object bytes; RecordError if a field cannot be encoded."""
@@ -427,9 +430,16 @@ class StateRecord(_Message):
     def record_key(self) -> str:
         return self.entity_id
 
+    @cached_property
+    def _parsed(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except RecursionError:
+            raise ValueError("the body is JSON nested too deeply") from None
+
     def data(self) -> dict[str, Any]:
-        """The body as a dictionary (checked to be one when the record was decoded)."""
-        parsed: dict[str, Any] = json.loads(self.body)
+        """The body as a dictionary (checked to be one, and parsed once, when the record was decoded)."""
+        parsed: dict[str, Any] = self._parsed
         return parsed
 
     def queued_tries(self) -> set[tuple[str, str, int]]:
@@ -454,11 +464,7 @@ class StateRecord(_Message):
     def from_avro(cls, record: dict[str, Any]) -> StateRecord:
         state = cls(record["entity"], record["entity_id"], record["namespace"], record["workflow"],
                     record["version"], record["body"], record["update_time"])
-        try:
-            body = json.loads(state.body)
-        except RecursionError:
-            raise ValueError("the body is JSON nested too deeply") from None
-        if not isinstance(body, dict):
+        if not isinstance(state._parsed, dict):
             raise ValueError("the body is not a JSON object")
         return state
 

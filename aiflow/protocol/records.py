@@ -133,14 +133,24 @@ def source_of(msg: RawRecord) -> str:
 _HEX64 = frozenset("0123456789abcdef")
 
 
-def check_snapshot_ref(sha256: str, workflow_file: str) -> None:
-    """ValueError unless `sha256` is 64 lowercase hex digits and `workflow_file` a relative path that
-    stays inside the snapshot (no `..`, not absolute): a command cannot point a worker elsewhere."""
+def check_sha256(sha256: str) -> None:
+    """ValueError unless a snapshot's sha256 is 64 lowercase hex digits (it names folders and blobs)."""
     if len(sha256) != 64 or not set(sha256) <= _HEX64:
         raise ValueError(f"snapshot sha256 {sha256[:80]!r} is not 64 hex digits")
+
+
+def check_workflow_path(workflow_file: str) -> None:
+    """ValueError unless the workflow file is a relative path that stays inside its snapshot (no `..`,
+    not absolute): a command cannot point a worker at another file."""
     parts = workflow_file.replace("\\", "/").split("/")
     if not workflow_file or workflow_file.startswith("/") or ".." in parts or ":" in parts[0]:
         raise ValueError(f"workflow file {workflow_file[:200]!r} is not a relative path inside the snapshot")
+
+
+def check_snapshot_ref(sha256: str, workflow_file: str) -> None:
+    """Both checks of a snapshot reference in a message."""
+    check_sha256(sha256)
+    check_workflow_path(workflow_file)
 
 
 def parse_source(source: str) -> tuple[str, int, int] | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiflow.config import Config
 from aiflow.errors import AIFlowError, WorkflowFileError
-from aiflow.protocol.records import check_snapshot_ref
+from aiflow.protocol.records import check_sha256, check_workflow_path
 from aiflow.store.blobs import blob_store
 
 _FIXED_TIME = (2000, 1, 1, 0, 0, 0)
@@ -37,7 +37,7 @@ class PackedSnapshot:
 def file_in(folder: Path, workflow_file: str) -> Path:
     """The workflow file of an unpacked snapshot; AIFlowError if the path would leave the folder."""
     try:
-        check_snapshot_ref("0" * 64, workflow_file)
+        check_workflow_path(workflow_file)
     except ValueError as exc:
         raise AIFlowError(str(exc)) from None
     path = (folder / workflow_file).resolve()
@@ -135,7 +135,7 @@ def fetch(config: Config, uri: str, sha256: str, destination: Path) -> Path:
     """Download the snapshot blob, verify its sha256 and unpack it into `destination` (once). The
     sha256 must be 64 hex digits and the blob inside the blob store."""
     try:
-        check_snapshot_ref(sha256, "x")
+        check_sha256(sha256)
     except ValueError as exc:
         raise AIFlowError(str(exc)) from None
     if destination.is_dir():
