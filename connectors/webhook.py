@@ -64,6 +64,16 @@ class WebhookServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _drain(self, length: int) -> None:
+                """Read and drop a body too large to take (up to a few times the limit), so the client,
+                still sending it, gets the answer instead of a broken pipe."""
+                left = min(max(length, 0), 4 * MAX_BODY)
+                try:
+                    while left > 0 and (chunk := self.rfile.read(min(left, 1 << 16))):
+                        left -= len(chunk)
+                except TimeoutError:
+                    pass
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 if self.path not in ("/events", "/events/raw"):
                     return self._answer(404, {"error": f"no such path {self.path}: POST /events or /events/raw"})
@@ -77,6 +87,7 @@ class WebhookServer:
                 except ValueError:
                     return self._answer(400, {"error": "Content-Length is not a number"})
                 if length <= 0 or length > MAX_BODY:
+                    self._drain(length)
                     return self._answer(400, {"error": f"a JSON body of 1 byte to {MAX_BODY:,} bytes is needed"})
                 try:
                     data = self.rfile.read(length)
