@@ -175,9 +175,19 @@ class TransactionalLoop:
         self.subscribed = True
 
     def leave(self) -> None:
-        """Leave the consumer group: this member's partitions move to the others."""
+        """Leave the consumer group: this member's partitions move to the others.
+
+        librdkafka revokes the assignment, and only then sends LeaveGroup, from inside a poll: without
+        one the member would stay in the group until its session timed out, holding up the rebalance,
+        and keep an assignment whose offsets the broker refuses (UNKNOWN_MEMBER_ID) once it is out. A
+        record such a poll returns is dropped: its offset is not committed, so another member reads it."""
         self.consumer.unsubscribe()
         self.subscribed = False
+        self.batch = []
+        for _ in range(100):
+            if not self.consumer.assignment():
+                break
+            self.consumer.poll(0.01)
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: assigned partitions %s", self.role, [p.partition for p in partitions])
@@ -218,7 +228,7 @@ class TransactionalLoop:
         """Commit what was produced since `begin` together with the consumer's positions."""
         if not self.in_transaction:
             return
-        assignment = self.consumer.assignment()
+        assignment = self.consumer.assignment() if self.subscribed else []  # out of the group: nothing read
         if assignment:
             positions = [p for p in self.consumer.position(assignment) if p.offset >= 0]
             if positions:

@@ -121,7 +121,9 @@ def test_a_full_worker_leaves_commands_in_kafka_and_a_stopped_worker_hands_its_t
         while sorted(s[-1] for s in statuses().values()) != ["QUEUED", "RUNNING"]:
             assert time.monotonic() < deadline, statuses()
             time.sleep(0.2)
-        time.sleep(3)
+        # Full for longer than leave_when_full_after (5 s): the busy worker has left the group before
+        # the spare one starts, and goes on heartbeating from outside it.
+        time.sleep(8)
         assert sorted(s[-1] for s in statuses().values()) == ["QUEUED", "RUNNING"]  # one slot: one try
         spare = start_aiflow(["worker", "start", "--slots", "1"], env, tmp_path / "worker-2.log")
         deadline = time.monotonic() + 60
@@ -131,6 +133,8 @@ def test_a_full_worker_leaves_commands_in_kafka_and_a_stopped_worker_hands_its_t
         running = {t.task: t.worker for t in ops.list_task_executions(execution_id, config=config)}
         assert len(set(running.values())) == 2  # the queued command waited in Kafka for the spare worker
 
+        time.sleep(8)  # past the group's session timeout: the busy worker's heartbeats still commit
+        assert [s[-1] for s in statuses().values()] == ["RUNNING", "RUNNING"]
         busy.send_signal(signal.SIGTERM)  # a graceful shutdown: its try is handed back as FAILED
         assert busy.wait(timeout=60) == 0
         deadline = time.monotonic() + 60
@@ -139,6 +143,15 @@ def test_a_full_worker_leaves_commands_in_kafka_and_a_stopped_worker_hands_its_t
             time.sleep(0.2)
         [handed_back] = [t for t in ops.list_task_executions(execution_id, config=config) if t.status == "FAILED"]
         assert "shut down while it ran" in handed_back.message
+
+        spare.send_signal(signal.SIGTERM)  # it left the group too (full), and hands its try back as well
+        assert spare.wait(timeout=60) == 0
+        deadline = time.monotonic() + 60
+        while statuses()["second"][:1] != ["FAILED"]:
+            assert time.monotonic() < deadline, statuses()
+            time.sleep(0.2)
+        second = ops.get_task_execution(execution_id, "second", try_number=1, config=config)
+        assert "shut down while it ran" in second.message
         ops.stop_workflow_execution(execution_id, config=config)
     finally:
         stop_processes([p for p in (scheduler, busy, spare) if p is not None])

@@ -1,0 +1,61 @@
+"""The transactional loop against a real broker: leaving the group and committing afterwards."""
+
+from __future__ import annotations
+
+import time
+
+from aiflow.config import Config
+from aiflow.kafka import clients, sending, topics
+from aiflow.kafka.transactions import TransactionalLoop
+from aiflow.protocol.messages import Event
+
+
+def _assigned(loop: TransactionalLoop, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not loop.consumer.assignment():
+        assert time.monotonic() < deadline, "no partitions assigned"
+        loop.poll(timeout=0.1)
+        loop.abort()
+
+
+def test_a_member_that_left_the_group_hands_its_partitions_over_at_once_and_still_commits(
+        kafka_config: Config) -> None:
+    """A full worker leaves the group and goes on committing heartbeats with no input. Its partitions
+    must move without waiting out its session, and its transactions must not carry the offsets of a
+    group it is no longer in (the broker refuses those with UNKNOWN_MEMBER_ID, for good)."""
+    config = kafka_config
+    tasks, group = topics.name(config, topics.TASKS), f"{config.topic_prefix}-loop-test"
+    producer = clients.producer(config, role="test")
+    for partition in range(topics.partition_count(config, topics.TASKS)):
+        producer.produce(tasks, b"input", partition=partition)
+    producer.flush(10)
+
+    leaving = TransactionalLoop(config, "leaving", tasks, group)
+    staying: TransactionalLoop | None = None
+    try:
+        _assigned(leaving)
+        deadline = time.monotonic() + 30
+        read = 0
+        while read < topics.partition_count(config, topics.TASKS):  # read its input, so it has positions
+            assert time.monotonic() < deadline
+            read += len(leaving.poll(timeout=0.2))
+        leaving.begin()
+        leaving.commit()
+
+        leaving.leave()
+        assert leaving.consumer.assignment() == []  # revoked at once, LeaveGroup sent
+
+        staying = TransactionalLoop(config, "staying", tasks, group)
+        started = time.monotonic()
+        _assigned(staying)
+        # Well under the session timeout: it did not wait for the member that left to expire.
+        assert time.monotonic() - started < config.values["kafka.session_timeout_ms"] / 1000
+
+        for _ in range(2):  # heartbeats from outside the group commit
+            leaving.begin()
+            sending.produce(leaving.producer, config, Event("beat").to_record())
+            leaving.commit()
+    finally:
+        leaving.close()
+        if staying is not None:
+            staying.close()
