@@ -69,6 +69,16 @@ KEYS: tuple[Key, ...] = (
         "seconds a STOP may go unconfirmed before it is sent again as a KILL"),
     Key("scheduler.queue_timeout", int, 600, "AIFLOW_QUEUE_TIMEOUT",
         "seconds a try may wait for a worker to take its START before it is FAILED (and retried if it may be)"),
+    Key("scheduler.snapshot_cache_retention", int, 7 * 24 * 3600, "AIFLOW_SCHEDULER_SNAPSHOT_CACHE_RETENTION",
+        "seconds an unpacked snapshot of the scheduler's cache may go unused before it is removed (0 keeps them)"),
+    Key("scheduler.condition_timeout", int, 5, "AIFLOW_CONDITION_TIMEOUT",
+        "seconds a condition of the user's own may take to answer (in its snapshot's process) before it is "
+        "treated as not met and its process is started again"),
+    Key("workflows.load_timeout", int, 30, "AIFLOW_WORKFLOWS_LOAD_TIMEOUT",
+        "seconds a workflow file may take to load, at upload and in the scheduler (in a process of its own); "
+        "a file that takes longer is refused at upload and fails its execution in the scheduler"),
+    Key("workflows.load_memory_mb", int, 4096, "AIFLOW_WORKFLOWS_LOAD_MEMORY_MB",
+        "address-space cap in MB of the process that loads a workflow file (0: none)"),
     Key("worker.slots", int, 4, "AIFLOW_WORKER_SLOTS", "tries one worker runs at once"),
     Key("worker.heartbeat_interval", int, 5, "AIFLOW_WORKER_HEARTBEAT_INTERVAL",
         "seconds between a worker's heartbeats (for each running try, and a beacon to every inbox partition)"),
@@ -76,6 +86,11 @@ KEYS: tuple[Key, ...] = (
         "whether tasks inherit the worker's database URI and Kafka secrets in their environment"),
     Key("worker.stop_grace", int, 10, "AIFLOW_WORKER_STOP_GRACE",
         "seconds between SIGTERM and SIGKILL when a try is stopped"),
+    Key("worker.working_dir_retention", int, 7 * 24 * 3600, "AIFLOW_WORKER_WORKING_DIR_RETENTION",
+        "seconds after its last change that an execution's working folder and task logs are removed, unless "
+        "one of its tries runs on this worker (0 keeps them)"),
+    Key("worker.isolated_namespaces", str, "", "AIFLOW_WORKER_ISOLATED_NAMESPACES",
+        "namespaces whose tasks may send events only into their own namespace (comma-separated; * for all)"),
     Key("broker.port", int, 9092, "AIFLOW_BROKER_PORT", "client port of the local broker"),
     Key("broker.controller_port", int, 9093, "AIFLOW_BROKER_CONTROLLER_PORT",
         "KRaft controller port of the local broker"),
@@ -87,6 +102,10 @@ KEYS: tuple[Key, ...] = (
         "Apache Kafka version the local broker fetches from Maven Central"),
     Key("broker.cache_dir", str, "{home}/kafka-dist", "AIFLOW_BROKER_CACHE_DIR",
         "where the local broker's jars are kept once fetched"),
+    Key("logs.max_bytes", int, 50 * 1024 * 1024, "AIFLOW_LOG_MAX_BYTES",
+        "size at which the log of a background service (scheduler, worker, standalone) is rotated (0: never)"),
+    Key("logs.backups", int, 5, "AIFLOW_LOG_BACKUPS",
+        "rotated logs kept per service (<service>.log.1 is the newest)"),
 )
 KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
 MAP_KEYS = ("kafka.properties",)
@@ -101,6 +120,19 @@ def is_secret_name(name: str) -> bool:
     """Whether a setting's name says it holds a secret (a password, a token, a key...)."""
     lowered = name.lower()
     return any(word in lowered for word in ("password", "secret", "token", "oauthbearer", "key"))
+
+
+def without_credentials(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment without what only services need: the database URI, the webhook token and the
+    secret Kafka properties (user code — tasks, workflow files — runs with this)."""
+    return {name: value for name, value in environ.items()
+            if name not in ("AIFLOW_DB_URI", "AIFLOW_WEBHOOK_TOKEN")
+            and not (name.startswith(KAFKA_PROPERTY_ENV_PREFIX) and is_secret_name(name))}
+
+
+def isolated_names(spec: str) -> frozenset[str]:
+    """The namespaces a `worker.isolated_namespaces` value names ('*' stands for all)."""
+    return frozenset(n.strip() for n in spec.split(",") if n.strip())
 
 
 def default_home() -> Path:
@@ -220,6 +252,14 @@ class Config:
                      "scheduler.stop_timeout", "scheduler.queue_timeout", "worker.slots", "worker.heartbeat_interval"):
             if self.values[name] < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {self.values[name]}")
+        for name in ("worker.working_dir_retention", "scheduler.snapshot_cache_retention", "logs.max_bytes"):
+            if self.values[name] < 0:
+                raise ConfigError(f"{name}: must be 0 (off) or more, got {self.values[name]}")
+        if self.values["logs.backups"] < 1:
+            raise ConfigError(f"logs.backups: must be at least 1, got {self.values['logs.backups']}")
+        for name in self.isolated_namespaces - {"*"}:
+            if not all(c.isalnum() or c in "._-" for c in name):
+                raise ConfigError(f"worker.isolated_namespaces: {name!r} is not a namespace name")
         for name in ("broker.port", "broker.controller_port"):
             if not 0 < self.values[name] < 65536:
                 raise ConfigError(f"{name}: {self.values[name]} is not a TCP port")
@@ -260,6 +300,16 @@ class Config:
     @property
     def namespace(self) -> str:
         return str(self.values["namespace"])
+
+    @property
+    def isolated_namespaces(self) -> frozenset[str]:
+        """The namespaces of `worker.isolated_namespaces` ('*' stands for all)."""
+        return isolated_names(str(self.values["worker.isolated_namespaces"]))
+
+    def is_isolated(self, namespace: str) -> bool:
+        """Whether the tasks of `namespace` may send events only into it."""
+        isolated = self.isolated_namespaces
+        return "*" in isolated or namespace in isolated
 
     @property
     def db_uri(self) -> str:

@@ -1,7 +1,11 @@
-"""Processes aiflow starts in the background: pid files, liveness, stopping a whole process group."""
+"""Processes aiflow starts in the background: pid files, liveness, stopping a whole process group,
+their logs (rotated by size, owner-only)."""
 
 from __future__ import annotations
 
+import io
+import logging
+import logging.handlers
 import os
 import signal
 import subprocess
@@ -77,6 +81,65 @@ def read_pid(pid_file: Path) -> int | None:
 
 
 READY = "ready"
+# Set by start_daemon for the service it starts: the log file the service then rotates itself.
+ENV_SERVICE_LOG = "AIFLOW_SERVICE_LOG"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def open_private_log(path: Path) -> int:
+    """A descriptor appending to `path`, which only its owner may read (made so if it existed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:  # not ours to change: the home (mode 700) still keeps others out
+        pass
+    return fd
+
+
+class ServiceLogHandler(logging.handlers.RotatingFileHandler):
+    """The log of a background service: rotated by size (`<name>.log.1` the newest of `backups`),
+    owner-only, and also the process's stdout and stderr.
+
+    Each file it opens is put on descriptors 1 and 2 too, so what is written there without Python's
+    logging — librdkafka, a traceback, the fork server and other children started afterwards — lands
+    in the current file, next to the log lines, in order. A child started before a rotation keeps
+    writing to the file it was given, which moves to `.1`, `.2`, ...: nothing it writes is lost until
+    that file is the oldest and goes. The size is checked when a log line is written, so output that
+    bypasses logging can take a file past `max_bytes` until the next line.
+    """
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8", errors="replace")
+
+    def _open(self) -> io.TextIOWrapper:
+        fd = open_private_log(Path(self.baseFilename))
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
+def log_to_service_file(max_bytes: int, backups: int) -> Path | None:
+    """In a service that start_daemon started: log to its file through a ServiceLogHandler, in place
+    of stderr. Returns the file; None (and nothing changes) in a service run in the foreground."""
+    name = os.environ.pop(ENV_SERVICE_LOG, None)  # not passed on to tasks and other children
+    if not name:
+        return None
+    path = Path(name)
+    root = logging.getLogger()
+    formatter = next((h.formatter for h in root.handlers if h.formatter is not None), None)
+    for handler in list(root.handlers):  # stderr is the file now: lines would be written twice
+        if type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, sys.stdout):
+            root.removeHandler(handler)
+    handler = ServiceLogHandler(path, max_bytes, backups)
+    handler.setFormatter(formatter or logging.Formatter(LOG_FORMAT))
+    root.addHandler(handler)
+    return path
 
 
 class ServiceStatus:
@@ -120,9 +183,14 @@ def start_daemon(name: str, argv: list[str], pid_file: Path, log_file: Path, env
     log_file.parent.mkdir(parents=True, exist_ok=True)
     if status is not None:
         status.clear()
-    with open(log_file, "ab") as log:
+    # The file takes what the service writes until it opens its ServiceLogHandler (which then rotates it).
+    child_env = {**(os.environ if env is None else env), ENV_SERVICE_LOG: str(log_file)}
+    log = open_private_log(log_file)
+    try:
         process = subprocess.Popen([sys.executable, "-m", "aiflow.cli", *argv], stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+                                   stdin=subprocess.DEVNULL, start_new_session=True, env=child_env)
+    finally:
+        os.close(log)
     pid_file.write_text(str(process.pid))
     deadline = time.monotonic() + (wait if status is not None else 1.5)
     while time.monotonic() < deadline:

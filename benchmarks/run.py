@@ -3,7 +3,7 @@
 Starts what it needs on loopback — a local broker in a temporary aiflow home, and scheduler and
 worker processes — runs each benchmark, stops everything, prints a table and writes
 benchmarks/results.json. Each benchmark's docstring says how it measures. NAME is one of:
-event_latency, hop_latency, routing, task_throughput, failover, memory.
+event_latency, hop_latency, routing, task_throughput, failover, memory, restore.
 """
 
 from __future__ import annotations
@@ -408,9 +408,21 @@ def _rss(pid: int) -> float:
     return 0.0
 
 
+def restore(lab: Lab, quick: bool) -> Result:
+    """A scheduler's restore of its state partitions (benchmarks/restore.py says how it is measured)."""
+    import restore as restore_bench  # benchmarks/restore.py, next to this file
+
+    figures = restore_bench.measure(lab.config(), quick)
+    seconds = figures["restore_s"]
+    return Result("scheduler restore, 100,000 settled executions" if not quick else "scheduler restore (quick)",
+                  "s", seconds, None, None, figures["records"], f"<= {restore_bench.TARGET_S:.0f}",
+                  seconds <= restore_bench.TARGET_S, (restore_bench.__doc__ or "").split("\n\n")[1],
+                  {"read_and_decode_every_key_s": figures["read_and_decode_every_key_s"]})
+
+
 BENCHMARKS: dict[str, Callable[[Lab, bool], Result]] = {
     "event_latency": event_latency, "hop_latency": hop_latency, "routing": routing,
-    "task_throughput": task_throughput, "failover": failover, "memory": memory,
+    "task_throughput": task_throughput, "failover": failover, "memory": memory, "restore": restore,
 }
 
 

@@ -9,7 +9,7 @@ import click
 from aiflow.cli.common import load_config, namespace_option
 from aiflow.cli.output import emit, output_option
 
-EXECUTION_COLUMNS = ["id", "workflow", "status", "run_type", "snapshot_version", "begin_date", "end_date"]
+EXECUTION_COLUMNS = ["id", "workflow", "status", "run_type", "snapshot_version", "begin_date", "end_date", "message"]
 TASK_COLUMNS = ["task", "try_number", "status", "begin_date", "end_date", "worker", "cause"]
 
 

@@ -8,7 +8,7 @@ import click
 
 from aiflow.cli.common import load_config, service_logging
 from aiflow.config import Config
-from aiflow.process import ServiceStatus, start_daemon, stop_daemon
+from aiflow.process import ServiceStatus, log_to_service_file, start_daemon, stop_daemon
 
 
 def _pid_file(config: Config, name: str) -> Path:
@@ -21,6 +21,12 @@ def _status(config: Config, name: str) -> ServiceStatus:
 
 def _log_file(config: Config, name: str) -> Path:
     return config.home / "logs" / f"{name}.log"
+
+
+def daemon_logging(config: Config) -> None:
+    """The logging of a service: at INFO; started with --daemon, into its log file rotated by size."""
+    service_logging()
+    log_to_service_file(int(config.values["logs.max_bytes"]), int(config.values["logs.backups"]))
 
 
 @click.group("scheduler")
@@ -48,7 +54,7 @@ def scheduler_start(daemon: bool, wait: float) -> None:
         return
     from aiflow.scheduler.process import run_scheduler
 
-    service_logging()
+    daemon_logging(config)
     try:
         run_scheduler(config, say=status.set)
     finally:
@@ -85,7 +91,7 @@ def worker_start(daemon: bool, slots: int | None, wait: float) -> None:
         return
     from aiflow.scheduler.process import run_worker
 
-    service_logging()
+    daemon_logging(config)
     try:
         run_worker(config, slots, say=status.set)
     finally:

@@ -18,7 +18,7 @@ import click
 
 from aiflow.cli.common import load_config, service_logging
 from aiflow.config import Config
-from aiflow.process import ServiceStatus, private_home, read_pid, start_daemon, stop_group
+from aiflow.process import ServiceStatus, log_to_service_file, private_home, read_pid, start_daemon, stop_group
 
 if TYPE_CHECKING:
     from aiflow.kafka.local_broker import LocalBroker
@@ -64,6 +64,7 @@ def run_foreground(config: Config, slots: int | None) -> None:
 
     service_logging()
     private_home(config.home)
+    log_to_service_file(int(config.values["logs.max_bytes"]), int(config.values["logs.backups"]))
     status = _status(config)
     stop = threading.Event()
     handle_signals(stop)

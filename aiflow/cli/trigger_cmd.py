@@ -7,8 +7,8 @@ import click
 from aiflow.cli.common import load_config, namespace_option
 from aiflow.cli.output import emit, output_option
 
-TRIGGER_COLUMNS = ["id", "namespace", "workflow", "condition", "is_paused", "create_time"]
-SCHEDULE_COLUMNS = ["id", "namespace", "workflow", "expression", "is_paused", "create_time"]
+TRIGGER_COLUMNS = ["id", "namespace", "workflow", "condition", "is_paused", "pause_reason", "create_time"]
+SCHEDULE_COLUMNS = ["id", "namespace", "workflow", "expression", "is_paused", "pause_reason", "create_time"]
 
 
 @click.group("workflow-trigger")

@@ -14,7 +14,11 @@ Guarantees:
 
 Inside a task (the worker sets `AIFLOW_EXECUTION_ID` and friends in its environment) the client takes
 Kafka's address from the configuration in that environment and stamps each event with the task's
-namespace, workflow, execution, task and try, which scopes it to that execution.
+namespace, workflow, execution, task and try, which scopes it to that execution, and with the task's
+namespace in its context (`aiflow.task_namespace`). A task of an isolated namespace
+(`worker.isolated_namespaces`) may send events only into its namespace, and read only its events:
+the client refuses anything else with an EventError, before anything is sent. This check is on the
+task's side of the wire; the router checks again (docs/operations.md says what either check is worth).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from aiflow.config import Config
 from aiflow.errors import EventError
-from aiflow.events.context import TaskContext
+from aiflow.events.context import TASK_NAMESPACE_CONTEXT, TaskContext
 from aiflow.kafka import clients, sending, topics
 from aiflow.protocol.deadletter import decode_or_dead_letter
 from aiflow.protocol.messages import Event
@@ -78,11 +82,23 @@ class EventClient:
                 self._producer = clients.producer(self.config, role="events")
             return self._producer
 
+    def _check_namespace(self, namespace: str, doing: str) -> None:
+        """EventError if this process is a task bound to its namespace and `namespace` is another."""
+        task = self.task
+        if task is not None and task.isolated and namespace != task.namespace:
+            raise EventError(f"task {task.workflow}/{task.task} of namespace {task.namespace!r} may not {doing} "
+                             f"namespace {namespace!r}: {task.namespace!r} is isolated (worker.isolated_namespaces)")
+
     def _new_event(self, key: str, value: str | None, namespace: str | None,
                    context: Mapping[str, str] | None) -> Event:
         task = self.task
-        return Event(key=key, value=value, namespace=namespace or self.namespace, sender=self.sender,
-                     context=dict(context or {}), send_time=datetime.now(timezone.utc),
+        namespace = namespace or self.namespace
+        self._check_namespace(namespace, "send events into")
+        stamped = dict(context or {})
+        if task is not None:
+            stamped[TASK_NAMESPACE_CONTEXT] = task.namespace
+        return Event(key=key, value=value, namespace=namespace, sender=self.sender,
+                     context=stamped, send_time=datetime.now(timezone.utc),
                      workflow=task.workflow if task else None, execution_id=task.execution_id if task else None,
                      task=task.task if task else None, try_number=task.try_number if task else None)
 
@@ -130,6 +146,7 @@ class EventClient:
         gives one per partition). `event_keys` None or empty means every key. Returns the listener id.
         """
         self._check_open()
+        self._check_namespace(namespace or self.namespace, "listen to events of")
         listener = _Listener(self, listener_processor, set(event_keys or ()), namespace or self.namespace)
         listener.start(self._start_positions(listener.consumer, begin_time, begin_offset))
         self._listeners[listener.id] = listener
@@ -184,6 +201,7 @@ class EventClient:
         `follow`, then wait for new ones until `stop` is set."""
         self._check_open()
         namespace = namespace or self.namespace
+        self._check_namespace(namespace, "read events of")
         consumer = clients.consumer(self.config, role="event-reader", settings={"enable.partition.eof": True})
         try:
             if since is not None:

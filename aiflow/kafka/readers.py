@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from aiflow.config import Config
 from aiflow.kafka import clients, topics
@@ -25,17 +25,34 @@ log = logging.getLogger(__name__)
 WorkflowId = tuple[str, str]
 
 
+# A header the scheduler puts on the state record of an execution that is settled (finished, no try
+# still stopping): a restoring scheduler does not keep those, so it learns their ids from the key
+# and this header without decoding their bodies.
+SETTLED_HEADER = "aiflow.settled"
+
+
 def read_state(config: Config, partitions: Iterable[int], reporter: str = "state-reader",
-               timeout: float = 60.0) -> dict[tuple[str, str], tuple[int, StateRecord]]:
+               timeout: float = 60.0, settled: dict[str, int] | None = None,
+               keep_tombstoned: bool = False) -> dict[tuple[str, str], tuple[int, StateRecord]]:
     """(entity, id) -> (partition, latest committed record) of every entity in these partitions
-    (read_committed, to the end); tombstones and unreadable records are passed over. KafkaException
-    if the end is not reached within `timeout` seconds of no progress (Kafka away): the caller retries."""
+    (read_committed, to the end). KafkaException if the end is not reached within `timeout` seconds
+    of no progress (Kafka away): the caller retries.
+
+    The latest record of a key is the last one in its partition, as compaction keeps it; only that
+    one is decoded, and unreadable ones are passed over. A key whose last record is a tombstone (the
+    projector wrote its settled execution to the database) is left out, unless `keep_tombstoned`:
+    then its last record before the tombstone is given, where compaction has not removed it yet.
+    With a `settled` dict, the records marked settled (SETTLED_HEADER) are not decoded either: their
+    ids go into it, with their partitions, instead of into the result."""
     wanted = set(partitions)
     reader = clients.consumer(config, role="state-reader", settings={"enable.partition.eof": True})
     topic = topics.name(config, topics.STATE)
     reader.assign([TopicPartition(topic, p, 0) for p in wanted])
     at_end: set[int] = set()
-    latest: dict[tuple[str, str], tuple[int, StateRecord]] = {}
+    # Keys are (partition, record key), as compaction sees them: the last record of each, and (in order
+    # of reading) the keys whose last record is marked settled and is left undecoded.
+    last: dict[tuple[int, bytes | str | None], Message] = {}
+    skipped: dict[tuple[int, bytes | str | None], None] = {}
     deadline = time.monotonic() + timeout
     try:
         while len(at_end) < len(wanted):
@@ -53,18 +70,35 @@ def read_state(config: Config, partitions: Iterable[int], reporter: str = "state
                         at_end.add(partition)
                     continue
                 at_end.discard(partition)
-                if msg.value() is None:
-                    continue
-                record = decode_or_dead_letter(msg, StateRecord.from_record, reporter, None)
-                if record is None:
-                    continue
-                key = (record.entity, record.entity_id)
-                known = latest.get(key)
-                if known is None or record.version >= known[1].version:
-                    latest[key] = (partition, record)
+                key = (partition, msg.key())
+                if msg.value() is None:  # a tombstone
+                    if not keep_tombstoned:
+                        last.pop(key, None)
+                    skipped.pop(key, None)
+                elif settled is not None and _marked_settled(msg):
+                    last.pop(key, None)
+                    skipped[key] = None
+                else:
+                    last[key] = msg
+                    skipped.pop(key, None)
     finally:
         reader.close()
+    latest: dict[tuple[str, str], tuple[int, StateRecord]] = {}
+    for msg in last.values():
+        record = decode_or_dead_letter(msg, StateRecord.from_record, reporter, None)
+        if record is not None:
+            latest[(record.entity, record.entity_id)] = (msg.partition() or 0, record)
+    if settled is not None:
+        for partition, raw in skipped:
+            text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+            if text is not None:
+                settled[text] = partition
     return latest
+
+
+def _marked_settled(msg: Message) -> bool:
+    headers = msg.headers()
+    return headers is not None and any(pair[0] == SETTLED_HEADER for pair in headers)
 
 
 def read_dead_letters(config: Config, limit: int | None = None) -> list[DeadLetter]:
@@ -96,6 +130,9 @@ class DefinitionFollower:
     def __init__(self, config: Config, reporter: str = "definitions",
                  on_change: Callable[[WorkflowId, WorkflowDefinition | None], None] | None = None) -> None:
         self.definitions: dict[WorkflowId, WorkflowDefinition] = {}
+        # Every snapshot announced for each workflow since this reader started, by version: (uri,
+        # sha256, workflow file). Only these may run (a compacted topic keeps the latest of each).
+        self.snapshots: dict[WorkflowId, dict[int, tuple[str, str, str]]] = {}
         self.reporter = reporter
         self.on_change = on_change
         self.consumer = clients.consumer(config, role=f"{reporter}-definitions",
@@ -119,8 +156,22 @@ class DefinitionFollower:
                     self.on_change(found.workflow_id, None)
             else:
                 self.definitions[found.workflow_id] = found
+                self.snapshots.setdefault(found.workflow_id, {})[found.version] = (
+                    found.snapshot_uri, found.snapshot_sha256, found.workflow_file)
                 if self.on_change:
                     self.on_change(found.workflow_id, found)
+
+    def read_to_end(self, timeout: float = 10.0) -> None:
+        """Read what the topic holds now, waiting at most `timeout`: a definition published just before
+        a command that names it may not have been read yet."""
+        tp = TopicPartition(self.consumer.assignment()[0].topic, 0)
+        deadline = time.monotonic() + timeout
+        try:
+            end = self.consumer.get_watermark_offsets(tp, timeout=timeout)[1]
+            while end > 0 and time.monotonic() < deadline and self.consumer.position([tp])[0].offset < end:
+                self.poll(timeout=0.1)
+        except KafkaException as exc:
+            log.warning("%s: could not read the workflows topic to its end: %s", self.reporter, exc)
 
     def catch_up(self, stop: threading.Event | None = None) -> None:
         """Read to the end of the topic (as long as Kafka takes to answer), unless `stop` is set first."""

@@ -29,6 +29,9 @@ __all__ = ["ALL", "CONTROL", "DLQ", "EVENTS", "INBOX", "STATE", "TASKS", "WORKFL
            "create_topics", "describe_topics", "name", "partition_count", "specs"]
 
 
+STATE_SEGMENT_MS = 3600 * 1000  # the state topic's segment.ms and min.compaction.lag.ms
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     role: str
@@ -68,7 +71,22 @@ def specs(config: Config) -> list[TopicSpec]:
         spec(TASKS, parts, {"cleanup.policy": "delete", "retention.ms": keep}, "task START commands"),
         spec(CONTROL, 1, {"cleanup.policy": "delete", "retention.ms": keep},
              "STOP / KILL commands, read by every worker"),
-        spec(STATE, parts, {"cleanup.policy": "compact"}, "changelog of the scheduler's state"),
+        # The state changelog is compacted so that a restore reads about one record per live entity:
+        # the projector tombstones each settled execution once the database holds it.
+        spec(STATE, parts, {"cleanup.policy": "compact",
+                            # Compaction cleans only closed segments: roll one every hour, so records
+                            # and tombstones do not wait for a 1 GiB segment (the default) to fill.
+                            "segment.ms": str(STATE_SEGMENT_MS),
+                            # Every record stays at least this long, so a projector lagging up to an hour
+                            # still sees each intermediate record (and each try trimmed from later ones).
+                            "min.compaction.lag.ms": str(STATE_SEGMENT_MS),
+                            # A tombstone outlives its key's records by a day, so a reader that started
+                            # before the clean-up (a restore, `db rebuild`) sees it too.
+                            "delete.retention.ms": str(24 * 3600 * 1000),
+                            # Clean once a tenth of the log is superseded (default half): most of this
+                            # topic is superseded versions and settled executions.
+                            "min.cleanable.dirty.ratio": "0.1"},
+             "changelog of the scheduler's state"),
         spec(WORKFLOWS, 1, {"cleanup.policy": "compact"}, "workflow definitions and the keys they listen to"),
         # A dead letter is a record as received plus headers: room for a record at the broker's limit.
         spec(DLQ, 1, {"cleanup.policy": "delete", "retention.ms": str(config.values["topics.dlq_retention_ms"]),

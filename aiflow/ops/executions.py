@@ -46,11 +46,12 @@ class ExecutionInfo(_Info):
     begin_date: datetime | None
     end_date: datetime | None
     cause: str
+    message: str = ""  # why it failed, when no try says it (its workflow could not be loaded)
 
 
 def _execution_info(row: ExecutionRow, workflow: WorkflowRow) -> ExecutionInfo:
     return ExecutionInfo(row.id, workflow.namespace, workflow.name, row.snapshot_version, row.status, row.run_type,
-                         _maybe(row.begin_date), _maybe(row.end_date), row.cause)
+                         _maybe(row.begin_date), _maybe(row.end_date), row.cause, row.message)
 
 
 def _task_info(row: TaskExecutionRow) -> TaskExecutionInfo:

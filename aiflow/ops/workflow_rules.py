@@ -32,6 +32,7 @@ class TriggerInfo(_Info):
     condition: dict[str, Any]
     is_paused: bool
     create_time: datetime
+    pause_reason: str = ""  # set when the scheduler could not evaluate it
 
 
 @dataclass
@@ -42,16 +43,17 @@ class ScheduleInfo(_Info):
     expression: str
     is_paused: bool
     create_time: datetime
+    pause_reason: str = ""  # set when the scheduler could not evaluate it
 
 
 def _trigger_info(row: TriggerRow, workflow: WorkflowRow) -> TriggerInfo:
     return TriggerInfo(row.id, workflow.namespace, workflow.name, json.loads(row.definition), row.is_paused,
-                       _aware(row.create_time))
+                       _aware(row.create_time), row.pause_reason)
 
 
 def _schedule_info(row: ScheduleRow, workflow: WorkflowRow) -> ScheduleInfo:
     return ScheduleInfo(row.id, workflow.namespace, workflow.name, row.expression, row.is_paused,
-                        _aware(row.create_time))
+                        _aware(row.create_time), row.pause_reason)
 
 
 RuleRow = TypeVar("RuleRow", TriggerRow, ScheduleRow)
@@ -90,6 +92,7 @@ class _Rules(Generic[RuleRow, RuleInfo]):
         with Store(config).session() as s:
             row, workflow = _owned_row(s, self.model, rule_id, self.noun)
             row.is_paused = paused
+            row.pause_reason = ""  # paused or resumed by hand: the scheduler's reason no longer holds
             s.flush()
             _publish_workflow(s, config, workflow)
             return self.info(row, workflow)

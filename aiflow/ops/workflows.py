@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -63,12 +64,24 @@ def _workflow_info(row: WorkflowRow) -> WorkflowInfo:
                         _aware(row.create_time), _aware(row.update_time), json.loads(row.definition))
 
 
-def inspect_workflow_file(path: Path, namespace: str) -> list[dict[str, Any]]:
-    """Load the file in a separate Python process; return its workflows' descriptions or raise with
-    the file's line and the error's last lines."""
+def inspect_workflow_file(path: Path, namespace: str, config: Config) -> list[dict[str, Any]]:
+    """Load the file in a separate Python process, within `workflows.load_timeout` and under
+    `workflows.load_memory_mb`; return its workflows' descriptions or raise with the file's line and
+    the error's last lines."""
     env = {**os.environ, NAMESPACE_ENV: namespace}
-    done = subprocess.run([sys.executable, "-m", "aiflow.sdk.loader", str(path)], cwd=path.parent, env=env,
-                          capture_output=True, text=True, timeout=600)
+    timeout = float(config.values["workflows.load_timeout"])
+    argv = [sys.executable, "-m", "aiflow.sdk.loader", "--memory-mb", str(config.values["workflows.load_memory_mb"]),
+            str(path)]
+    process = subprocess.Popen(argv, cwd=path.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the loader and whatever the file started
+        process.communicate()
+        raise WorkflowFileError(f"{path}: loading it timed out after {timeout:.0f} s (workflows.load_timeout): "
+                                "does it loop, or wait for something, at import?") from None
+    done = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
     try:
         result = json.loads(done.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
@@ -118,7 +131,7 @@ def upload_workflows(workflow_file_path: str | os.PathLike[str],
     path = Path(workflow_file_path).resolve()
     if not path.is_file():
         raise WorkflowFileError(f"{workflow_file_path}: no such file")
-    described = inspect_workflow_file(path, _ns(config, namespace))
+    described = inspect_workflow_file(path, _ns(config, namespace), config)
     store = Store(config)
     blobs = blob_store(config)
     results: list[WorkflowInfo] = []

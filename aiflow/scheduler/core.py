@@ -91,6 +91,7 @@ class Execution:
     states: dict[str, Any] = field(default_factory=dict)
     next_periodic: dict[str, float] = field(default_factory=dict)
     version: int = 0
+    message: str = ""  # why it failed, when no try says it (its workflow could not be loaded)
 
     def latest(self, task: str) -> TaskTry | None:
         tries = self.tries.get(task)
@@ -116,15 +117,27 @@ class Execution:
         return cls(**data)
 
 
-# Tries kept per task in an execution's state: enough for every decision (only the latest matters)
-# and for a readable changelog; older ones live on in the database. It bounds a never-ending
-# execution's state record, which would otherwise grow with every restart of a periodic task.
-TRIES_KEPT = 100
+# Finished tries an execution's state keeps besides each task's latest try. Every decision reads only
+# a task's latest try (`Execution.latest`, `tries[-1]`: rules' task statuses, settling, timeouts,
+# the next try's number) and the worker's check of old START commands reads the same, so the earlier
+# tries are there only to make the changelog readable: the most recent few of the whole execution,
+# by end time. Older ones live on in the database (the projector upserts tries and never deletes
+# one). This bounds the state record of a never-ending execution, which would otherwise grow with
+# every restart of a periodic task and be rewritten whole on every change: it holds at most one try
+# per task of the workflow plus TRIES_KEPT.
+TRIES_KEPT = 20
 
 
 def trim_history(ex: Execution) -> None:
-    for tries in ex.tries.values():
-        del tries[:-TRIES_KEPT]
+    """Keep each task's latest try and the TRIES_KEPT most recently ended earlier ones."""
+    earlier = sum(len(tries) - 1 for tries in ex.tries.values())
+    if earlier <= TRIES_KEPT:
+        return
+    ranked = sorted(((t.end_time or t.begin_time or t.queued_time or 0.0, t.try_number, task)
+                     for task, tries in ex.tries.items() for t in tries[:-1]), reverse=True)
+    keep = {(task, number) for _, number, task in ranked[:TRIES_KEPT]}
+    for task, tries in ex.tries.items():
+        tries[:-1] = [t for t in tries[:-1] if (task, t.try_number) in keep]
 
 
 # -- outputs ---------------------------------------------------------------------------------
@@ -382,6 +395,30 @@ def start_execution(workflow: Workflow, execution_id: str, snapshot: Snapshot, r
     return ex, run.out
 
 
+def unloadable_execution(namespace: str, workflow: str, execution_id: str, snapshot: Snapshot,
+                         run_type: ExecutionType, cause: str, reason: str, now: float) -> Execution:
+    """A new execution whose workflow cannot be loaded: FAILED at once, with the reason; it runs nothing."""
+    return Execution(id=execution_id, namespace=namespace, workflow=workflow, snapshot=snapshot,
+                     run_type=run_type.value, cause=cause, status=WorkflowStatus.FAILED.value, create_time=now,
+                     end_time=now, message=reason)
+
+
+def stand_in(ex: Execution) -> Workflow:
+    """An empty workflow for an execution whose own cannot be loaded any more: with it the core still
+    takes its tries' reports, so the execution settles once `fail_execution` has stopped them."""
+    return Workflow(ex.workflow, ex.namespace)
+
+
+def fail_execution(ex: Execution, reason: str, now: float) -> list[Output]:
+    """The execution FAILED for a reason of its own (not a try's); its alive tries are stopped."""
+    if ex.finished:
+        return []
+    run = _Run(ex, stand_in(ex), now)
+    ex.message = reason
+    run.finish(WorkflowStatus.FAILED)
+    return run.out
+
+
 def on_event(ex: Execution, workflow: Workflow, event: Event, source: str, now: float) -> list[Output]:
     if ex.finished:
         return []
@@ -412,7 +449,13 @@ def on_command(ex: Execution, workflow: Workflow, command: str, task: str | None
 
 def on_report(ex: Execution, workflow: Workflow, task: str, try_number: int, status: str | None,
               message: str, worker: str, now: float) -> list[Output]:
-    """A worker's report on a try: a status (RUNNING, SUCCESS, FAILED, STOPPED) or a heartbeat (None)."""
+    """A worker's report on a try: a status (RUNNING, SUCCESS, FAILED, STOPPED) or a heartbeat (None).
+
+    A heartbeat changes only the try's `last_heartbeat` (and `worker`) and returns nothing: the service
+    keeps it in memory and writes no state record for it, so a restored try's `last_heartbeat` may be
+    old. That is safe because a restore starts with no worker heard (`heard_since` None): no silence
+    counts until workers are heard again, and then every try gets a full heartbeat timeout
+    (`_silence_end` counts from the later of the last heartbeat and `heard_since`)."""
     attempt = ex.latest(task)
     if attempt is None or attempt.try_number != try_number or not attempt.alive:
         # Late, duplicate or unknown: the try it is about is no longer in play. One that says it runs
@@ -545,6 +588,9 @@ class WorkflowState:
     version: int = 0
     inbox_offset: int = -1  # of the last inbox message applied for this workflow
     event_positions: dict[str, int] = field(default_factory=dict)  # events partition -> last offset applied
+    # Triggers and schedules that cannot be evaluated ("trigger 3", "schedule 1") and why: the scheduler
+    # passes them over and they show as paused with this reason until the definition changes.
+    rule_errors: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

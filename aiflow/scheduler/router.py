@@ -6,6 +6,12 @@ see aiflow/kafka/transactions.py). Lookup is one dict access per event: the inde
 kept current as definitions change. Scoping: an event sent from inside a task goes only to its own
 workflow; any other event goes to every workflow of its namespace that listens to its key.
 
+Isolated namespaces (`worker.isolated_namespaces`): an event that says it comes from a task of an
+isolated namespace (its task fields, and the task's namespace that the event client stamps in its
+context) but is sent into another namespace is dead-lettered, with the reason, instead of routed.
+The router can only go by what the event says of itself: this stops a task that got past its own
+client's check, not one that writes records of its own making (docs/operations.md).
+
 The router owns the events topic, and also the control and workflows topics, which every worker and
 every scheduler read but none can own (protocol/topics.py): its consumer group reads them only to
 check them. A record that cannot be read goes to the dead-letter topic, in the same transaction.
@@ -21,10 +27,11 @@ from collections.abc import Sequence
 from confluent_kafka import Message
 
 from aiflow.config import Config
+from aiflow.events.context import TASK_NAMESPACE_CONTEXT
 from aiflow.kafka import sending, topics
 from aiflow.kafka.readers import DefinitionFollower, WorkflowId
 from aiflow.kafka.transactions import TransactionalLoop
-from aiflow.protocol.deadletter import decode_or_dead_letter
+from aiflow.protocol.deadletter import dead_letter, decode_or_dead_letter
 from aiflow.protocol.messages import ControlCommand, Event, InboxMessage, WorkflowDefinition, read_workflow_record
 from aiflow.protocol.records import Record, source_of
 
@@ -87,12 +94,27 @@ class Router:
         event = decode_or_dead_letter(msg, Event.from_record, "router", dead)
         if event is None:
             return dead
+        breach = self._isolation_breach(event)
+        if breach:
+            log.warning("router: event %r at %s sent to the dead-letter topic: %s", event.key[:200], source_of(msg),
+                        breach)
+            return [dead_letter(msg, breach, "router")]
         targets = self.rules.lookup(event.namespace, event.key)
         if event.execution_id and event.workflow:
             targets = {t for t in targets if t == (event.namespace, event.workflow)}
         targets = targets | self.triggers.lookup(event.namespace, event.key)
         source = source_of(msg)
         return [InboxMessage.for_event(ns, wf, event, source).to_record() for ns, wf in sorted(targets)]
+
+    def _isolation_breach(self, event: Event) -> str:
+        """Why an event from a task of an isolated namespace may not go where it is sent ('' if it may)."""
+        if not event.execution_id or not event.workflow:
+            return ""
+        home = event.context.get(TASK_NAMESPACE_CONTEXT)
+        if home is None or home == event.namespace or not self.config.is_isolated(home):
+            return ""
+        return (f"task {event.workflow}/{event.task} (execution {event.execution_id}) of isolated namespace {home!r} "
+                f"sent an event into namespace {event.namespace!r}; see worker.isolated_namespaces")
 
     def step(self) -> int:
         self.definitions.poll()

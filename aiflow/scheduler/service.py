@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from confluent_kafka import TopicPartition
 
 from aiflow.config import Config
-from aiflow.errors import AIFlowError, RecordError
+from aiflow.errors import AIFlowError, RecordError, WorkflowFileError
+from aiflow.housekeeping import sweep_snapshot_cache
 from aiflow.kafka import sending, topics
-from aiflow.kafka.readers import DefinitionFollower, WorkflowId, read_state
+from aiflow.kafka.readers import SETTLED_HEADER, DefinitionFollower, WorkflowId, read_state
 from aiflow.kafka.transactions import TransactionalLoop
 from aiflow.protocol.deadletter import dead_letter, decode_or_dead_letter, reason_of
 from aiflow.protocol.messages import (
@@ -61,10 +62,48 @@ log = logging.getLogger(__name__)
 _Parsed = tuple[list[tuple[int, Condition]], list[tuple[int, Expression]]]  # triggers, schedules
 
 
+def _snapshot_of(m: InboxMessage) -> core.Snapshot:
+    """The snapshot a START_EXECUTION command names."""
+    args = m.args
+    return core.Snapshot(int(args["snapshot_version"]), args["snapshot_uri"], args["snapshot_sha256"],
+                         args["workflow_file"])
+
+
 @dataclass
 class _Owned:
     execution: core.Execution
     partition: int
+
+
+# How many ids of finished executions a scheduler remembers. They are there to ignore what still comes
+# for an execution once it is settled and gone from memory: a duplicate START_EXECUTION command with
+# its id (which would otherwise start it again) and late reports (logged as about a finished
+# execution; a late RUNNING is killed either way). Input read twice is ignored by core.first_sight
+# without them, so only the recent ones matter.
+FINISHED_KEPT = 100_000
+
+
+class _RecentIds:
+    """A set of at most `limit` ids that forgets the oldest added first."""
+
+    def __init__(self, limit: int = FINISHED_KEPT) -> None:
+        self.limit = limit
+        self._ids: dict[str, None] = {}  # insertion-ordered
+
+    def add(self, item: str) -> None:
+        self._ids.pop(item, None)
+        self._ids[item] = None
+        if len(self._ids) > self.limit:
+            del self._ids[next(iter(self._ids))]
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def clear(self) -> None:
+        self._ids.clear()
 
 
 class Scheduler:
@@ -83,7 +122,7 @@ class Scheduler:
         self._replayed = 0  # inbox messages of this step that had been applied before
         self.workflows = WorkflowCache(config)
         self.executions: dict[str, _Owned] = {}
-        self.finished: set[str] = set()
+        self.finished = _RecentIds()  # settled executions no longer in memory (the most recent ones)
         self.loop = TransactionalLoop(config, "scheduler", topics.name(config, topics.INBOX),
                                       f"{config.topic_prefix}-scheduler", on_assign=self._restore,
                                       on_revoke=self._forget)
@@ -95,14 +134,30 @@ class Scheduler:
         self._dirty_workflows: set[WorkflowId] = set()
         self.assigned: set[int] = set()
         self._parsed: dict[tuple[WorkflowId, str, str], _Parsed] = {}
+        self._parse_errors: dict[tuple[WorkflowId, str, str], dict[str, str]] = {}
+        self._unloadable: dict[str, str] = {}  # execution id -> why its workflow cannot be loaded
+        self._next_snapshot_sweep = time.monotonic() + 60
 
     # -- partitions ----------------------------------------------------------------------------
-    def _restore(self, partitions: list[TopicPartition], fresh: bool = True) -> None:
+    def _restore(self, partitions: list[TopicPartition], fresh: bool = True,
+                 heartbeats: dict[tuple[str, str, int], float] | None = None) -> None:
         """Rebuild the executions of newly assigned partitions from the state topic. An entry that
-        cannot be read back is passed over (the projector dead-letters it)."""
+        cannot be read back is passed over (the projector dead-letters it). Settled executions are
+        not kept, nor even decoded: their ids are remembered in `finished`.
+
+        Heartbeats are not written to the state topic, so a restored try's `last_heartbeat` is the one
+        of its last status change. `fresh` (a new assignment) therefore starts with no worker heard:
+        no silence counts until one is, and then every try gets a full heartbeat timeout
+        (core.next_deadline counts from the later of the two). After a failed step (`_recover`) the
+        liveness goes on, and `heartbeats` — (execution, task, try) -> the last one heard, kept in
+        memory — puts back what the state topic does not have."""
         wanted = {p.partition for p in partitions}
+        if fresh:  # until workers are heard on the partitions it now owns, no try of them is timed out
+            self._last_heard = self._hearing_since = self._last_room = self._room_since = None
         restored = 0
-        for (entity, entity_id), (partition, record) in read_state(self.config, wanted, "scheduler").items():
+        settled: dict[str, int] = {}
+        for (entity, entity_id), (partition, record) in read_state(self.config, wanted, "scheduler",
+                                                                   settled=settled).items():
             try:
                 if entity == "WORKFLOW":
                     ws = core.WorkflowState.from_dict(record.data())
@@ -115,16 +170,21 @@ class Scheduler:
                 log.error("scheduler: state of %s %s cannot be restored, passed over: %s", entity.lower(), entity_id,
                           reason_of(exc))
                 continue
-            if ex.settled:
+            if ex.settled:  # written before settled records were marked
                 self.finished.add(entity_id)
-            else:
-                self.executions[entity_id] = _Owned(ex, partition)
-                self._track(self.executions[entity_id])
-                restored += 1
+                continue
+            for task, tries in ex.tries.items():
+                heard = (heartbeats or {}).get((ex.id, task, tries[-1].try_number)) if tries else None
+                if heard is not None and heard > (tries[-1].last_heartbeat or 0.0):
+                    tries[-1].last_heartbeat = heard
+            self.executions[entity_id] = _Owned(ex, partition)
+            self._track(self.executions[entity_id])
+            restored += 1
+        for entity_id in settled:
+            self.finished.add(entity_id)
         self.assigned |= wanted
-        if fresh:  # until workers are heard on the partitions it now owns, no try of them is timed out
-            self._last_heard = self._hearing_since = self._last_room = self._room_since = None
-        log.info("scheduler: restored %d active executions of partitions %s", restored, sorted(wanted))
+        log.info("scheduler: restored %d active executions of partitions %s (%d settled ones passed over)", restored,
+                 sorted(wanted), len(settled))
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
         gone = {p.partition for p in partitions}
@@ -140,8 +200,15 @@ class Scheduler:
 
     # -- applying inputs ----------------------------------------------------------------------
     def _workflow_of(self, ex: core.Execution) -> Workflow:
+        """The execution's workflow. When its snapshot cannot be loaded (any more: a library gone, a
+        file that no longer loads in time), an empty stand-in, and `_emit` fails the execution with
+        the reason, so its tries are stopped and their reports still settle it."""
         s = ex.snapshot
-        return self.workflows.get(ex.namespace, ex.workflow, s.uri, s.sha256, s.workflow_file)
+        try:
+            return self.workflows.get(ex.namespace, ex.workflow, s.uri, s.sha256, s.workflow_file)
+        except WorkflowFileError as exc:
+            self._unloadable[ex.id] = str(exc)
+            return core.stand_in(ex)
 
     def _apply(self, m: InboxMessage, partition: int, offset: int) -> None:
         now = time.time()
@@ -181,9 +248,14 @@ class Scheduler:
             self._heard(now)
             owned = self._owned(report.execution_id, m)
             if owned:
-                self._emit(owned, core.on_report(owned.execution, self._workflow_of(owned.execution),
-                                                 report.task, report.try_number, report.status,
-                                                 report.message, report.worker, now))
+                outputs = core.on_report(owned.execution, self._workflow_of(owned.execution), report.task,
+                                         report.try_number, report.status, report.message, report.worker, now)
+                if report.status is None and not outputs:
+                    # A heartbeat: liveness, kept in memory only (no state record; see _restore), with
+                    # the execution's next deadline moved on.
+                    self._track(owned)
+                else:
+                    self._emit(owned, outputs)
             elif report.status == "RUNNING":  # a worker took a START of an execution that has ended
                 self._pending.append(ControlCommand("KILL", report.execution_id, report.task, report.try_number,
                                                     "the execution is no longer running").to_record())
@@ -236,28 +308,71 @@ class Scheduler:
         if definition is not None and not definition.enabled:
             log.info("scheduler: %s.%s is disabled: start of %s refused", *wid, execution_id)
             return
-        snapshot = core.Snapshot(int(args["snapshot_version"]), args["snapshot_uri"], args["snapshot_sha256"],
-                                 args["workflow_file"])
+        snapshot = _snapshot_of(m)
+        known = self.definitions.snapshots.get(wid, {}).get(snapshot.version)
+        if known != (snapshot.uri, snapshot.sha256, snapshot.workflow_file):
+            # Only what the workflows topic announced runs: a START naming any other snapshot (a record
+            # written to the inbox by hand) fails, and nothing of it is fetched or loaded.
+            reason = (f"snapshot version {snapshot.version} ({snapshot.sha256[:12]}) is not a snapshot the workflows "
+                      f"topic announced for {wid[0]}.{wid[1]}: refusing to run it")
+            log.warning("scheduler: start of %s refused: %s", execution_id, reason)
+            ex = core.unloadable_execution(*wid, execution_id, snapshot, ExecutionType(args.get("run_type", "MANUAL")),
+                                           args.get("cause", "manual start"), reason, now)
+            self.executions[execution_id] = owned = _Owned(ex, partition)
+            self._emit(owned, [])
+            return
         self._create(wid, execution_id, snapshot, ExecutionType(args.get("run_type", "MANUAL")),
                      args.get("cause", "manual start"), partition, now)
 
     def _create(self, wid: WorkflowId, execution_id: str, snapshot: core.Snapshot, run_type: ExecutionType,
                 cause: str, partition: int, now: float) -> None:
-        workflow = self.workflows.get(wid[0], wid[1], snapshot.uri, snapshot.sha256, snapshot.workflow_file)
-        ex, outputs = core.start_execution(workflow, execution_id, snapshot, run_type, cause, now)
+        try:
+            workflow = self.workflows.get(wid[0], wid[1], snapshot.uri, snapshot.sha256, snapshot.workflow_file)
+        except WorkflowFileError as exc:  # it loops, exits or raises at import, or its snapshot is bad
+            ex = core.unloadable_execution(*wid, execution_id, snapshot, run_type, cause,
+                                           f"the workflow file cannot be loaded: {exc}", now)
+            outputs: list[core.Output] = []
+        else:
+            ex, outputs = core.start_execution(workflow, execution_id, snapshot, run_type, cause, now)
         owned = _Owned(ex, partition)
         self.executions[execution_id] = owned
         self._emit(owned, outputs)
 
     # -- triggers and schedules ----------------------------------------------------------------
     def _parsed_definition(self, wid: WorkflowId, definition: WorkflowDefinition) -> _Parsed:
+        """The active triggers and schedules of the definition, parsed once per version of them. One that
+        cannot be parsed (a condition class missing on this host, say) is left out and recorded, with its
+        reason, in the workflow's state: it shows as paused until the definition changes."""
         key = (wid, definition.triggers, definition.schedules)
-        if key not in self._parsed:
-            triggers = [(t["id"], condition_from_spec(t["condition"])) for t in json.loads(definition.triggers)
-                        if not t.get("paused")]
-            schedules = [(sc["id"], parse_expression(sc["expression"])) for sc in json.loads(definition.schedules)
-                         if not sc.get("paused")]
+        fresh = key not in self._parsed
+        if fresh:
+            errors: dict[str, str] = {}
+            triggers: list[tuple[int, Condition]] = []
+            for t in json.loads(definition.triggers):
+                if not t.get("paused"):
+                    try:
+                        triggers.append((t["id"], condition_from_spec(t["condition"])))
+                    except Exception as exc:  # importing the user's class runs the user's module
+                        errors[f"trigger {t['id']}"] = reason_of(exc)
+            schedules: list[tuple[int, Expression]] = []
+            for sc in json.loads(definition.schedules):
+                if not sc.get("paused"):
+                    try:
+                        schedules.append((sc["id"], parse_expression(sc["expression"])))
+                    except Exception as exc:
+                        errors[f"schedule {sc['id']}"] = reason_of(exc)
+            for what, reason in errors.items():
+                log.error("scheduler: %s of %s.%s cannot be evaluated; paused: %s", what, *wid, reason)
             self._parsed[key] = (triggers, schedules)
+            self._parse_errors[key] = errors
+        errors = self._parse_errors[key]
+        if self._partition_of(wid) in self.assigned:  # the owner records them, in the workflow's state
+            ws = self.workflow_states.get(wid)
+            # Recorded again for a new definition (a rule paused and resumed by hand, say), so it shows again.
+            if (ws.rule_errors if ws else {}) != errors or (fresh and errors):
+                ws = ws or self.workflow_states.setdefault(wid, core.WorkflowState(*wid))
+                ws.rule_errors = dict(errors)
+                self._dirty_workflows.add(wid)
         return self._parsed[key]
 
     def _start_latest(self, wid: WorkflowId, definition: WorkflowDefinition, run_type: ExecutionType, cause: str,
@@ -296,16 +411,24 @@ class Scheduler:
                 self._dirty_workflows.add(wid)
 
     def _schedules_due(self, now: float) -> bool:
-        for wid, ws in self.workflow_states.items():
-            if any(t <= now for t in ws.schedule_next.values()) and self._partition_of(wid) in self.assigned:
+        """Whether a schedule of an owned workflow is due, or has no next tick yet."""
+        for wid, definition in self.definitions.definitions.items():
+            if not definition.enabled or self._partition_of(wid) not in self.assigned:
+                continue
+            _, schedules = self._parsed_definition(wid, definition)
+            ws = self.workflow_states.get(wid)
+            if any(ws is None or ws.schedule_next.get(str(i), 0.0) <= now for i, _ in schedules):
                 return True
-        return any(d.enabled and wid not in self.workflow_states and self._parsed_definition(wid, d)[1]
-                   and self._partition_of(wid) in self.assigned for wid, d in self.definitions.definitions.items())
+        return False
 
     # -- outputs ------------------------------------------------------------------------------
     def _emit(self, owned: _Owned, outputs: list[core.Output]) -> None:
         ex = owned.execution
         self._dirty[ex.id] = owned
+        reason = self._unloadable.pop(ex.id, None)
+        if reason is not None:
+            outputs = [*outputs, *core.fail_execution(ex, f"its workflow cannot be loaded any more: {reason}",
+                                                      time.time())]
         for out in outputs:
             if isinstance(out, core.StartTry):
                 op = self._workflow_of(ex).tasks.get(out.task)
@@ -341,12 +464,19 @@ class Scheduler:
             self._track(owned)
 
     def _flush_state(self) -> None:
+        """One state record per changed execution and workflow. An execution's record holds each task's
+        latest try and a few earlier ones (core.trim_history), so it stays bounded however long the
+        execution runs; a settled one is marked (SETTLED_HEADER) so a restore need not decode it, and
+        the projector tombstones it once the database holds it."""
         for owned in self._dirty.values():
             ex = owned.execution
             core.trim_history(ex)
             ex.version += 1
-            self._pending.append(StateRecord("EXECUTION", ex.id, ex.namespace, ex.workflow, ex.version,
-                                             json.dumps(ex.to_dict())).to_record(owned.partition))
+            record = StateRecord("EXECUTION", ex.id, ex.namespace, ex.workflow, ex.version,
+                                 json.dumps(ex.to_dict())).to_record(owned.partition)
+            if ex.settled:
+                record = Record(record.role, record.key, record.value, record.partition, ((SETTLED_HEADER, b"1"),))
+            self._pending.append(record)
             if ex.settled:
                 self.executions.pop(ex.id, None)
                 self._deadlines.pop(ex.id, None)
@@ -380,8 +510,27 @@ class Scheduler:
         return [self.executions[e] for e, deadline in self._deadlines.items()
                 if deadline <= now and e in self.executions]
 
+    def _sweep_snapshots(self) -> None:
+        """Every 5 minutes: remove unpacked snapshots no workflow here uses and nobody touched for
+        `scheduler.snapshot_cache_retention` (they are fetched again if needed)."""
+        now = time.monotonic()
+        if now < self._next_snapshot_sweep:
+            return
+        self._next_snapshot_sweep = now + 300
+        try:
+            removed = sweep_snapshot_cache(self.workflows.root,
+                                           float(self.config.values["scheduler.snapshot_cache_retention"]),
+                                           self.workflows.in_use)
+        except OSError as exc:
+            log.warning("scheduler: could not clean %s: %s", self.workflows.root, exc)
+            return
+        if removed:
+            log.info("scheduler: removed %d unpacked snapshots unused for the retention: %s", len(removed),
+                     ", ".join(p.name[:12] for p in removed))
+
     def step(self) -> int:
         """One batch: poll, apply, tick timers, produce, commit. Returns the number of inputs."""
+        self._sweep_snapshots()
         self.definitions.poll()
         msgs = self.loop.poll()
         now = time.time()
@@ -390,9 +539,13 @@ class Scheduler:
         schedules_due = self._schedules_due(now)
         if not msgs and not due and not schedules_due:
             return 0
+        # Decoded (dead letters wait in _pending) and user code loaded before the transaction opens: a
+        # workflow file may take up to workflows.load_timeout, longer than a transaction may stay open.
+        decoded = [(msg, decode_or_dead_letter(msg, InboxMessage.from_record, "scheduler", self._pending))
+                   for msg in msgs]
+        self._load_ahead([m for _, m in decoded if m is not None], schedules_due)
         self.loop.begin()
-        for msg in msgs:
-            m = decode_or_dead_letter(msg, InboxMessage.from_record, "scheduler", self._pending)
+        for msg, m in decoded:
             if m is None:
                 continue
             try:
@@ -415,6 +568,37 @@ class Scheduler:
         self.loop.commit()
         return len(msgs)
 
+    def _load_ahead(self, inputs: list[InboxMessage], schedules_due: bool) -> None:
+        """Load the workflows this batch may need, and parse the triggers it may evaluate, before the
+        transaction opens. What cannot be loaded is remembered with its reason for the step to use."""
+        for m in inputs:
+            wid = (m.namespace, m.workflow)
+            if m.kind is InboxKind.COMMAND and m.command is Command.START_EXECUTION:
+                try:
+                    snapshot = _snapshot_of(m)
+                except (KeyError, ValueError):
+                    continue  # the step dead-letters it
+                if snapshot.version not in self.definitions.snapshots.get(wid, {}):
+                    self.definitions.read_to_end()  # published just before the START: not read yet
+                if self.definitions.snapshots.get(wid, {}).get(snapshot.version) == (
+                        snapshot.uri, snapshot.sha256, snapshot.workflow_file):
+                    self.workflows.load(*wid, snapshot.uri, snapshot.sha256, snapshot.workflow_file)
+            elif m.kind is InboxKind.EVENT:
+                self._load_latest(wid)
+        if schedules_due:
+            for wid in list(self.definitions.definitions):
+                if self._partition_of(wid) in self.assigned:
+                    self._load_latest(wid)
+
+    def _load_latest(self, wid: WorkflowId) -> None:
+        """Parse the workflow's triggers and schedules; load its latest snapshot if it has any."""
+        definition = self.definitions.definitions.get(wid)
+        if definition is None or not definition.enabled:
+            return
+        triggers, schedules = self._parsed_definition(wid, definition)
+        if triggers or schedules:
+            self.workflows.load(*wid, definition.snapshot_uri, definition.snapshot_sha256, definition.workflow_file)
+
     def run(self, stop: threading.Event) -> None:
         self.definitions.catch_up(stop)
         log.info("scheduler: started")
@@ -423,6 +607,7 @@ class Scheduler:
         finally:
             self.loop.close()
             self.definitions.close()
+            self.workflows.close()
             log.info("scheduler: stopped")
 
     def _recover(self, abort: bool) -> None:
@@ -433,11 +618,17 @@ class Scheduler:
         self._dirty_workflows.clear()
         self.loop.abort()  # aborts what is open (if anything) and always rewinds to the committed offsets
         assignment = self.loop.consumer.assignment()
+        # The heartbeats heard so far are true whatever the step did, and the state topic lacks them.
+        heartbeats = {(o.execution.id, task, tries[-1].try_number): tries[-1].last_heartbeat
+                      for o in self.executions.values() for task, tries in o.execution.tries.items()
+                      if tries and tries[-1].last_heartbeat is not None}
         self.executions.clear()
         self._deadlines.clear()
-        self.finished.clear()
+        # `finished` is kept: the state topic no longer has the settled executions the projector has
+        # tombstoned. An id in it whose settling the failed step rolled back is restored as active,
+        # and `executions` is looked at first.
         self.workflow_states.clear()
         self.assigned.clear()
         if assignment:
-            self._restore(assignment, fresh=False)
+            self._restore(assignment, fresh=False, heartbeats=heartbeats)
 

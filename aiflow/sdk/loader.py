@@ -1,8 +1,9 @@
 """Loading a workflow file: run it as a module and take its top-level Workflow objects.
 
-`python -m aiflow.sdk.loader FILE` prints the file's workflows as JSON (or the error, exit 1). The
-upload runs it in a separate process so that a bad file cannot harm the uploading process and the
-file's imports (numpy, scikit-learn, ...) are not loaded into it.
+`python -m aiflow.sdk.loader [--memory-mb N] FILE` prints the file's workflows as JSON (or the
+error, exit 1). The upload runs it in a separate process, with a time limit and a memory cap, so
+that a bad file cannot harm the uploading process and the file's imports (numpy, scikit-learn, ...)
+are not loaded into it. The scheduler loads files the same way (aiflow/sdk/host.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import resource
 import sys
 import threading
 import traceback
@@ -100,6 +102,15 @@ def _line_in(file: Path, exc: BaseException) -> int | None:
     return line
 
 
+def limit_memory(megabytes: int) -> None:
+    """Cap this process's address space (0: no cap): a workflow file that allocates without end then
+    fails with MemoryError, in its own process, instead of taking the machine's memory."""
+    if megabytes > 0:
+        limit = megabytes * 1024 * 1024
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+
+
 def describe_file(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return [wf.describe() for wf in load_workflows(path)]
 
@@ -108,8 +119,11 @@ def main(argv: list[str]) -> int:
     # The file may print to stdout as it loads: keep the real stdout for the result alone.
     result_fd = os.dup(1)
     os.dup2(2, 1)
+    if argv[:1] == ["--memory-mb"]:
+        limit_memory(int(argv[1]))
+        argv = argv[2:]
     if len(argv) != 1:
-        result: dict[str, Any] = {"error": "usage: python -m aiflow.sdk.loader WORKFLOW_FILE"}
+        result: dict[str, Any] = {"error": "usage: python -m aiflow.sdk.loader [--memory-mb N] WORKFLOW_FILE"}
     else:
         try:
             result = {"workflows": describe_file(argv[0])}

@@ -60,6 +60,7 @@ class ExecutionRow(Base):
     begin_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     end_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     cause: Mapped[str] = mapped_column(Text, default="")
+    message: Mapped[str] = mapped_column(Text, default="")  # why it failed, when no try says it
 
 
 class TaskExecutionRow(Base):
@@ -83,6 +84,7 @@ class ScheduleRow(Base):
     workflow_id: Mapped[int] = mapped_column(Integer, ForeignKey("workflow.id", ondelete="CASCADE"))
     expression: Mapped[str] = mapped_column(String(200))
     is_paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    pause_reason: Mapped[str] = mapped_column(Text, default="")  # set when the scheduler paused it
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -92,4 +94,5 @@ class TriggerRow(Base):
     workflow_id: Mapped[int] = mapped_column(Integer, ForeignKey("workflow.id", ondelete="CASCADE"))
     definition: Mapped[str] = mapped_column(Text)
     is_paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    pause_reason: Mapped[str] = mapped_column(Text, default="")  # set when the scheduler paused it
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

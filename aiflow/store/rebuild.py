@@ -1,10 +1,17 @@
 """`aiflow db rebuild`: replay the topics into an empty store (the database is a projection of Kafka).
 
 From the compacted workflows topic: each workflow, its latest snapshot, its triggers and schedules
-(ids and paused flags kept), and the namespaces that hold them. From the state topic: every
-execution and every task try, exactly as the projector writes them. What Kafka does not keep is not
-rebuilt: snapshot versions older than the latest (compaction keeps the last definition of a
-workflow), namespace properties, and namespaces without workflows.
+(ids and paused flags kept), and the namespaces that hold them. From the state topic: the
+executions it still holds, with the tries their records hold, as the projector writes them.
+
+What Kafka does not keep is not rebuilt: snapshot versions older than the latest (compaction keeps
+the last definition of a workflow), namespace properties, namespaces without workflows — and most
+of the history of executions. The state topic is the scheduler's working state, not an archive: a
+record keeps each task's latest try and a few earlier ones, and once the projector has written a
+settled execution to the database it tombstones it, so compaction forgets it. Settled executions
+come back from the database (its backups), not from the topic; a rebuild restores the active ones
+and those settled ones whose records compaction has not removed yet (a tombstoned key's last record
+is still used while it is there).
 """
 
 from __future__ import annotations
@@ -67,9 +74,9 @@ def rebuild(config: Config) -> RebuildReport:
 
 
 def _replay_state(config: Config, store: Store) -> int:
-    entries = [record for _partition, record in
-               read_state(config, range(topics.partition_count(config, topics.STATE)), "db-rebuild").values()
-               if record.entity == "EXECUTION"]
+    state = read_state(config, range(topics.partition_count(config, topics.STATE)), "db-rebuild",
+                       keep_tombstoned=True)
+    entries = [record for _partition, record in state.values() if record.entity == "EXECUTION"]
     with store.session() as s:
         for record in entries:
             apply_execution(s, record.data())

@@ -39,8 +39,9 @@ from typing import Protocol
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from aiflow.config import KAFKA_PROPERTY_ENV_PREFIX, Config, is_secret_name
-from aiflow.events.context import TaskContext
+from aiflow import housekeeping
+from aiflow.config import Config, without_credentials
+from aiflow.events.context import ENV_ISOLATED_NAMESPACES, TaskContext
 from aiflow.kafka import clients, sending, topics
 from aiflow.kafka.transactions import TransactionalLoop
 from aiflow.protocol.deadletter import decode_or_dead_letter
@@ -53,6 +54,8 @@ from aiflow.worker.zygote import LOST_EXIT_CODE, ForkServer
 log = logging.getLogger(__name__)
 
 TryKey = tuple[str, str, int]  # execution, task, try
+# How often a worker looks for working folders and task logs past `worker.working_dir_retention`.
+SWEEP_INTERVAL = 300.0
 
 
 class TaskProcess(Protocol):
@@ -95,16 +98,13 @@ def _tail(path: Path, lines: int = 8) -> str:
 
 def task_environment(environ: Mapping[str, str], config: Config) -> dict[str, str]:
     """The environment of a task: the worker's, with what the event client needs (Kafka's address,
-    the topic prefix, the home), and — unless `worker.task_credentials` — without the database URI,
-    the secret Kafka properties and the webhook token, which a task has no business with."""
-    env = dict(environ)
-    if not config.values["worker.task_credentials"]:
-        for name in list(env):
-            if name in ("AIFLOW_DB_URI", "AIFLOW_WEBHOOK_TOKEN") or (
-                    name.startswith(KAFKA_PROPERTY_ENV_PREFIX) and is_secret_name(name)):
-                del env[name]
+    the topic prefix, the home, the isolated namespaces as in force here), and — unless
+    `worker.task_credentials` — without the database URI, the secret Kafka properties and the webhook
+    token, which a task has no business with."""
+    env = dict(environ) if config.values["worker.task_credentials"] else without_credentials(environ)
     env.update({"AIFLOW_HOME": str(config.home), "AIFLOW_KAFKA_BOOTSTRAP": config.bootstrap,
-                "AIFLOW_TOPIC_PREFIX": config.topic_prefix, "PYTHONUNBUFFERED": "1"})
+                "AIFLOW_TOPIC_PREFIX": config.topic_prefix, "PYTHONUNBUFFERED": "1",
+                ENV_ISOLATED_NAMESPACES: str(config.values["worker.isolated_namespaces"])})
     return env
 
 
@@ -173,6 +173,8 @@ class Worker:
         self.forks = ForkServer(self._task_env()) if fork_server else None
         self._fork_server_restarts = 0
         self._fork_server_next_start = 0.0
+        self.working_dir_retention = float(config.values["worker.working_dir_retention"])
+        self._next_sweep = time.monotonic() + 10.0  # not in the way of a start: the first one 10 s in
 
     def _task_env(self) -> dict[str, str]:
         return task_environment(os.environ, self.config)
@@ -415,6 +417,29 @@ class Worker:
         self._reap()
         self._take_commands()
         self._heartbeat()
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Every SWEEP_INTERVAL: remove the working folders and task logs of executions in which
+        nothing changed for `worker.working_dir_retention` seconds, except those of tries this worker
+        runs (or has yet to report). Folders are moved aside here and deleted on a thread, so this
+        step stays short; a failure is logged and the loop goes on."""
+        now = time.monotonic()
+        if self.working_dir_retention <= 0 or now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_INTERVAL
+        in_use = {key[0] for key in self.running} | {key[0] for key in self.not_started}
+        removed: list[Path] = []
+        for root in (self.config.home / "working_dir", self.config.home / "logs"):
+            try:
+                removed += housekeeping.sweep(root, self.working_dir_retention, in_use, depth=2, background=True)
+            except OSError as exc:
+                log.warning("worker %s: could not clean %s: %s", self.name, root, exc)
+        if removed:
+            names = sorted({f"{p.parent.name}/{p.name}" for p in removed})
+            log.info("worker %s: removed %d working folders and log folders unchanged for %.0f s: %s%s", self.name,
+                     len(removed), self.working_dir_retention, ", ".join(names[:20]),
+                     f" and {len(names) - 20} more" if len(names) > 20 else "")
 
     def run(self, stop: threading.Event) -> None:
         log.info("worker %s: started with %d slots", self.name, self.slots)

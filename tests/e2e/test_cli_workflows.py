@@ -71,9 +71,9 @@ def test_namespace_and_workflow_lifecycle(env: dict[str, str], tmp_path: Path) -
 
 
 def test_db_commands(env: dict[str, str]) -> None:
-    assert "revision 0001" in run(env, "db", "init").stdout
+    assert "revision 0002" in run(env, "db", "init").stdout
     run(env, "namespace", "add", "gone")
     assert run(env, "db", "reset", "-y").stdout.strip() == "Database reset."
     assert [n["name"] for n in json.loads(run(env, "namespace", "list", "-o", "json").stdout)] == ["default"]
     assert "base (empty)" in run(env, "db", "downgrade", "base").stdout
-    assert "revision 0001" in run(env, "db", "upgrade").stdout
+    assert "revision 0002" in run(env, "db", "upgrade").stdout

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import TopicPartition
+from sqlalchemy import text
 
 from aiflow import ops
 from aiflow.config import Config
@@ -188,9 +189,15 @@ def test_migrations_upgrade_downgrade_reset(db_uri: str, tmp_path: Path) -> None
     config = Config.load(home=tmp_path, environ={"AIFLOW_DB_URI": db_uri})
     store = Store(config)
     assert store.current_revision() is None
-    store.upgrade()
+    store.upgrade("0001")
     assert store.current_revision() == "0001"
-    assert [n.name for n in ops.list_namespaces(config=config)] == ["default"]
+    with store.engine.begin() as connection:  # a row written at 0001 (ops refuse a database at another revision)
+        connection.execute(text("INSERT INTO namespace (name, properties, create_time) "
+                                "VALUES ('kept', '{}', CURRENT_TIMESTAMP)"))
+    store.upgrade()  # 0001 -> 0002 keeps the rows
+    assert store.current_revision() == "0002"
+    assert [n.name for n in ops.list_namespaces(config=config)] == ["default", "kept"]
+    ops.delete_namespace("kept", config=config)
     ops.add_namespace("extra", config=config)
     store.reset()
     assert [n.name for n in ops.list_namespaces(config=config)] == ["default"]
@@ -198,7 +205,7 @@ def test_migrations_upgrade_downgrade_reset(db_uri: str, tmp_path: Path) -> None
     assert store.current_revision() is None
     fresh = Store(config)  # an empty database is created on first use
     fresh.ensure_schema()
-    assert fresh.current_revision() == "0001"
+    assert fresh.current_revision() == "0002"
 
 
 def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,0 +1,169 @@
+"""A snapshot's own process (no broker): the user's code loads and runs there, never in the scheduler."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aiflow.errors import WorkflowFileError
+from aiflow.protocol.messages import Event
+from aiflow.scheduler import core
+from aiflow.scheduler.sandbox import HostError, RemoteCondition, SnapshotHost
+from aiflow.sdk.status import ExecutionType
+
+SNAP = core.Snapshot(1, "file:///s.zip", "ab" * 32, "flow.py")
+
+COUNTING = """
+from aiflow import Condition, Operator, TaskAction, ValueStateDescriptor, Workflow, MeetAllCondition
+from helpers import THRESHOLD, Counter
+
+with Workflow(name="counting") as wf:
+    train = Operator("train")
+    deploy = Operator("deploy", periodic_expression="interval@0 0 1 0")
+    both = MeetAllCondition("both", [Counter(["a"]), Counter(["b"])])
+    train.action_on_condition(TaskAction.START, Counter(["sample"]))
+    deploy.start_after(train)
+    deploy.action_on_condition(TaskAction.RESTART, both)
+"""
+
+HELPERS = """
+from aiflow import Condition, ValueStateDescriptor
+
+THRESHOLD = {threshold}
+
+class Counter(Condition):
+    def is_met(self, event, context):
+        state = context.get_state(ValueStateDescriptor("n-" + self.expect_event_keys[0]))
+        n = (state.value() or 0) + 1
+        state.update(n)
+        print("counted", n)  # to stderr: stdout carries the answers
+        return n % THRESHOLD == 0
+"""
+
+
+def snapshot(folder: Path, flow: str, helpers: str | None = None) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "flow.py").write_text(flow)
+    if helpers is not None:
+        (folder / "helpers.py").write_text(helpers)
+    return folder / "flow.py"
+
+
+def host(file: Path, name: str, load_timeout: float = 30, condition_timeout: float = 5,
+         memory_mb: int = 0) -> SnapshotHost:
+    return SnapshotHost(file, "default", name, load_timeout=load_timeout, memory_mb=memory_mb,
+                        condition_timeout=condition_timeout)
+
+
+def test_a_workflow_is_rebuilt_from_its_process_and_its_own_conditions_are_evaluated_there(tmp_path: Path) -> None:
+    h = host(snapshot(tmp_path / "s", COUNTING, HELPERS.format(threshold=2)), "counting")
+    try:
+        wf = h.workflow_object(h.load())
+        assert sorted(wf.tasks) == ["deploy", "train"]
+        assert wf.tasks["deploy"].periodic is not None
+        [train_rule] = wf.rules["train"]
+        assert isinstance(train_rule.condition, RemoteCondition)
+        assert train_rule.condition.subscriptions("default") == [("default", "sample")]
+        assert "Counter" not in sys.modules and "helpers" not in sys.modules  # nothing of the user's loaded here
+
+        ex, _ = core.start_execution(wf, "e1", SNAP, ExecutionType.MANUAL, "test", 0.0)
+        sample = Event("sample")
+        assert core.on_event(ex, wf, sample, "", 1.0) == []  # 1st sample: not yet
+        assert ex.states == {"n-sample": 1}  # the process's state came back into the execution
+        started = [o for o in core.on_event(ex, wf, sample, "", 2.0) if isinstance(o, core.StartTry)]
+        assert [(o.task, o.try_number) for o in started] == [("train", 1)]
+    finally:
+        h.close()
+
+
+def test_two_snapshots_with_their_own_helpers_each_see_their_own(tmp_path: Path) -> None:
+    first = host(snapshot(tmp_path / "one", COUNTING, HELPERS.format(threshold=1)), "counting")
+    second = host(snapshot(tmp_path / "two", COUNTING, HELPERS.format(threshold=3)), "counting")
+    try:
+        wf1, wf2 = first.workflow_object(first.load()), second.workflow_object(second.load())
+        ex1, _ = core.start_execution(wf1, "e1", SNAP, ExecutionType.MANUAL, "test", 0.0)
+        ex2, _ = core.start_execution(wf2, "e2", SNAP, ExecutionType.MANUAL, "test", 0.0)
+        fired1 = [o for o in core.on_event(ex1, wf1, Event("sample"), "", 1.0) if isinstance(o, core.StartTry)]
+        fired2 = [o for o in core.on_event(ex2, wf2, Event("sample"), "", 1.0) if isinstance(o, core.StartTry)]
+        assert [o.task for o in fired1] == ["train"]  # THRESHOLD 1 in its helpers.py
+        assert fired2 == []  # THRESHOLD 3 in its own
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    ("while True:\n    pass\n", "did not answer within 2 s"),
+    ("import os\nos._exit(3)\n", "exit code 3"),
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", "SIGKILL"),
+    ("x = 1\nraise RuntimeError('no model server')\n", "flow.py:2: RuntimeError: no model server"),
+    ("import missing_library_xyz\n", "ModuleNotFoundError"),
+    ("blob = bytearray(2 * 1024 ** 3)\n", "MemoryError"),
+])
+def test_a_file_that_loops_exits_raises_or_eats_memory_at_import_is_refused_with_the_reason(
+        tmp_path: Path, code: str, expected: str) -> None:
+    h = host(snapshot(tmp_path / "s", code + COUNTING), "counting", load_timeout=2, memory_mb=1024)
+    started = time.monotonic()
+    with pytest.raises(WorkflowFileError, match=expected):
+        h.load()
+    assert time.monotonic() - started < 30
+    assert h._process is None  # nothing left running
+
+
+LOOPING_CONDITION = """
+from aiflow import Condition, Operator, TaskAction, Workflow
+
+class Stuck(Condition):
+    def is_met(self, event, context):
+        if event.key == "stuck":
+            while True:
+                pass
+        return True
+
+with Workflow(name="stuck"):
+    Operator("t").action_on_condition(TaskAction.START, Stuck(["stuck", "fine"]))
+"""
+
+
+def test_a_condition_that_does_not_answer_is_not_met_and_its_process_starts_again(tmp_path: Path) -> None:
+    h = host(snapshot(tmp_path / "s", LOOPING_CONDITION), "stuck", condition_timeout=1)
+    try:
+        wf = h.workflow_object(h.load())
+        ex, _ = core.start_execution(wf, "e1", SNAP, ExecutionType.MANUAL, "test", 0.0)
+        [rule] = wf.rules["t"]
+        with pytest.raises(HostError, match="did not answer within 1 s"):
+            rule.condition.is_met(Event("stuck"), core._Context(ex))
+        assert core.on_event(ex, wf, Event("stuck"), "", 1.0) == []  # the core treats it as not met
+        started = [o for o in core.on_event(ex, wf, Event("fine"), "", 2.0) if isinstance(o, core.StartTry)]
+        assert [o.task for o in started] == ["t"]  # a new process answered
+    finally:
+        h.close()
+
+
+def test_a_file_with_only_built_in_rules_leaves_no_process_behind(tmp_path: Path) -> None:
+    flow = ("from aiflow import Workflow, Operator, TaskAction\n"
+            "with Workflow(name='plain'):\n"
+            "    a = Operator('a')\n"
+            "    b = Operator('b')\n"
+            "    b.start_after(a)\n"
+            "    a.action_on_event_received(TaskAction.RESTART, 'again')\n")
+    h = host(snapshot(tmp_path / "s", flow), "plain")
+    wf = h.workflow_object(h.load())
+    assert h._process is None
+    ex, outputs = core.start_execution(wf, "e1", SNAP, ExecutionType.MANUAL, "test", 0.0)
+    assert [(o.task, o.try_number) for o in outputs if isinstance(o, core.StartTry)] == [("a", 1)]
+
+
+def test_upload_refuses_a_file_that_loops_at_import_saying_it_timed_out(tmp_path: Path) -> None:
+    from aiflow.config import Config
+    from aiflow.ops import inspect_workflow_file
+
+    file = snapshot(tmp_path / "s", "import time\nwhile True:\n    time.sleep(1)\n" + COUNTING)
+    config = Config.load(home=tmp_path / "home", environ={"AIFLOW_WORKFLOWS_LOAD_TIMEOUT": "2"})
+    started = time.monotonic()
+    with pytest.raises(WorkflowFileError, match=r"flow.py: loading it timed out after 2 s \(workflows.load_timeout\)"):
+        inspect_workflow_file(file, "default", config)
+    assert time.monotonic() - started < 20
