@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -216,3 +217,24 @@ def stop_daemon(pid_file: Path, timeout: float = 30.0) -> bool:
     stop_group(pid, timeout)
     pid_file.unlink(missing_ok=True)
     return True
+
+
+def stop_with_parent(grace: float, log: logging.Logger) -> None:
+    """Watch, on a daemon thread, for this process's parent to go away (a SIGKILLed worker or
+    scheduler), and then stop this process's whole group: SIGTERM, and SIGKILL after `grace` seconds
+    (at once when `grace` is 0). For processes that must not outlive the service that started them."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                if grace > 0:
+                    log.warning("the process that started this one is gone; stopping")
+                    os.killpg(os.getpgrp(), signal.SIGTERM)
+                    time.sleep(grace)
+                    log.warning("did not stop within %.0f s; killing it", grace)
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+                return
+
+    threading.Thread(target=watch, name="aiflow-parent-watch", daemon=True).start()

@@ -27,7 +27,12 @@ REPEAT_EVERY = 30.0
 
 
 class Outage:
-    """One kind of trouble of one client or loop, reported quietly. Thread-safe."""
+    """One kind of trouble of one client or loop, reported quietly. Thread-safe.
+
+    A failure within `every` seconds of the end of the last outage continues it rather than starting
+    a new one: a cluster coming back often answers one connection and refuses the next (the bootstrap
+    address is up before the broker's advertised one), and that flapping is one outage, not several.
+    """
 
     def __init__(self, what: str, every: float = REPEAT_EVERY, logger: logging.Logger = log) -> None:
         self.what = what
@@ -36,12 +41,17 @@ class Outage:
         self.since: float | None = None
         self._last_line = 0.0
         self._failures = 0
+        self._ended: tuple[float, float] | None = None  # (when the last outage ended, when it had begun)
+        self._resumed = False  # the current outage is one that seemed over and went on
         self._lock = threading.Lock()
 
     def failed(self, detail: str) -> None:
         now = time.monotonic()
         with self._lock:
             self._failures += 1
+            if self.since is None and self._ended is not None and now - self._ended[0] < self.every:
+                self.since, self._resumed = self._ended[1], True  # the same outage goes on, quietly
+                return
             if self.since is None:
                 self.since, self._last_line, self._failures = now, now, 1
                 self.logger.warning("%s: %s (retrying; quiet until it changes, a line every %.0f s)", self.what,
@@ -52,11 +62,15 @@ class Outage:
                                     self._failures, detail)
 
     def ok(self) -> None:
+        now = time.monotonic()
         with self._lock:
             if self.since is None:
                 return
-            gone, self.since = time.monotonic() - self.since, None
-        self.logger.warning("%s: back after %.1f s", self.what, gone)
+            gone, began, self.since = now - self.since, self.since, None
+            quiet = self._resumed and now - self._ended[0] < self.every if self._ended else False
+            self._ended, self._resumed = (now, began), False
+        # Back once more after a moment's flapping: it said "back" already.
+        self.logger.log(logging.DEBUG if quiet else logging.WARNING, "%s: back after %.1f s", self.what, gone)
 
     @property
     def failing(self) -> bool:

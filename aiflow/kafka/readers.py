@@ -129,10 +129,12 @@ class DefinitionFollower:
 
     def __init__(self, config: Config, reporter: str = "definitions",
                  on_change: Callable[[WorkflowId, WorkflowDefinition | None], None] | None = None) -> None:
+        self.config = config
         self.definitions: dict[WorkflowId, WorkflowDefinition] = {}
-        # Every snapshot announced for each workflow since this reader started, by version: (uri,
-        # sha256, workflow file). Only these may run (a compacted topic keeps the latest of each).
-        self.snapshots: dict[WorkflowId, dict[int, tuple[str, str, str]]] = {}
+        self.changes = 0  # how many definitions and deletions it has read: a cheap "anything new?"
+        # The snapshots each workflow's definitions named since this reader started, by version: (uri,
+        # sha256, workflow file), for definitions written before they listed every snapshot that may run.
+        self._seen: dict[WorkflowId, dict[int, tuple[str, str, str]]] = {}
         self.reporter = reporter
         self.on_change = on_change
         self.consumer = clients.consumer(config, role=f"{reporter}-definitions",
@@ -150,28 +152,45 @@ class DefinitionFollower:
             found = decode_or_dead_letter(msg, read_workflow_record, self.reporter, None)
             if found is None:
                 continue
+            self.changes += 1
             if isinstance(found, WorkflowDeleted):
                 self.definitions.pop(found.workflow_id, None)
                 if self.on_change:
                     self.on_change(found.workflow_id, None)
             else:
                 self.definitions[found.workflow_id] = found
-                self.snapshots.setdefault(found.workflow_id, {})[found.version] = (
+                self._seen.setdefault(found.workflow_id, {})[found.version] = (
                     found.snapshot_uri, found.snapshot_sha256, found.workflow_file)
                 if self.on_change:
                     self.on_change(found.workflow_id, found)
 
-    def read_to_end(self, timeout: float = 10.0) -> None:
+    def announced(self, workflow: WorkflowId, uri: str, sha256: str, workflow_file: str,
+                  version: int | None = None) -> bool:
+        """Whether the workflows topic says this snapshot (of this version, when given) of the workflow
+        may run: the workflow exists and its definition lists the snapshot."""
+        definition = self.definitions.get(workflow)
+        if definition is None:
+            return False
+        if definition.snapshots:
+            return definition.announces(uri, sha256, workflow_file, version)
+        return any((uri, sha256, workflow_file) == ref and version in (None, v)
+                   for v, ref in self._seen.get(workflow, {}).items())
+
+    def read_to_end(self, timeout: float = 10.0) -> bool:
         """Read what the topic holds now, waiting at most `timeout`: a definition published just before
-        a command that names it may not have been read yet."""
-        tp = TopicPartition(self.consumer.assignment()[0].topic, 0)
+        a command that names it may not have been read yet. False if the end could not be reached."""
+        tp = TopicPartition(topics.name(self.config, topics.WORKFLOWS), 0)
         deadline = time.monotonic() + timeout
         try:
             end = self.consumer.get_watermark_offsets(tp, timeout=timeout)[1]
-            while end > 0 and time.monotonic() < deadline and self.consumer.position([tp])[0].offset < end:
+            while end > 0 and self.consumer.position([tp])[0].offset < end:
+                if time.monotonic() >= deadline:
+                    return False
                 self.poll(timeout=0.1)
         except KafkaException as exc:
             log.warning("%s: could not read the workflows topic to its end: %s", self.reporter, exc)
+            return False
+        return True
 
     def catch_up(self, stop: threading.Event | None = None) -> None:
         """Read to the end of the topic (as long as Kafka takes to answer), unless `stop` is set first."""

@@ -32,6 +32,7 @@ import logging
 import queue
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -184,10 +185,9 @@ class TransactionalLoop:
         self.consumer.unsubscribe()
         self.subscribed = False
         self.batch = []
-        for _ in range(100):
-            if not self.consumer.assignment():
-                break
-            self.consumer.poll(0.01)
+        deadline = time.monotonic() + 10
+        while self.consumer.assignment() and time.monotonic() < deadline:
+            self.consumer.poll(0.05)
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: assigned partitions %s", self.role, [p.partition for p in partitions])
@@ -321,11 +321,13 @@ class TransactionalLoop:
                 renew = renew or rolling or wedged or needs_new_producer(error)
                 self.outage.failed(f"{error.str() if isinstance(error, KafkaError) else error}; rolled back"
                                    f"{' with a new producer' if renew else ''}")
-                roll_back = bool(roll_back) or abortable(exc) or self.in_transaction
+                # Inputs polled but not committed (the step failed before or inside its transaction) are
+                # rewound to, never passed over.
+                roll_back = bool(roll_back) or abortable(exc) or self.in_transaction or bool(self.batch)
                 backoff.wait(stop)
             except KafkaUnavailable as exc:  # an admin request (a partition count) found no cluster
                 self.outage.failed(str(exc))
-                roll_back = bool(roll_back) or self.in_transaction
+                roll_back = bool(roll_back) or self.in_transaction or bool(self.batch)
                 backoff.wait(stop)
 
     def _roll_back(self, recover: Callable[[bool], None] | None, abort: bool) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from aiflow.config import Config
 from aiflow.errors import Conflict, NotFound
 from aiflow.ops._common import _aware, _config, _count_unfinished, _workflow_session
+from aiflow.ops.workflows import _publish_workflow
 from aiflow.store.blobs import blob_store
 from aiflow.store.models import ExecutionRow, SnapshotRow, WorkflowRow
 
@@ -79,6 +80,7 @@ def delete_workflow_snapshot(workflow_name: str, version: int, namespace: str | 
         uri = snap.uri
         s.delete(snap)
         s.flush()
+        _publish_workflow(s, config, row)  # the version is no longer announced: nothing runs it any more
         # Uploads of the same content share the blob: keep it while another snapshot points to it.
         shared = s.scalar(select(func.count()).select_from(SnapshotRow).where(SnapshotRow.uri == uri))
     if not shared:

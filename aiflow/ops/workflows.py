@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aiflow.config import Config
+from aiflow.config import Config, without_credentials
 from aiflow.errors import Conflict, NotFound, WorkflowFileError
 from aiflow.ops._common import (
     _aware,
@@ -68,7 +68,7 @@ def inspect_workflow_file(path: Path, namespace: str, config: Config) -> list[di
     """Load the file in a separate Python process, within `workflows.load_timeout` and under
     `workflows.load_memory_mb`; return its workflows' descriptions or raise with the file's line and
     the error's last lines."""
-    env = {**os.environ, NAMESPACE_ENV: namespace}
+    env = {**without_credentials(os.environ), NAMESPACE_ENV: namespace}  # the file is code: no secrets for it
     timeout = float(config.values["workflows.load_timeout"])
     argv = [sys.executable, "-m", "aiflow.sdk.loader", "--memory-mb", str(config.values["workflows.load_memory_mb"]),
             str(path)]
@@ -110,7 +110,9 @@ def _definition(s: Session, row: WorkflowRow, snapshot: SnapshotRow) -> Workflow
         snapshot_sha256=snapshot.sha256, workflow_file=snapshot.workflow_file, enabled=row.is_enabled,
         rule_keys=tuple((k["namespace"], k["key"]) for k in described.get("event_keys", [])),
         trigger_keys=tuple(trigger_keys), definition=snapshot.definition, triggers=json.dumps(triggers),
-        schedules=json.dumps(schedules))
+        schedules=json.dumps(schedules),
+        snapshots=tuple((v.version, v.uri, v.sha256, v.workflow_file) for v in s.scalars(
+            select(SnapshotRow).where(SnapshotRow.workflow_id == row.id).order_by(SnapshotRow.version))))
 
 
 def _publish_workflow(s: Session, config: Config, row: WorkflowRow, snapshot: SnapshotRow | None = None) -> None:

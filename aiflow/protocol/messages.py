@@ -490,6 +490,14 @@ class WorkflowDefinition(_Message):
     definition: str = "{}"
     triggers: str = "[]"  # JSON: [{"id": int, "condition": spec, "paused": bool}]
     schedules: str = "[]"  # JSON: [{"id": int, "expression": str, "paused": bool}]
+    # Every snapshot that may run, (version, uri, sha256, workflow file): the latest and the earlier
+    # ones not deleted. Empty in records written before this field existed.
+    snapshots: tuple[tuple[int, str, str, str], ...] = ()
+
+    def announces(self, uri: str, sha256: str, workflow_file: str, version: int | None = None) -> bool:
+        """Whether this snapshot (of this version, when given) may run."""
+        refs = self.snapshots or ((self.version, self.snapshot_uri, self.snapshot_sha256, self.workflow_file),)
+        return any((uri, sha256, workflow_file) == (u, sha, f) and version in (None, v) for v, u, sha, f in refs)
 
     @property
     def record_key(self) -> str:
@@ -507,6 +515,8 @@ class WorkflowDefinition(_Message):
             "rule_keys": [{"namespace": ns, "key": k} for ns, k in self.rule_keys],
             "trigger_keys": [{"namespace": ns, "key": k} for ns, k in self.trigger_keys],
             "definition": self.definition, "triggers": self.triggers, "schedules": self.schedules,
+            "snapshots": [{"version": v, "uri": u, "sha256": sha, "workflow_file": f}
+                          for v, u, sha, f in self.snapshots],
             "update_time": _now(),
         }
 
@@ -518,8 +528,11 @@ class WorkflowDefinition(_Message):
             workflow_file=record["workflow_file"], enabled=record["enabled"],
             rule_keys=tuple((s["namespace"], s["key"]) for s in record["rule_keys"]),
             trigger_keys=tuple((s["namespace"], s["key"]) for s in record["trigger_keys"]),
-            definition=record["definition"], triggers=record["triggers"], schedules=record["schedules"])
+            definition=record["definition"], triggers=record["triggers"], schedules=record["schedules"],
+            snapshots=tuple((s["version"], s["uri"], s["sha256"], s["workflow_file"]) for s in record["snapshots"]))
         check_snapshot_ref(definition.snapshot_sha256, definition.workflow_file)
+        for _, _, sha256, workflow_file in definition.snapshots:
+            check_snapshot_ref(sha256, workflow_file)
         for name in ("triggers", "schedules"):
             try:
                 parsed = json.loads(getattr(definition, name))

@@ -4,8 +4,10 @@
 describes, and rebuilds it as a real `Workflow` whose tasks are plain operators and whose
 conditions are the built-in ones or `RemoteCondition`s: proxies that ask the process, at most
 `scheduler.condition_timeout` per question. A file that loops, exits, raises or runs out of its
-memory cap (`workflows.load_memory_mb`) at import gives a WorkflowFileError saying which; a process
-that stops answering is killed (its whole process group) and started again on the next question.
+memory cap (`workflows.load_memory_mb`) at import gives a WorkflowFileError saying which. A process
+that dies or stops answering is killed (its whole process group); its conditions are not met until
+`revive`, called before a transaction opens, starts it again `RESTART_AFTER` seconds later — so a
+condition that hangs costs the scheduler one `condition_timeout` at most every `RESTART_AFTER`.
 """
 
 from __future__ import annotations
@@ -41,45 +43,67 @@ from aiflow.sdk.workflow import Operator, Workflow
 log = logging.getLogger(__name__)
 
 
+RESTART_AFTER = 30.0  # seconds a process that stopped answering stays down before it is started again
+
+
 class HostError(AIFlowError):
     """The snapshot's process did not answer in time, died, or answered nonsense."""
 
 
-class SnapshotHost:
-    """One snapshot's process, for one workflow of it."""
+class HostTimeout(HostError):
+    """The snapshot's process did not answer in time."""
 
-    def __init__(self, file: Path, namespace: str, workflow: str, *, load_timeout: float, memory_mb: int,
+
+class SnapshotHost:
+    """One process of user code: a snapshot's, for one workflow of it (`for_workflow`), or the one
+    for a workflow's trigger conditions (`for_conditions`)."""
+
+    def __init__(self, args: list[str], cwd: Path, label: str, *, load_timeout: float, memory_mb: int,
                  condition_timeout: float) -> None:
-        self.file = file
-        self.namespace = namespace
-        self.workflow = workflow
+        self.args = args
+        self.cwd = cwd
+        self.label = label
         self.load_timeout = load_timeout
         self.memory_mb = memory_mb
         self.condition_timeout = condition_timeout
         self._process: subprocess.Popen[bytes] | None = None
         self._buffer = b""
+        self.needed = False  # it has conditions to evaluate, so it is kept running
+        self._restart_at = 0.0
+
+    @classmethod
+    def for_workflow(cls, file: Path, namespace: str, workflow: str, **limits: Any) -> SnapshotHost:
+        return cls([str(file), namespace, workflow], file.parent, f"{file.name}: workflow {namespace}.{workflow}",
+                   **limits)
+
+    @classmethod
+    def for_conditions(cls, specs: list[dict[str, Any]], namespace: str, workflow: str, **limits: Any) -> SnapshotHost:
+        """Trigger conditions: their classes import from the scheduler's folder and path, as they did
+        when the trigger was added."""
+        return cls(["--conditions", json.dumps(specs), namespace], Path.cwd(),
+                   f"the triggers of {namespace}.{workflow}", **limits)
 
     # -- the process ---------------------------------------------------------------------------
     def load(self) -> dict[str, Any]:
-        """Start the process and return the workflow as it describes it (WorkflowFileError if it cannot)."""
+        """Start the process and return what it describes (WorkflowFileError if it cannot)."""
         self.close()
-        argv = [sys.executable, "-m", "aiflow.sdk.host", "--memory-mb", str(self.memory_mb), str(self.file),
-                self.namespace, self.workflow]
-        self._process = subprocess.Popen(argv, cwd=self.file.parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        argv = [sys.executable, "-m", "aiflow.sdk.host", "--memory-mb", str(self.memory_mb), *self.args]
+        self._process = subprocess.Popen(argv, cwd=self.cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          start_new_session=True, env=without_credentials(os.environ))
         self._buffer = b""
         try:
             answer = self._read(self.load_timeout)
         except HostError as exc:
             self.close()
-            raise WorkflowFileError(f"{self.file.name}: {exc} while loading workflow {self.namespace}.{self.workflow}"
-                                    f"{' (workflows.load_timeout)' if 'did not answer' in str(exc) else ''}") from None
+            setting = " (workflows.load_timeout)" if isinstance(exc, HostTimeout) else ""
+            raise WorkflowFileError(f"{self.label}: {exc} while loading{setting}") from None
         if "error" in answer:
             self.close()
             raise WorkflowFileError(str(answer["error"]))
-        if self._process.poll() is not None or not _has_remote(answer["workflow"]):
+        self.needed = _has_remote(answer)
+        if not self.needed:
             self.close()  # nothing left to ask it
-        return dict(answer["workflow"])
+        return answer
 
     def _read(self, timeout: float) -> dict[str, Any]:
         process = self._process
@@ -89,14 +113,19 @@ class SnapshotHost:
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise HostError(f"its process did not answer within {timeout:.0f} s")
+                raise HostTimeout(f"its process did not answer within {timeout:.0f} s")
             ready, _, _ = select.select([fd], [], [], left)
             if not ready:
                 continue
             chunk = os.read(fd, 65536)
-            if not chunk:
-                code = process.wait()
-                raise HostError(f"its process ended (exit code {code}{_signal_name(code)})")
+            if not chunk:  # it closed its answers: it ended, or will not answer again
+                until = time.monotonic() + 1.0  # an ending process closes its pipes a moment before it is gone
+                while (ended := _exit_code(process.pid)) is None and time.monotonic() < until:
+                    time.sleep(0.01)
+                self.close()
+                if ended is None:
+                    raise HostError("its process closed its answers")
+                raise HostError(f"its process ended (exit code {ended}{_signal_name(ended)})")
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
         try:
@@ -108,29 +137,64 @@ class SnapshotHost:
         return answer
 
     def ask(self, condition_id: int, event: Event, context: Context) -> bool:
-        """Evaluate remote condition `condition_id`; the rule states in `context` are updated in place."""
+        """Evaluate remote condition `condition_id`; the rule states in `context` are updated in place.
+
+        It never starts the process: questions come inside the scheduler's transaction, which must not
+        wait for a file to load. A process that died or stopped answering is started again by `revive`,
+        before a transaction, at most every RESTART_AFTER seconds; until then its conditions are not met."""
         if not isinstance(context, MemoryContext):
             raise HostError(f"a condition of the user's needs a MemoryContext, got {type(context).__name__}")
-        if self._process is None or self._process.poll() is not None:
-            self.load()
         process = self._process
-        assert process is not None and process.stdin is not None
+        if process is None or _exit_code(process.pid) is not None or process.stdin is None:
+            self._down()
+            raise HostError(f"a condition of {self.label}: its process is down; it is started again within "
+                            f"{RESTART_AFTER:.0f} s")
         request = {"condition": condition_id, "event": base64.b64encode(event.encode()).decode(),
                    "states": dict(context.states),
                    "statuses": {t: TaskStatus(s).value for t, s in context.task_statuses.items()}}
         try:
-            process.stdin.write((json.dumps(request) + "\n").encode())
-            process.stdin.flush()
+            self._write((json.dumps(request) + "\n").encode(), time.monotonic() + self.condition_timeout)
             answer = self._read(self.condition_timeout)
         except (OSError, HostError) as exc:
-            self.close()
-            raise HostError(f"condition of {self.namespace}.{self.workflow}: {exc}; its process is started again "
-                            "on the next question") from None
+            self._down()
+            raise HostError(f"a condition of {self.label}: {exc}; its process is started again within "
+                            f"{RESTART_AFTER:.0f} s") from None
         if "error" in answer:
             raise HostError(str(answer["error"]))
         context.states.clear()
         context.states.update(answer["states"])
         return bool(answer["met"])
+
+    def _write(self, data: bytes, deadline: float) -> None:
+        process = self._process
+        assert process is not None and process.stdin is not None
+        fd = process.stdin.fileno()
+        os.set_blocking(fd, False)  # a process that reads no more cannot block the scheduler on a full pipe
+        while data:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise HostError(f"its process took no question within {self.condition_timeout:.0f} s")
+            _, ready, _ = select.select([], [fd], [], left)
+            if ready:
+                data = data[os.write(fd, data):]
+
+    def _down(self) -> None:
+        if self._process is not None:
+            self.close()
+            self._restart_at = time.monotonic() + RESTART_AFTER
+
+    def revive(self) -> None:
+        """Start the process again if it is needed (it has conditions to evaluate), down, and was down
+        long enough; called outside any transaction."""
+        if not self.needed or (self._process is not None and _exit_code(self._process.pid) is None):
+            return
+        if time.monotonic() < self._restart_at:
+            return
+        try:
+            self.load()
+        except WorkflowFileError as exc:
+            self._restart_at = time.monotonic() + RESTART_AFTER
+            log.error("%s: its process could not be started again: %s", self.label, exc)
 
     def close(self) -> None:
         process, self._process = self._process, None
@@ -141,18 +205,18 @@ class SnapshotHost:
                 process.stdin.close()
             except OSError:
                 pass
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)  # the process and whatever the user's code started
-            except (ProcessLookupError, PermissionError):
-                pass
+        try:  # the process and whatever the user's code started, even if the process itself has ended
+            os.killpg(process.pid, signal.SIGKILL)  # (not reaped yet, its pid cannot have been reused)
+        except (ProcessLookupError, PermissionError):
+            pass
         process.wait()
         if process.stdout is not None:
             process.stdout.close()
 
     # -- the workflow ------------------------------------------------------------------------------
-    def workflow_object(self, description: dict[str, Any]) -> Workflow:
+    def workflow_object(self, answer: dict[str, Any]) -> Workflow:
         """The described workflow as the scheduler's core uses it."""
+        description = answer["workflow"]
         wf = Workflow(description["name"], description["namespace"])
         with wf:
             for t in description["tasks"]:
@@ -162,6 +226,12 @@ class SnapshotHost:
         wf.rules = {task: [TaskRule(self._condition(r["condition"], built), TaskAction(r["action"]), r["line"])
                            for r in rules] for task, rules in description["rules"].items()}
         return wf
+
+    def conditions(self, answer: dict[str, Any]) -> tuple[list[Condition | None], dict[int, str]]:
+        """The described trigger conditions, and why those that are None could not be rebuilt."""
+        built: dict[int, Condition] = {}
+        conditions = [None if spec is None else self._condition(spec, built) for spec in answer["conditions"]]
+        return conditions, {int(i): str(reason) for i, reason in answer.get("errors", {}).items()}
 
     def _condition(self, spec: dict[str, Any], built: dict[int, Condition]) -> Condition:
         ref = int(spec["ref"])
@@ -184,7 +254,7 @@ class SnapshotHost:
         elif kind == "remote":
             condition = RemoteCondition(self, int(spec["id"]), spec)
         else:
-            raise WorkflowFileError(f"{self.file.name}: unknown condition type {kind!r}")
+            raise WorkflowFileError(f"{self.label}: unknown condition type {kind!r}")
         built[ref] = condition
         return condition
 
@@ -209,10 +279,25 @@ class RemoteCondition(Condition):
         return f"RemoteCondition({self.class_name})"
 
 
-def _has_remote(description: dict[str, Any]) -> bool:
-    def remote(spec: dict[str, Any]) -> bool:
-        return spec.get("type") == "remote" or any(remote(c) for c in spec.get("conditions", []))
-    return any(remote(r["condition"]) for rules in description["rules"].values() for r in rules)
+def _has_remote(answer: object) -> bool:
+    """Whether a description holds a remote condition, anywhere in it."""
+    if isinstance(answer, dict):
+        return answer.get("type") == "remote" or any(_has_remote(v) for v in answer.values())
+    if isinstance(answer, list):
+        return any(_has_remote(v) for v in answer)
+    return False
+
+
+def _exit_code(pid: int) -> int | None:
+    """The exit code of a child that has ended (negative: the signal), None while it runs. It does not
+    reap the child, so its pid, and its process group's, stay ours until `close` kills the group."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return -1
+    if info is None:
+        return None
+    return -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status
 
 
 def _signal_name(code: int) -> str:

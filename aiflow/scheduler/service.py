@@ -28,11 +28,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import TopicPartition
 
 from aiflow.config import Config
-from aiflow.errors import AIFlowError, RecordError, WorkflowFileError
+from aiflow.errors import AIFlowError, KafkaUnavailable, RecordError, WorkflowFileError
 from aiflow.housekeeping import sweep_snapshot_cache
 from aiflow.kafka import sending, topics
 from aiflow.kafka.readers import SETTLED_HEADER, DefinitionFollower, WorkflowId, read_state
@@ -50,6 +51,7 @@ from aiflow.protocol.messages import (
 )
 from aiflow.protocol.records import Record, inbox_partition, parse_source, source_of, workflow_key
 from aiflow.scheduler import core
+from aiflow.scheduler.sandbox import SnapshotHost
 from aiflow.scheduler.workflows import WorkflowCache
 from aiflow.sdk.conditions import Condition, condition_from_spec
 from aiflow.sdk.expressions import Expression, parse_expression
@@ -60,6 +62,11 @@ log = logging.getLogger(__name__)
 
 
 _Parsed = tuple[list[tuple[int, Condition]], list[tuple[int, Expression]]]  # triggers, schedules
+
+
+def _names_a_class(spec: dict[str, Any]) -> bool:
+    """Whether a condition spec, or one nested in it, names a class of the user's."""
+    return spec.get("type") == "class" or any(_names_a_class(c) for c in spec.get("conditions", []))
 
 
 def _snapshot_of(m: InboxMessage) -> core.Snapshot:
@@ -105,6 +112,9 @@ class _RecentIds:
     def clear(self) -> None:
         self._ids.clear()
 
+    def discard(self, item: str) -> None:
+        self._ids.pop(item, None)
+
 
 class Scheduler:
     """One scheduler instance: owns the executions of the inbox partitions it is assigned."""
@@ -135,7 +145,10 @@ class Scheduler:
         self.assigned: set[int] = set()
         self._parsed: dict[tuple[WorkflowId, str, str], _Parsed] = {}
         self._parse_errors: dict[tuple[WorkflowId, str, str], dict[str, str]] = {}
-        self._unloadable: dict[str, str] = {}  # execution id -> why its workflow cannot be loaded
+        self._settled_now: list[str] = []  # ids the current step settled (undone if it rolls back)
+        self._scheduled_key: tuple[int, frozenset[int]] | None = None
+        self._scheduled_list: list[tuple[WorkflowId, list[tuple[int, Expression]]]] = []
+        self._trigger_hosts: dict[WorkflowId, SnapshotHost] = {}  # processes of trigger conditions of the user's
         self._next_snapshot_sweep = time.monotonic() + 60
 
     # -- partitions ----------------------------------------------------------------------------
@@ -200,15 +213,23 @@ class Scheduler:
 
     # -- applying inputs ----------------------------------------------------------------------
     def _workflow_of(self, ex: core.Execution) -> Workflow:
-        """The execution's workflow. When its snapshot cannot be loaded (any more: a library gone, a
-        file that no longer loads in time), an empty stand-in, and `_emit` fails the execution with
-        the reason, so its tries are stopped and their reports still settle it."""
+        """The execution's workflow (WorkflowFileError if its snapshot cannot be loaded)."""
         s = ex.snapshot
+        return self.workflows.get(ex.namespace, ex.workflow, s.uri, s.sha256, s.workflow_file)
+
+    def _workflow_for(self, owned: _Owned, now: float) -> Workflow:
+        """The workflow to apply an input with. When the snapshot cannot be loaded (any more: a library
+        gone since the execution started), the execution fails with the reason first, its tries are
+        stopped, and an empty stand-in lets their reports settle it."""
         try:
-            return self.workflows.get(ex.namespace, ex.workflow, s.uri, s.sha256, s.workflow_file)
+            return self._workflow_of(owned.execution)
         except WorkflowFileError as exc:
-            self._unloadable[ex.id] = str(exc)
-            return core.stand_in(ex)
+            if not owned.execution.finished:
+                log.error("scheduler: execution %s fails: its workflow cannot be loaded any more: %s",
+                          owned.execution.id, exc)
+                self._emit(owned, core.fail_execution(owned.execution,
+                                                      f"its workflow cannot be loaded any more: {exc}", now))
+            return core.stand_in(owned.execution)
 
     def _apply(self, m: InboxMessage, partition: int, offset: int) -> None:
         now = time.time()
@@ -216,21 +237,25 @@ class Scheduler:
             self._heard(now, room=m.free_slots > 0)
             return
         wid = (m.namespace, m.workflow)
-        ws = self.workflow_states.setdefault(wid, core.WorkflowState(*wid))
-        source = parse_source(m.source or "") if m.kind is InboxKind.EVENT else None
-        if not core.first_sight(ws, offset, source[1:] if source else None):
-            log.debug("scheduler: %s for %s.%s read again; ignored", m.kind.value, *wid)
-            self._replayed += 1
+        # A heartbeat changes liveness only (in memory), so it writes no state, not even the workflow's
+        # position: one read again after lost offsets refreshes a try's liveness once more, no harm.
+        heartbeat = m.kind is InboxKind.HEARTBEAT
+        if not heartbeat:
+            ws = self.workflow_states.setdefault(wid, core.WorkflowState(*wid))
+            source = parse_source(m.source or "") if m.kind is InboxKind.EVENT else None
+            if not core.first_sight(ws, offset, source[1:] if source else None):
+                log.debug("scheduler: %s for %s.%s read again; ignored", m.kind.value, *wid)
+                self._replayed += 1
+                self._dirty_workflows.add(wid)
+                return
             self._dirty_workflows.add(wid)
-            return
-        self._dirty_workflows.add(wid)
         if m.kind is InboxKind.COMMAND and m.command is Command.START_EXECUTION:
             self._start_execution(m, partition, now)
         elif m.kind is InboxKind.COMMAND:
             assert m.command is not None
             owned = self._owned(m.execution_id, m)
             if owned:
-                self._emit(owned, core.on_command(owned.execution, self._workflow_of(owned.execution),
+                self._emit(owned, core.on_command(owned.execution, self._workflow_for(owned, now),
                                                   m.command.value, m.task, now))
         elif m.kind is InboxKind.EVENT:
             assert m.event is not None
@@ -239,7 +264,7 @@ class Scheduler:
             if event.execution_id:  # from a task: its own execution's rules only
                 mine = [o for o in mine if o.execution.id == event.execution_id]
             for owned in mine:
-                self._emit(owned, core.on_event(owned.execution, self._workflow_of(owned.execution), event,
+                self._emit(owned, core.on_event(owned.execution, self._workflow_for(owned, now), event,
                                                 m.source or "", now))
             self._triggers(wid, event, m.source or "", partition, now)
         else:  # a task status report or a heartbeat
@@ -248,7 +273,7 @@ class Scheduler:
             self._heard(now)
             owned = self._owned(report.execution_id, m)
             if owned:
-                outputs = core.on_report(owned.execution, self._workflow_of(owned.execution), report.task,
+                outputs = core.on_report(owned.execution, self._workflow_for(owned, now), report.task,
                                          report.try_number, report.status, report.message, report.worker, now)
                 if report.status is None and not outputs:
                     # A heartbeat: liveness, kept in memory only (no state record; see _restore), with
@@ -309,8 +334,7 @@ class Scheduler:
             log.info("scheduler: %s.%s is disabled: start of %s refused", *wid, execution_id)
             return
         snapshot = _snapshot_of(m)
-        known = self.definitions.snapshots.get(wid, {}).get(snapshot.version)
-        if known != (snapshot.uri, snapshot.sha256, snapshot.workflow_file):
+        if not self.definitions.announced(wid, snapshot.uri, snapshot.sha256, snapshot.workflow_file, snapshot.version):
             # Only what the workflows topic announced runs: a START naming any other snapshot (a record
             # written to the inbox by hand) fails, and nothing of it is fetched or loaded.
             reason = (f"snapshot version {snapshot.version} ({snapshot.sha256[:12]}) is not a snapshot the workflows "
@@ -346,14 +370,12 @@ class Scheduler:
         key = (wid, definition.triggers, definition.schedules)
         fresh = key not in self._parsed
         if fresh:
+            for stale in [k for k in self._parsed if k[0] == wid]:  # an earlier version of them
+                del self._parsed[stale]
+                self._parse_errors.pop(stale, None)
             errors: dict[str, str] = {}
-            triggers: list[tuple[int, Condition]] = []
-            for t in json.loads(definition.triggers):
-                if not t.get("paused"):
-                    try:
-                        triggers.append((t["id"], condition_from_spec(t["condition"])))
-                    except Exception as exc:  # importing the user's class runs the user's module
-                        errors[f"trigger {t['id']}"] = reason_of(exc)
+            triggers = self._parsed_triggers(wid, [t for t in json.loads(definition.triggers) if not t.get("paused")],
+                                             errors)
             schedules: list[tuple[int, Expression]] = []
             for sc in json.loads(definition.schedules):
                 if not sc.get("paused"):
@@ -375,6 +397,36 @@ class Scheduler:
                 self._dirty_workflows.add(wid)
         return self._parsed[key]
 
+    def _parsed_triggers(self, wid: WorkflowId, active: list[dict[str, Any]],
+                         errors: dict[str, str]) -> list[tuple[int, Condition]]:
+        """The triggers' conditions: built-in ones here, those naming a class of the user's rebuilt and
+        evaluated in a process of their own (never imported here). Those that cannot be go to `errors`."""
+        triggers: list[tuple[int, Condition]] = []
+        hosted = [t for t in active if _names_a_class(t["condition"])]
+        for t in active:
+            if t not in hosted:
+                try:
+                    triggers.append((t["id"], condition_from_spec(t["condition"])))
+                except Exception as exc:  # junk in a definition
+                    errors[f"trigger {t['id']}"] = reason_of(exc)
+        old = self._trigger_hosts.pop(wid, None)
+        if old is not None:
+            old.close()
+        if hosted:
+            host = SnapshotHost.for_conditions([t["condition"] for t in hosted], *wid, **self.workflows.limits)
+            try:
+                conditions, failed = host.conditions(host.load())
+            except WorkflowFileError as exc:
+                errors.update({f"trigger {t['id']}": str(exc) for t in hosted})
+            else:
+                self._trigger_hosts[wid] = host
+                for index, (t, condition) in enumerate(zip(hosted, conditions, strict=True)):
+                    if condition is None:
+                        errors[f"trigger {t['id']}"] = failed.get(index, "its condition cannot be rebuilt")
+                    else:
+                        triggers.append((t["id"], condition))
+        return sorted(triggers, key=lambda t: t[0])
+
     def _start_latest(self, wid: WorkflowId, definition: WorkflowDefinition, run_type: ExecutionType, cause: str,
                       partition: int, now: float) -> None:
         snapshot = core.Snapshot(definition.version, definition.snapshot_uri, definition.snapshot_sha256,
@@ -393,13 +445,12 @@ class Scheduler:
             self._start_latest(wid, definition, ExecutionType.EVENT,
                                f"trigger {trigger_id} on event {event.key!r} at {source}", partition, now)
 
-    def _schedules(self, now: float) -> None:
-        for wid, definition in list(self.definitions.definitions.items()):
-            if not definition.enabled:
+    def _schedules(self, due: list[WorkflowId], now: float) -> None:
+        for wid in due:
+            definition = self.definitions.definitions.get(wid)
+            if definition is None or not definition.enabled:
                 continue
             partition = self._partition_of(wid)
-            if partition not in self.assigned:
-                continue
             _, schedules = self._parsed_definition(wid, definition)
             ws = self.workflow_states.setdefault(wid, core.WorkflowState(*wid))
             before = dict(ws.schedule_next)
@@ -410,25 +461,33 @@ class Scheduler:
             if ws.schedule_next != before:
                 self._dirty_workflows.add(wid)
 
-    def _schedules_due(self, now: float) -> bool:
-        """Whether a schedule of an owned workflow is due, or has no next tick yet."""
-        for wid, definition in self.definitions.definitions.items():
-            if not definition.enabled or self._partition_of(wid) not in self.assigned:
-                continue
-            _, schedules = self._parsed_definition(wid, definition)
+    def _scheduled(self) -> list[tuple[WorkflowId, list[tuple[int, Expression]]]]:
+        """The owned, enabled workflows with active schedules, and those schedules: worked out again
+        only when a definition or the partitions owned change, not on every step."""
+        key = (self.definitions.changes, frozenset(self.assigned))
+        if key != self._scheduled_key:
+            found = []
+            for wid, definition in self.definitions.definitions.items():
+                if definition.enabled and self._partition_of(wid) in self.assigned:
+                    _, schedules = self._parsed_definition(wid, definition)
+                    if schedules:
+                        found.append((wid, schedules))
+            self._scheduled_key, self._scheduled_list = key, found
+        return self._scheduled_list
+
+    def _schedules_due(self, now: float) -> list[WorkflowId]:
+        """The owned workflows with a schedule due, or without a next tick yet."""
+        due = []
+        for wid, schedules in self._scheduled():
             ws = self.workflow_states.get(wid)
             if any(ws is None or ws.schedule_next.get(str(i), 0.0) <= now for i, _ in schedules):
-                return True
-        return False
+                due.append(wid)
+        return due
 
     # -- outputs ------------------------------------------------------------------------------
     def _emit(self, owned: _Owned, outputs: list[core.Output]) -> None:
         ex = owned.execution
         self._dirty[ex.id] = owned
-        reason = self._unloadable.pop(ex.id, None)
-        if reason is not None:
-            outputs = [*outputs, *core.fail_execution(ex, f"its workflow cannot be loaded any more: {reason}",
-                                                      time.time())]
         for out in outputs:
             if isinstance(out, core.StartTry):
                 op = self._workflow_of(ex).tasks.get(out.task)
@@ -481,6 +540,7 @@ class Scheduler:
                 self.executions.pop(ex.id, None)
                 self._deadlines.pop(ex.id, None)
                 self.finished.add(ex.id)
+                self._settled_now.append(ex.id)
             else:
                 self._track(owned)
         self._dirty.clear()
@@ -511,12 +571,18 @@ class Scheduler:
                 if deadline <= now and e in self.executions]
 
     def _sweep_snapshots(self) -> None:
-        """Every 5 minutes: remove unpacked snapshots no workflow here uses and nobody touched for
-        `scheduler.snapshot_cache_retention` (they are fetched again if needed)."""
+        """Every 5 minutes: forget loaded workflows that no execution here runs and that are no owned
+        workflow's latest (their processes end), then remove unpacked snapshots no workflow here uses
+        and nobody touched for `scheduler.snapshot_cache_retention` (they are fetched again if needed)."""
         now = time.monotonic()
         if now < self._next_snapshot_sweep:
             return
         self._next_snapshot_sweep = now + 300
+        keep = {(o.execution.snapshot.sha256, o.execution.namespace, o.execution.workflow)
+                for o in self.executions.values()}
+        keep |= {(d.snapshot_sha256, *wid) for wid, d in self.definitions.definitions.items()
+                 if self._partition_of(wid) in self.assigned}
+        self.workflows.evict(keep)
         try:
             removed = sweep_snapshot_cache(self.workflows.root,
                                            float(self.config.values["scheduler.snapshot_cache_retention"]),
@@ -555,10 +621,10 @@ class Scheduler:
                 self._pending.append(dead_letter(msg, reason_of(exc), "scheduler"))
         for owned in due:
             if owned.execution.id in self.executions:
-                self._emit(owned, core.on_tick(owned.execution, self._workflow_of(owned.execution), now,
+                self._emit(owned, core.on_tick(owned.execution, self._workflow_for(owned, now), now,
                                                self.settings, heard_since, room_since))
         if schedules_due:
-            self._schedules(now)
+            self._schedules(schedules_due, now)
         if self._replayed:
             log.info("scheduler: %d inbox messages read again (offsets lost?) were ignored: applied before",
                      self._replayed)
@@ -566,11 +632,15 @@ class Scheduler:
         self._flush_state()
         self._produce()
         self.loop.commit()
+        self._settled_now.clear()
         return len(msgs)
 
-    def _load_ahead(self, inputs: list[InboxMessage], schedules_due: bool) -> None:
+    def _load_ahead(self, inputs: list[InboxMessage], schedules_due: list[WorkflowId]) -> None:
         """Load the workflows this batch may need, and parse the triggers it may evaluate, before the
         transaction opens. What cannot be loaded is remembered with its reason for the step to use."""
+        self.workflows.revive()
+        for host in self._trigger_hosts.values():
+            host.revive()
         for m in inputs:
             wid = (m.namespace, m.workflow)
             if m.kind is InboxKind.COMMAND and m.command is Command.START_EXECUTION:
@@ -578,17 +648,17 @@ class Scheduler:
                     snapshot = _snapshot_of(m)
                 except (KeyError, ValueError):
                     continue  # the step dead-letters it
-                if snapshot.version not in self.definitions.snapshots.get(wid, {}):
-                    self.definitions.read_to_end()  # published just before the START: not read yet
-                if self.definitions.snapshots.get(wid, {}).get(snapshot.version) == (
-                        snapshot.uri, snapshot.sha256, snapshot.workflow_file):
+                ref = (snapshot.uri, snapshot.sha256, snapshot.workflow_file, snapshot.version)
+                # Published just before the START, it may not have been read yet. The START is refused
+                # only once the topic was read to its end; until then the step is retried.
+                if not self.definitions.announced(wid, *ref) and not self.definitions.read_to_end():
+                    raise KafkaUnavailable("the workflows topic could not be read to its end to check a START")
+                if self.definitions.announced(wid, *ref):
                     self.workflows.load(*wid, snapshot.uri, snapshot.sha256, snapshot.workflow_file)
             elif m.kind is InboxKind.EVENT:
                 self._load_latest(wid)
-        if schedules_due:
-            for wid in list(self.definitions.definitions):
-                if self._partition_of(wid) in self.assigned:
-                    self._load_latest(wid)
+        for wid in schedules_due:
+            self._load_latest(wid)
 
     def _load_latest(self, wid: WorkflowId) -> None:
         """Parse the workflow's triggers and schedules; load its latest snapshot if it has any."""
@@ -608,6 +678,8 @@ class Scheduler:
             self.loop.close()
             self.definitions.close()
             self.workflows.close()
+            for host in self._trigger_hosts.values():
+                host.close()
             log.info("scheduler: stopped")
 
     def _recover(self, abort: bool) -> None:
@@ -625,8 +697,11 @@ class Scheduler:
         self.executions.clear()
         self._deadlines.clear()
         # `finished` is kept: the state topic no longer has the settled executions the projector has
-        # tombstoned. An id in it whose settling the failed step rolled back is restored as active,
-        # and `executions` is looked at first.
+        # tombstoned. But the ids this step settled are not settled: the step is undone, and its input
+        # (a START that settled at once, say) must not then be taken for a duplicate.
+        for execution_id in self._settled_now:
+            self.finished.discard(execution_id)
+        self._settled_now.clear()
         self.workflow_states.clear()
         self.assigned.clear()
         if assignment:

@@ -4,6 +4,9 @@ in a process of the snapshot's own (aiflow/scheduler/sandbox.py)."""
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Collection
+from typing import Any
 
 from aiflow.config import Config
 from aiflow.errors import AIFlowError, WorkflowFileError
@@ -15,20 +18,24 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]  # sha256, namespace, workflow
 
+# How long a snapshot that could not be loaded is refused before it is tried again. Its content never
+# changes, but the reason may: a library installed since, a machine less busy than at the timeout.
+RETRY_FAILED_AFTER = 600.0
+
 
 class WorkflowCache:
-    """The scheduler's loaded workflows, by (sha256, namespace, name). A snapshot that cannot be
-    loaded is remembered with its reason: its content never changes, so neither does the outcome
-    (restart the scheduler after installing a library it lacked)."""
+    """The scheduler's loaded workflows, by (sha256, namespace, name), with the processes of those
+    that have conditions of the user's. A snapshot that cannot be loaded is refused with its reason for
+    RETRY_FAILED_AFTER seconds; then the next execution that needs it tries again."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.root = config.home / "scheduler" / "snapshots"
-        self.load_timeout = float(config.values["workflows.load_timeout"])
-        self.memory_mb = int(config.values["workflows.load_memory_mb"])
-        self.condition_timeout = float(config.values["scheduler.condition_timeout"])
+        self.limits: dict[str, Any] = {"load_timeout": float(config.values["workflows.load_timeout"]),
+                                       "memory_mb": int(config.values["workflows.load_memory_mb"]),
+                                       "condition_timeout": float(config.values["scheduler.condition_timeout"])}
         self._loaded: dict[Key, Workflow] = {}
-        self._failed: dict[Key, str] = {}
+        self._failed: dict[Key, tuple[str, float]] = {}  # reason, when to try again
         self._hosts: dict[Key, SnapshotHost] = {}
 
     def get(self, namespace: str, name: str, uri: str, sha256: str, workflow_file: str) -> Workflow:
@@ -37,18 +44,19 @@ class WorkflowCache:
         wf = self._loaded.get(key)
         if wf is not None:
             return wf
-        if key in self._failed:
-            raise WorkflowFileError(self._failed[key])
+        failed = self._failed.get(key)
+        if failed is not None and time.monotonic() < failed[1]:
+            raise WorkflowFileError(failed[0])
         try:
             folder = fetch(self.config, uri, sha256, self.root / sha256)  # checks the sha256 first
-            host = SnapshotHost(file_in(folder, workflow_file), namespace, name, load_timeout=self.load_timeout,
-                                memory_mb=self.memory_mb, condition_timeout=self.condition_timeout)
+            host = SnapshotHost.for_workflow(file_in(folder, workflow_file), namespace, name, **self.limits)
             wf = host.workflow_object(host.load())
         except AIFlowError as exc:
-            self._failed[key] = str(exc)
+            self._failed[key] = (str(exc), time.monotonic() + RETRY_FAILED_AFTER)
             log.error("scheduler: workflow %s.%s of snapshot %s cannot be loaded: %s", namespace, name, sha256[:12],
                       exc)
             raise WorkflowFileError(str(exc)) from None
+        self._failed.pop(key, None)
         self._hosts[key] = host
         self._loaded[key] = wf
         return wf
@@ -60,7 +68,25 @@ class WorkflowCache:
         except WorkflowFileError:
             pass
 
+    def revive(self) -> None:
+        """Start again the processes that stopped answering (outside any transaction)."""
+        for host in self._hosts.values():
+            host.revive()
+
+    def evict(self, keep: Collection[Key]) -> None:
+        """Forget the loaded workflows no longer needed (no execution here runs them and they are no
+        workflow's latest), and end their processes; failures whose retry time has come go too."""
+        for key in [k for k in self._loaded if k not in keep]:
+            del self._loaded[key]
+            host = self._hosts.pop(key, None)
+            if host is not None:
+                host.close()
+        now = time.monotonic()
+        for key in [k for k, (_, retry_at) in self._failed.items() if retry_at <= now]:
+            del self._failed[key]
+
     def in_use(self) -> set[str]:
+        """The sha256s of the snapshots loaded here: their folders must stay (user code may read them)."""
         return {key[0] for key in self._loaded}
 
     def close(self) -> None:

@@ -10,6 +10,11 @@ here. The process then answers one JSON line per request on stdin — evaluate r
 for this event, with these rule states and task statuses — with whether it is met and the states
 as it left them. It ends when stdin closes; a snapshot with no remote condition ends at once.
 
+`python -m aiflow.sdk.host [--memory-mb N] --conditions SPECS NAMESPACE` does the same for the
+conditions of a workflow's triggers (SPECS: a JSON list of condition specs, as `condition_to_spec`
+writes them): it imports their classes and answers with each one as a spec (null, with the reason
+under "errors", for one it cannot rebuild), then evaluates the remote ones.
+
 Everything the file prints goes to stderr, so stdout carries only answers. Each snapshot has a
 process, and so its own modules: two snapshots' `helpers.py` never meet.
 """
@@ -18,11 +23,13 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import sys
 from typing import IO, Any
 
 from aiflow.errors import WorkflowFileError
+from aiflow.process import stop_with_parent
 from aiflow.sdk.conditions import (
     Condition,
     MeetAllCondition,
@@ -30,8 +37,9 @@ from aiflow.sdk.conditions import (
     SingleEventCondition,
     TaskStatusAllMetCondition,
     TaskStatusCondition,
+    condition_from_spec,
 )
-from aiflow.sdk.loader import limit_memory, load_workflow
+from aiflow.sdk.loader import answers_and_limits, load_workflow
 from aiflow.sdk.state import MemoryContext
 from aiflow.sdk.status import TaskStatus
 from aiflow.sdk.workflow import Workflow
@@ -89,6 +97,21 @@ def describe_for_scheduler(wf: Workflow) -> tuple[dict[str, Any], list[Condition
     return description, specs.remote
 
 
+def describe_conditions(specs: list[dict[str, Any]], namespace: str) -> tuple[dict[str, Any], list[Condition]]:
+    """Trigger conditions rebuilt from their specs (importing the classes they name), described for the
+    scheduler like a workflow's rules; one that cannot be rebuilt is None, with its reason under errors."""
+    described = _Specs(namespace)
+    conditions: list[dict[str, Any] | None] = []
+    errors: dict[str, str] = {}
+    for index, spec in enumerate(specs):
+        try:
+            conditions.append(described.of(condition_from_spec(spec)))
+        except Exception as exc:  # a class that is missing, or whose module raises at import
+            conditions.append(None)
+            errors[str(index)] = f"{type(exc).__name__}: {exc}"
+    return {"conditions": conditions, "errors": errors}, described.remote
+
+
 def _answer(out: IO[str], message: dict[str, Any]) -> None:
     out.write(json.dumps(message) + "\n")
     out.flush()
@@ -111,25 +134,29 @@ def _evaluate(remote: list[Condition], request: dict[str, Any]) -> dict[str, Any
 
 def main(argv: list[str]) -> int:
     # The file may print as it loads and as it evaluates: the real stdout carries the answers alone.
-    out = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
-    if argv[:1] == ["--memory-mb"]:
-        limit_memory(int(argv[1]))
-        argv = argv[2:]
-    if len(argv) != 3:
-        _answer(out, {"error": "usage: python -m aiflow.sdk.host [--memory-mb N] FILE NAMESPACE WORKFLOW"})
+    out, argv = answers_and_limits(argv)
+    stop_with_parent(0, logging.getLogger("aiflow.sdk.host"))  # a SIGKILLed scheduler leaves nothing running
+    if len(argv) == 3 and argv[0] == "--conditions":
+        specs, namespace = json.loads(argv[1]), argv[2]
+        sys.path.insert(0, os.getcwd())  # the classes import as they did where the trigger was added
+        conditions, remote = describe_conditions(specs, namespace)
+        _answer(out, conditions)
+    elif len(argv) == 3:
+        path, namespace, name = argv
+        try:
+            wf = load_workflow(path, namespace, name)
+            description, remote = describe_for_scheduler(wf)
+        except WorkflowFileError as exc:
+            _answer(out, {"error": str(exc)})
+            return 1
+        except Exception as exc:  # a condition of the user's whose subscriptions() raised
+            _answer(out, {"error": f"{path}: {type(exc).__name__}: {exc}"})
+            return 1
+        _answer(out, {"workflow": description})
+    else:
+        _answer(out, {"error": "usage: python -m aiflow.sdk.host [--memory-mb N] FILE NAMESPACE WORKFLOW | "
+                               "--conditions SPECS NAMESPACE"})
         return 2
-    path, namespace, name = argv
-    try:
-        wf = load_workflow(path, namespace, name)
-        description, remote = describe_for_scheduler(wf)
-    except WorkflowFileError as exc:
-        _answer(out, {"error": str(exc)})
-        return 1
-    except Exception as exc:  # a condition of the user's whose subscriptions() raised
-        _answer(out, {"error": f"{path}: {type(exc).__name__}: {exc}"})
-        return 1
-    _answer(out, {"workflow": description})
     if not remote:
         return 0
     for line in sys.stdin:

@@ -17,7 +17,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from aiflow.errors import WorkflowDefinitionError, WorkflowFileError
 from aiflow.sdk.workflow import NAMESPACE_ENV, Workflow, collect_created
@@ -115,13 +115,20 @@ def describe_file(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return [wf.describe() for wf in load_workflows(path)]
 
 
-def main(argv: list[str]) -> int:
-    # The file may print to stdout as it loads: keep the real stdout for the result alone.
-    result_fd = os.dup(1)
+def answers_and_limits(argv: list[str]) -> tuple[IO[str], list[str]]:
+    """For a process that loads user code and answers on stdout: the real stdout, kept for the answers
+    alone (what the user's code prints goes to stderr), and the arguments after `--memory-mb N`, whose
+    cap is now in force."""
+    answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     if argv[:1] == ["--memory-mb"]:
         limit_memory(int(argv[1]))
         argv = argv[2:]
+    return answers, argv
+
+
+def main(argv: list[str]) -> int:
+    answers, argv = answers_and_limits(argv)
     if len(argv) != 1:
         result: dict[str, Any] = {"error": "usage: python -m aiflow.sdk.loader [--memory-mb N] WORKFLOW_FILE"}
     else:
@@ -130,7 +137,8 @@ def main(argv: list[str]) -> int:
         except WorkflowFileError as exc:
             result = {"error": str(exc)}
     sys.stdout.flush()
-    os.write(result_fd, (json.dumps(result, default=str) + "\n").encode())
+    answers.write(json.dumps(result, default=str) + "\n")
+    answers.flush()
     return 0 if "workflows" in result else 1
 
 

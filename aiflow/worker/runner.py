@@ -13,12 +13,11 @@ import logging
 import os
 import signal
 import sys
-import threading
-import time
 import traceback
 from types import FrameType
 
 from aiflow.events.context import TaskContext
+from aiflow.process import stop_with_parent
 from aiflow.sdk.loader import load_workflow
 from aiflow.sdk.workflow import TaskRunContext
 
@@ -37,26 +36,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 ORPHAN_GRACE = 10.0
 
 
-def _watch_parent(log: logging.Logger) -> None:
-    """Stop the task if its worker dies (its parent — the worker or its fork server — goes away):
-    a SIGKILLed worker must not leave tries running that nobody reports or stops. SIGTERM first (the
-    operator's `stop` runs), SIGKILL to the whole group if it is still there after ORPHAN_GRACE."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                log.warning("the worker is gone; stopping the task")
-                os.killpg(os.getpgrp(), signal.SIGTERM)
-                time.sleep(ORPHAN_GRACE)
-                log.warning("the task did not stop within %.0f s; killing it", ORPHAN_GRACE)
-                os.killpg(os.getpgrp(), signal.SIGKILL)
-                return
-
-    threading.Thread(target=watch, name="aiflow-parent-watch", daemon=True).start()
-
-
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if len(argv) != 3:
@@ -69,7 +48,9 @@ def main(argv: list[str]) -> int:
         return 2
     signal.signal(signal.SIGTERM, _on_sigterm)
     log = logging.getLogger("aiflow.task")
-    _watch_parent(log)
+    # A SIGKILLed worker must not leave tries running that nobody reports or stops: SIGTERM first (the
+    # operator's `stop` runs), SIGKILL to the whole group if it is still there after ORPHAN_GRACE.
+    stop_with_parent(ORPHAN_GRACE, log)
     log.info("starting task %s try %d of execution %s", task.task, task.try_number, task.execution_id)
     context: TaskRunContext | None = None
     operator = None

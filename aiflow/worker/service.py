@@ -41,10 +41,12 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from aiflow import housekeeping
 from aiflow.config import Config, without_credentials
+from aiflow.errors import KafkaUnavailable
 from aiflow.events.context import ENV_ISOLATED_NAMESPACES, TaskContext
 from aiflow.kafka import clients, sending, topics
+from aiflow.kafka.readers import DefinitionFollower, read_state
 from aiflow.kafka.transactions import TransactionalLoop
-from aiflow.protocol.deadletter import decode_or_dead_letter
+from aiflow.protocol.deadletter import dead_letter, decode_or_dead_letter
 from aiflow.protocol.messages import ControlCommand, InboxMessage, TaskCommand
 from aiflow.protocol.records import RawRecord, Record
 from aiflow.store.snapshots import fetch, file_in
@@ -122,7 +124,6 @@ class _Unverified:
         self.queued: set[tuple[str, str, int]] = set()
 
     def add(self, config: Config, partitions: list[TopicPartition]) -> None:
-        from aiflow.kafka.readers import read_state
 
         reader = clients.consumer(config, role="worker-verify")
         try:
@@ -160,6 +161,8 @@ class Worker:
         self.loop = TransactionalLoop(config, "worker", topics.name(config, topics.TASKS),
                                       f"{config.topic_prefix}-worker", on_assign=self._assigned)
         self.control = clients.consumer(config, role="worker-control")
+        # Only snapshots the workflows topic lists for their workflow run (WorkflowDefinition.snapshots).
+        self.definitions = DefinitionFollower(config, "worker")
         self._control_assigned = False
         self.paused = False
         self.unverified = _Unverified()
@@ -267,14 +270,27 @@ class Worker:
         msgs = self.loop.poll(max_records=free, timeout=0.005 if self.running else 0.05)
         if not msgs:
             return
+        dead: list[Record] = []
+        decoded = [(msg, decode_or_dead_letter(msg, TaskCommand.from_record, "worker", dead)) for msg in msgs]
+        # An upload just before its first START may not have been read yet: a command is refused only
+        # once the workflows topic was read to its end (else the step is retried).
+        if any(c is not None and not self._announced(c) for _, c in decoded) and not self.definitions.read_to_end():
+            raise KafkaUnavailable("the workflows topic could not be read to its end to check a START")
         commands = []
         self.loop.begin()
-        for msg in msgs:
-            dead: list[Record] = []
-            command = decode_or_dead_letter(msg, TaskCommand.from_record, "worker", dead)
-            for record in dead:
-                self._produce(record)
+        for record in dead:
+            self._produce(record)
+        for msg, command in decoded:
             if command is None or not self._still_waiting(msg, command):
+                continue
+            if not self._announced(command):
+                reason = (f"snapshot {command.snapshot_sha256[:12]} ({command.snapshot_uri}, "
+                          f"{command.workflow_file}) is not one the workflows topic lists for "
+                          f"{command.namespace}.{command.workflow}: refusing to run it")
+                log.warning("worker: START of %s/%s try %s of %s refused: %s", command.workflow, command.task,
+                            command.try_number, command.execution_id, reason)
+                self._produce(dead_letter(msg, reason, "worker"))
+                self._report(command, "FAILED", reason)
                 continue
             if self._stopped_already(command):
                 self._report(command, "STOPPED", "stopped before it started")
@@ -284,6 +300,10 @@ class Worker:
         self.loop.commit()  # RUNNING reported and offsets committed: from here on these tries are ours
         for command in commands:
             self._launch(command)
+
+    def _announced(self, command: TaskCommand) -> bool:
+        return self.definitions.announced((command.namespace, command.workflow), command.snapshot_uri,
+                                          command.snapshot_sha256, command.workflow_file)
 
     def _stopped_already(self, command: TaskCommand) -> bool:
         keys = [(command.execution_id, None, None), (command.execution_id, command.task, None),
@@ -412,6 +432,7 @@ class Worker:
 
     # -- the loop ------------------------------------------------------------------------------
     def step(self) -> None:
+        self.definitions.poll()
         self._check_fork_server()
         self._read_control()
         self._reap()
@@ -444,6 +465,7 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         log.info("worker %s: started with %d slots", self.name, self.slots)
         try:
+            self.definitions.catch_up(stop)
             self.loop.run_until(stop, self.step)
         finally:
             self.shutdown()
@@ -474,6 +496,7 @@ class Worker:
         if self.forks is not None:
             self.forks.close()
         self.control.close()
+        self.definitions.close()
         self.loop.close()
         log.info("worker %s: stopped", self.name)
 

@@ -27,6 +27,7 @@ SAMPLES = {
                                   "snapshot_sha256": "s", "workflow_file": "w.py", "enabled": True,
                                   "rule_keys": [{"namespace": "default", "key": "data_prepared"}],
                                   "trigger_keys": [], "definition": "{}", "triggers": "[]", "schedules": "[]",
+                                  "snapshots": [{"version": 3, "uri": "u", "sha256": "s", "workflow_file": "w.py"}],
                                   "update_time": NOW},
     "aiflow.StateRecord": {"entity": "EXECUTION", "entity_id": "e", "namespace": "default", "workflow": "w",
                            "version": 7, "body": "{}", "update_time": NOW},
