@@ -36,6 +36,13 @@ def _status(config: Config) -> ServiceStatus:
     return ServiceStatus(config.home / "run" / "standalone.status")
 
 
+
+def banner(config: Config, local_broker: bool) -> str:
+    """What `standalone` says when it runs: where everything is, with the database password masked."""
+    return (f"aiflow standalone\n  home:     {config.home}\n  kafka:    {config.bootstrap}"
+            f"{' (local broker)' if local_broker else ''}\n  database: {config.safe_db_uri}\n"
+            f"  logs:     {config.home / 'logs'}\nScheduler and worker running; Ctrl-C stops everything.")
+
 @click.group("standalone", invoke_without_command=True)
 @click.option("-d", "--daemon", is_flag=True, help="Run in the background; `aiflow standalone stop` ends it.")
 @click.option("--slots", type=click.IntRange(min=1), default=None, help="Worker slots (default: worker.slots).")
@@ -94,10 +101,7 @@ def run_foreground(config: Config, slots: int | None) -> None:
         ]
         if broker is not None and started_broker:
             services.append(("broker", BrokerSupervisor(broker).run))
-        click.echo(f"aiflow standalone\n  home:     {config.home}\n  kafka:    {config.bootstrap}"
-                   f"{' (local broker)' if broker else ''}\n  database: {config.safe_db_uri}\n"
-                   f"  logs:     {config.home / 'logs'}\n"
-                   "Scheduler and worker running; Ctrl-C stops everything.", err=True)
+        click.echo(banner(config, local_broker=broker is not None), err=True)
         run_services("standalone", services, stop, status.set)
     finally:
         status.clear()

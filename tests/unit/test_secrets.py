@@ -47,3 +47,11 @@ def test_the_home_is_owner_only(tmp_path: Path) -> None:
     home.mkdir(mode=0o755)
     private_home(home)
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+def test_the_standalone_banner_prints_no_password(tmp_path: Path) -> None:
+    from aiflow.cli.standalone_cmd import banner
+
+    config = Config.load(home=tmp_path, environ={"AIFLOW_DB_URI": "postgresql+psycopg://aiflow:s3cr3t@db/aiflow"})
+    text = banner(config, local_broker=True)
+    assert "s3cr3t" not in text and "postgresql+psycopg://aiflow:***@db/aiflow" in text

@@ -204,3 +204,34 @@ def test_trigger_conditions_of_the_users_run_in_their_own_process_and_a_missing_
         assert fired == [[], [1, 3], [], [1, 3]]  # each trigger with its own state, kept in the workflow's
     finally:
         h.close()
+
+
+def test_a_snapshot_process_ends_when_the_scheduler_that_started_it_is_sigkilled(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+
+    from tests.conftest import process_alive
+
+    file = snapshot(tmp_path / "s", COUNTING, HELPERS.format(threshold=2))
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from aiflow.scheduler.sandbox import SnapshotHost\n"
+        f"h = SnapshotHost.for_workflow(Path({str(file)!r}), 'default', 'counting', load_timeout=60, memory_mb=0,"
+        " condition_timeout=5)\n"
+        "h.load()\n"
+        "print(h._process.pid, flush=True)\n"
+        "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        host_pid = int(parent.stdout.readline())
+        assert process_alive(host_pid)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while process_alive(host_pid):
+            assert time.monotonic() < deadline, "the snapshot process outlived its scheduler"
+            time.sleep(0.2)
+    finally:
+        parent.kill()
