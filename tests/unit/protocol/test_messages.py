@@ -178,3 +178,17 @@ def test_the_tries_of_an_execution_record_that_wait_for_a_worker() -> None:
                                "b": [core.TaskTry("b", 1, "RUNNING", "c")]})
     record = StateRecord("EXECUTION", "e1", "ns", "wf", 3, json.dumps(ex.to_dict()))
     assert record.queued_tries() == {("e1", "a", 2)}
+
+
+def test_a_definition_lists_the_snapshots_that_may_run_and_older_records_their_latest_alone() -> None:
+    from aiflow.protocol.messages import WorkflowDefinition
+
+    old, new = ("file:///b/1.zip", "1" * 64, "w/w.py"), ("file:///b/2.zip", "2" * 64, "w/w.py")
+    listed = WorkflowDefinition("default", "w", 2, *new, snapshots=((1, *old), (2, *new)))
+    decoded = WorkflowDefinition.decode(listed.encode())
+    assert decoded.announces(*old) and decoded.announces(*new, version=2)
+    assert not decoded.announces(*old, version=2)  # the version must match too
+    assert not decoded.announces("file:///b/3.zip", "3" * 64, "w/w.py")
+    assert not decoded.announces(old[0], old[1], "other.py")
+    written_before = WorkflowDefinition("default", "w", 2, *new)  # no list: its latest snapshot alone
+    assert written_before.announces(*new) and not written_before.announces(*old)
