@@ -12,6 +12,7 @@ need not be written in the file.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -79,6 +80,11 @@ KEYS: tuple[Key, ...] = (
         "a file that takes longer is refused at upload and fails its execution in the scheduler"),
     Key("workflows.load_memory_mb", int, 4096, "AIFLOW_WORKFLOWS_LOAD_MEMORY_MB",
         "address-space cap in MB of the process that loads a workflow file (0: none)"),
+    Key("webserver.host", str, "127.0.0.1", "AIFLOW_WEBSERVER_HOST",
+        "address the web server (REST API) listens on; off loopback it needs a token"),
+    Key("webserver.port", int, 8080, "AIFLOW_WEBSERVER_PORT", "port of the web server"),
+    Key("webserver.token_file", str, "", "AIFLOW_WEBSERVER_TOKEN_FILE",
+        "a file holding the bearer token the web server's API requires (or set AIFLOW_WEBSERVER_TOKEN)"),
     Key("worker.slots", int, 4, "AIFLOW_WORKER_SLOTS", "tries one worker runs at once"),
     Key("worker.heartbeat_interval", int, 5, "AIFLOW_WORKER_HEARTBEAT_INTERVAL",
         "seconds between a worker's heartbeats (for each running try, and a beacon to every inbox partition)"),
@@ -128,6 +134,30 @@ def without_credentials(environ: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in environ.items()
             if name not in ("AIFLOW_DB_URI", "AIFLOW_WEBHOOK_TOKEN")
             and not (name.startswith(KAFKA_PROPERTY_ENV_PREFIX) and is_secret_name(name))}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen address is this machine's own (only it can connect)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_token(env_name: str, token_file: str | None, what: str) -> str | None:
+    """A bearer token: the content of `token_file` when given, else the variable `env_name` (never a
+    command-line argument, which every user of the machine sees in `ps`)."""
+    if token_file:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the {what} token from {token_file}: {exc.strerror}") from None
+        if not token:
+            raise ConfigError(f"the {what} token file {token_file} is empty")
+        return token
+    return os.environ.get(env_name) or None
 
 
 def isolated_names(spec: str) -> frozenset[str]:

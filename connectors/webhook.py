@@ -19,7 +19,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from aiflow.config import Config
+from aiflow.config import Config, is_loopback
 from aiflow.errors import AIFlowError, EventError
 from aiflow.events import EventClient
 from aiflow.protocol.records import MAX_EVENT_BYTES
@@ -36,7 +36,7 @@ class WebhookServer:
     def __init__(self, config: Config, host: str = "127.0.0.1", port: int = 8787, token: str | None = None,
                  mapping: Mapping | None = None, namespace: str | None = None,
                  read_timeout: float = READ_TIMEOUT) -> None:
-        if not token and host not in ("127.0.0.1", "localhost", "::1"):
+        if not token and not is_loopback(host):
             raise AIFlowError(f"the webhook would accept events from anyone on {host}: set a token (--token or "
                               "AIFLOW_WEBHOOK_TOKEN), or listen on 127.0.0.1")
         self.client = EventClient(config, namespace=namespace, sender="webhook")

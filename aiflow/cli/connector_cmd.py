@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,8 @@ import yaml
 
 from aiflow.cli.common import load_config, service_logging
 from aiflow.cli.output import emit, output_option
-from aiflow.errors import AIFlowError, ConfigError
+from aiflow.config import read_token
+from aiflow.errors import ConfigError
 
 KINDS = {
     "kafka-topic": "one event per record of an existing Kafka topic (JSON, Avro, Confluent Avro, bytes; Debezium)",
@@ -151,14 +151,8 @@ def run_webhook(config_file: str | None, token_file: str | None, **flags: Any) -
         click.echo("warning: --token is visible to every user of this machine (ps); use $AIFLOW_WEBHOOK_TOKEN or "
                    "--token-file", err=True)
     token_path = token_file or values.get("token-file")
-    token = values.get("token") or os.environ.get("AIFLOW_WEBHOOK_TOKEN")
-    if token_path:
-        try:
-            token = Path(token_path).read_text().strip()
-        except OSError as exc:
-            raise AIFlowError(f"cannot read the webhook token from {token_path}: {exc.strerror}") from None
-        if not token:
-            raise AIFlowError(f"the webhook token file {token_path} is empty")
+    token = read_token("AIFLOW_WEBHOOK_TOKEN", token_path, "webhook") if token_path or not values.get("token") \
+        else values.get("token")
     config = load_config()
     mapping = _mapping(values, config.namespace) if values.get("key") else None
     server = WebhookServer(config, host=values.get("host") or "127.0.0.1", port=int(values.get("port") or 8787),

@@ -51,11 +51,12 @@ def _register() -> None:
         standalone_cmd,
         topics_cmd,
         trigger_cmd,
+        webserver_cmd,
         workflow_cmd,
     )
 
     for module in (standalone_cmd, config_cmd, broker_cmd, topics_cmd, db_cmd, event_cmd, dead_letter_cmd,
-                   namespace_cmd, workflow_cmd, connector_cmd):
+                   namespace_cmd, workflow_cmd, connector_cmd, webserver_cmd):
         cli.add_command(module.group)
     for command in (workflow_cmd.snapshot_group, execution_cmd.execution_group, execution_cmd.task_group,
                     trigger_cmd.trigger_group, trigger_cmd.schedule_group, service_cmd.scheduler_group,

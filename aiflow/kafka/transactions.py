@@ -134,6 +134,8 @@ class TransactionalLoop:
         self._on_revoke = on_revoke
         self.topics = [topic] if isinstance(topic, str) else list(topic)
         self.subscribed = False
+        self._closing = False
+        self._callback_error: Exception | None = None
         self.join()
         self.in_transaction = False
         # The inputs of the open transaction, and how many inputs to take one at a time (after a
@@ -191,17 +193,31 @@ class TransactionalLoop:
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: assigned partitions %s", self.role, [p.partition for p in partitions])
-        if self._on_assign:
-            self._on_assign(partitions)
+        if self._on_assign and not self._closing:
+            self._callback(self._on_assign, partitions)
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: partitions %s revoked", self.role, [p.partition for p in partitions])
-        if self._on_revoke:
-            self._on_revoke(partitions)
+        if self._on_revoke and not self._closing:
+            self._callback(self._on_revoke, partitions)
+
+    def _callback(self, callback: Callable[[list[TopicPartition]], None], partitions: list[TopicPartition]) -> None:
+        """Run a rebalance callback. What it raises is raised again by `poll`, outside librdkafka (an
+        exception leaving a callback comes out of the client mangled), so the step rolls back."""
+        try:
+            callback(partitions)
+        except Exception as exc:
+            self._callback_error = self._callback_error or exc
 
     def poll(self, max_records: int = 500, timeout: float = 0.05) -> list[Message]:
         """The next records (errors logged and left out); they are the inputs of the next transaction."""
         msgs = clients.take(self.consumer, 1 if self._one_by_one else max_records, timeout)
+        if self._callback_error is not None:
+            failed, self._callback_error = self._callback_error, None
+            self.batch = msgs  # rewound to by the roll-back
+            if isinstance(failed, (KafkaException, KafkaUnavailable)):
+                raise failed
+            raise KafkaException(KafkaError(KafkaError._FAIL, f"a rebalance callback failed: {failed}")) from failed
         good = []
         for msg in msgs:
             error = msg.error()
@@ -338,6 +354,7 @@ class TransactionalLoop:
             self.abort()
 
     def close(self) -> None:
+        self._closing = True  # the partitions close() revokes need no callbacks: this member is going
         if self._producer is not None and self.in_transaction:
             try:
                 self._deadline.run(lambda: self._producer.abort_transaction(5) if self._producer else None, 5)

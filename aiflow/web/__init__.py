@@ -1,0 +1,1 @@
+"""The web server: the REST API (and, to come, the pages and metrics)."""

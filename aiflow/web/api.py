@@ -1,0 +1,250 @@
+"""The REST API, `/api/v1`: what `aiflow.ops` offers, over HTTP, with OpenAPI docs at `/docs`.
+
+It reads the metadata store and Kafka and writes only through `ops` (and the event client for
+events), so the API, the CLI and Python code behave alike. Errors are JSON `{"detail": reason}`:
+404 for what does not exist, 409 for a conflict (a disabled workflow, a latest snapshot), 400 for bad
+input, 503 when the database or Kafka cannot be reached.
+
+Access: with a token configured (`webserver.token_file`, or `AIFLOW_WEBSERVER_TOKEN`), every
+`/api` request needs `Authorization: Bearer <token>`; a server bound off loopback refuses to start
+without one. `/healthz` and `/readyz` are open (for probes).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from aiflow import ops
+from aiflow.config import Config
+from aiflow.errors import (
+    AIFlowError,
+    Conflict,
+    KafkaUnavailable,
+    NotFound,
+    StoreUnavailable,
+)
+
+T = TypeVar("T")
+
+
+class NamespaceIn(BaseModel):
+    name: str
+    properties: dict[str, str] = Field(default_factory=dict)
+
+
+class ScheduleIn(BaseModel):
+    expression: str = Field(description="`cron@<5 fields>` (UTC) or `interval@<days> <hours> <minutes> <seconds>`")
+
+
+class EventIn(BaseModel):
+    key: str
+    value: str | None = None
+    namespace: str | None = None
+
+
+def _status_of(exc: AIFlowError) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, (KafkaUnavailable, StoreUnavailable)):
+        return 503
+    return 400
+
+
+def create_app(config: Config, token: str | None = None) -> FastAPI:
+    """The application for this configuration; `token`, when given, guards every `/api` route."""
+    app = FastAPI(title="aiflow", version="1", description="Event-driven workflows on Kafka: the REST API.")
+
+    @app.exception_handler(AIFlowError)
+    async def aiflow_error(request: Request, exc: AIFlowError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=_status_of(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        reasons = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"detail": f"bad request: {reasons}"}, status_code=400)
+
+    def authorized(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+            raise HTTPException(401, "a bearer token is required (Authorization: Bearer <token>)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    def call(f: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return f(*args, **kwargs, config=config)
+
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(authorized)])
+
+    # -- namespaces ----------------------------------------------------------------------------
+    @api.get("/namespaces", tags=["namespaces"])
+    def list_namespaces(limit: int | None = Query(None, ge=1), offset: int | None = Query(None, ge=0)) -> Any:
+        return [n.to_dict() for n in call(ops.list_namespaces, limit, offset)]
+
+    @api.post("/namespaces", status_code=201, tags=["namespaces"])
+    def add_namespace(body: NamespaceIn) -> Any:
+        return call(ops.add_namespace, body.name, body.properties).to_dict()
+
+    @api.get("/namespaces/{namespace}", tags=["namespaces"])
+    def get_namespace(namespace: str) -> Any:
+        found = call(ops.get_namespace, namespace)
+        if found is None:
+            raise NotFound(f"namespace {namespace} does not exist")
+        return found.to_dict()
+
+    @api.delete("/namespaces/{namespace}", status_code=204, tags=["namespaces"])
+    def delete_namespace(namespace: str) -> None:
+        call(ops.delete_namespace, namespace)
+
+    # -- workflows -----------------------------------------------------------------------------
+    @api.get("/namespaces/{namespace}/workflows", tags=["workflows"])
+    def list_workflows(namespace: str, limit: int | None = Query(None, ge=1),
+                       offset: int | None = Query(None, ge=0)) -> Any:
+        return [w.to_dict() for w in call(ops.list_workflows, namespace, limit, offset)]
+
+    @api.get("/namespaces/{namespace}/workflows/{workflow}", tags=["workflows"])
+    def get_workflow(namespace: str, workflow: str) -> Any:
+        found = call(ops.get_workflow, workflow, namespace)
+        if found is None:
+            raise NotFound(f"workflow {namespace}.{workflow} does not exist")
+        return found.to_dict(with_definition=True)
+
+    @api.post("/namespaces/{namespace}/workflows/{workflow}/enable", tags=["workflows"])
+    def enable_workflow(namespace: str, workflow: str) -> Any:
+        return call(ops.enable_workflow, workflow, namespace).to_dict()
+
+    @api.post("/namespaces/{namespace}/workflows/{workflow}/disable", tags=["workflows"])
+    def disable_workflow(namespace: str, workflow: str) -> Any:
+        return call(ops.disable_workflow, workflow, namespace).to_dict()
+
+    @api.delete("/namespaces/{namespace}/workflows/{workflow}", status_code=204, tags=["workflows"])
+    def delete_workflow(namespace: str, workflow: str) -> None:
+        call(ops.delete_workflow, workflow, namespace)
+
+    @api.get("/namespaces/{namespace}/workflows/{workflow}/snapshots", tags=["workflows"])
+    def list_snapshots(namespace: str, workflow: str) -> Any:
+        return [s.to_dict() for s in call(ops.list_workflow_snapshots, workflow, namespace)]
+
+    # -- executions ----------------------------------------------------------------------------
+    @api.get("/namespaces/{namespace}/workflows/{workflow}/executions", tags=["executions"])
+    def list_executions(namespace: str, workflow: str, status: str | None = None,
+                        limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0)) -> Any:
+        """Newest first; `status` keeps those with that status (RUNNING, SUCCESS, FAILED, STOPPED)."""
+        found = call(ops.list_workflow_executions, workflow, namespace, None if status else limit,
+                     None if status else offset)
+        if status:
+            found = [e for e in found if e.status == status.upper()][offset:offset + limit]
+        return [e.to_dict() for e in found]
+
+    @api.post("/namespaces/{namespace}/workflows/{workflow}/executions", status_code=201, tags=["executions"])
+    def start_execution(namespace: str, workflow: str) -> Any:
+        """Start an execution of the workflow's latest snapshot; returns its id."""
+        return {"id": call(ops.start_workflow_execution, workflow, namespace, wait=0)}
+
+    @api.get("/executions/{execution_id}", tags=["executions"])
+    def get_execution(execution_id: str) -> Any:
+        """The execution with the tries of its tasks."""
+        found = call(ops.get_workflow_execution, execution_id)
+        if found is None:
+            raise NotFound(f"workflow execution {execution_id} does not exist")
+        return {**found.to_dict(), "tasks": [t.to_dict() for t in call(ops.list_task_executions, execution_id)]}
+
+    @api.post("/executions/{execution_id}/stop", status_code=202, tags=["executions"])
+    def stop_execution(execution_id: str) -> Any:
+        call(ops.stop_workflow_execution, execution_id)
+        return {"id": execution_id, "stopping": True}
+
+    @api.post("/executions/{execution_id}/tasks/{task}/{action}", status_code=202, tags=["executions"])
+    def task_action(execution_id: str, task: str, action: str) -> Any:
+        """`action`: start, stop or restart the task in the execution."""
+        commands = {"start": ops.start_task_execution, "stop": ops.stop_task_execution,
+                    "restart": ops.restart_task_execution}
+        if action not in commands:
+            raise HTTPException(400, f"unknown action {action!r}: start, stop or restart")
+        call(commands[action], execution_id, task)
+        return {"id": execution_id, "task": task, "action": action}
+
+    # -- triggers and schedules ----------------------------------------------------------------
+    @api.get("/namespaces/{namespace}/workflows/{workflow}/triggers", tags=["triggers and schedules"])
+    def list_triggers(namespace: str, workflow: str) -> Any:
+        return [t.to_dict() for t in call(ops.list_workflow_triggers, workflow, namespace)]
+
+    @api.get("/namespaces/{namespace}/workflows/{workflow}/schedules", tags=["triggers and schedules"])
+    def list_schedules(namespace: str, workflow: str) -> Any:
+        return [s.to_dict() for s in call(ops.list_workflow_schedules, workflow, namespace)]
+
+    @api.post("/namespaces/{namespace}/workflows/{workflow}/schedules", status_code=201,
+              tags=["triggers and schedules"])
+    def add_schedule(namespace: str, workflow: str, body: ScheduleIn) -> Any:
+        return call(ops.add_workflow_schedule, body.expression, workflow, namespace).to_dict()
+
+    rule_actions: dict[tuple[str, str], Callable[..., Any]] = {
+        ("triggers", "pause"): ops.pause_workflow_trigger, ("triggers", "resume"): ops.resume_workflow_trigger,
+        ("schedules", "pause"): ops.pause_workflow_schedule, ("schedules", "resume"): ops.resume_workflow_schedule}
+
+    @api.post("/{kind}/{rule_id}/{action}", tags=["triggers and schedules"])
+    def rule_action(kind: str, rule_id: int, action: str) -> Any:
+        """Pause or resume a trigger or a schedule (`kind`: triggers or schedules)."""
+        f = rule_actions.get((kind, action))
+        if f is None:
+            raise HTTPException(404, f"no such action: {kind}/{rule_id}/{action}")
+        return call(f, rule_id).to_dict()
+
+    @api.delete("/{kind}/{rule_id}", status_code=204, tags=["triggers and schedules"])
+    def delete_rule(kind: str, rule_id: int) -> None:
+        deletes = {"triggers": ops.delete_workflow_trigger, "schedules": ops.delete_workflow_schedule}
+        if kind not in deletes:
+            raise HTTPException(404, f"no such resource: {kind}")
+        call(deletes[kind], rule_id)
+
+    # -- events and dead letters ---------------------------------------------------------------
+    @api.post("/events", status_code=201, tags=["events"])
+    def send_event(body: EventIn) -> Any:
+        """Send an event; returns it once it is durable, with its offset."""
+        from aiflow.events.client import EventClient
+
+        with EventClient(config) as client:
+            return client.send_event(body.key, body.value, namespace=body.namespace).to_dict()
+
+    @api.get("/namespaces/{namespace}/events", tags=["events"])
+    def list_events(namespace: str, key: str | None = None, since: datetime | None = None,
+                    until: datetime | None = None, limit: int = Query(100, ge=1, le=10000)) -> Any:
+        """Stored events of the namespace, oldest first (the newest `limit`)."""
+        from aiflow.events.client import EventClient
+
+        with EventClient(config) as client:
+            return [e.to_dict() for e in client.list_events(key, namespace, since, until, limit)]
+
+    @api.get("/dead-letters", tags=["events"])
+    def list_dead_letters(limit: int = Query(50, ge=1, le=10000)) -> Any:
+        """Records the services could not read or apply, with where they were read and why."""
+        from aiflow.kafka.readers import read_dead_letters
+
+        return [d.to_dict() for d in read_dead_letters(config, limit)]
+
+    app.include_router(api)
+
+    # -- health --------------------------------------------------------------------------------
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> Any:
+        """The server answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> Any:
+        """The database answers (503 otherwise)."""
+        ops.list_namespaces(limit=1, config=config)
+        return {"status": "ready"}
+
+    return app
