@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,17 +38,20 @@ def _status(config: Config) -> ServiceStatus:
 
 
 
-def banner(config: Config, local_broker: bool) -> str:
+def banner(config: Config, local_broker: bool, web: str | None = None) -> str:
     """What `standalone` says when it runs: where everything is, with the database password masked."""
     return (f"aiflow standalone\n  home:     {config.home}\n  kafka:    {config.bootstrap}"
             f"{' (local broker)' if local_broker else ''}\n  database: {config.safe_db_uri}\n"
-            f"  logs:     {config.home / 'logs'}\nScheduler and worker running; Ctrl-C stops everything.")
+            + (f"  web:      {web} (REST API at /api/v1)\n" if web else "")
+            + f"  logs:     {config.home / 'logs'}\nScheduler and worker running; Ctrl-C stops everything.")
 
 @click.group("standalone", invoke_without_command=True)
 @click.option("-d", "--daemon", is_flag=True, help="Run in the background; `aiflow standalone stop` ends it.")
 @click.option("--slots", type=click.IntRange(min=1), default=None, help="Worker slots (default: worker.slots).")
+@click.option("--webserver/--no-webserver", default=True, show_default=True,
+              help="Also run the web server (webserver.host:webserver.port, 127.0.0.1:8080 by default).")
 @click.pass_context
-def group(ctx: click.Context, daemon: bool, slots: int | None) -> None:
+def group(ctx: click.Context, daemon: bool, slots: int | None, webserver: bool) -> None:
     """Run everything on this machine: Ctrl-C stops it all."""
     if ctx.invoked_subcommand is not None:
         return
@@ -55,15 +59,26 @@ def group(ctx: click.Context, daemon: bool, slots: int | None) -> None:
     if daemon:
         log_file = config.home / "logs" / "standalone.log"
         # The first start may fetch the broker's jars from Maven Central: room for that.
-        pid = start_daemon("standalone", ["standalone", *(["--slots", str(slots)] if slots else [])],
+        argv = ["standalone", *(["--slots", str(slots)] if slots else []), *([] if webserver else ["--no-webserver"])]
+        pid = start_daemon("standalone", argv,
                            _pid_file(config), log_file, status=_status(config), wait=180,
                            stop_command="aiflow standalone stop")
         click.echo(f"aiflow standalone is running (pid {pid}); log: {log_file}. Stop it with `aiflow standalone stop`.")
         return
-    run_foreground(config, slots)
+    run_foreground(config, slots, webserver)
 
 
-def run_foreground(config: Config, slots: int | None) -> None:
+def _optional(label: str, run: Callable[[threading.Event], None]) -> Callable[[threading.Event], None]:
+    """A service whose failure (the web server's port taken, say) is logged, not the end of the rest."""
+    def guarded(stop: threading.Event) -> None:
+        try:
+            run(stop)
+        except Exception as exc:
+            logging.getLogger(__name__).error("standalone: the %s is off: %s", label, exc)
+    return guarded
+
+
+def run_foreground(config: Config, slots: int | None, webserver: bool = True) -> None:
     from aiflow.kafka import clients, topics
     from aiflow.kafka.local_broker import LocalBroker
     from aiflow.scheduler.process import handle_signals, run_services
@@ -91,7 +106,7 @@ def run_foreground(config: Config, slots: int | None) -> None:
         from aiflow.worker.service import Worker
 
         stop_grace = float(config.values["worker.stop_grace"])
-        services = [
+        services: list[tuple[str, Callable[[threading.Event], None]]] = [
             ("router", Router(config).run),
             ("scheduler", Scheduler(config).run),
             ("projector", Projector(config).run),
@@ -101,7 +116,14 @@ def run_foreground(config: Config, slots: int | None) -> None:
         ]
         if broker is not None and started_broker:
             services.append(("broker", BrokerSupervisor(broker).run))
-        click.echo(banner(config, local_broker=broker is not None), err=True)
+        web = None
+        if webserver:
+            from aiflow.web.server import WebServer
+
+            server = WebServer(config)
+            services.append(("webserver", _optional("web server", server.run)))
+            web = server.url
+        click.echo(banner(config, local_broker=broker is not None, web=web), err=True)
         run_services("standalone", services, stop, status.set)
     finally:
         status.clear()

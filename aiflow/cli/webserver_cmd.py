@@ -1,17 +1,13 @@
-"""`aiflow webserver start | stop`: the REST API (and, later, the pages) over HTTP."""
+"""`aiflow webserver start | stop`: the REST API over HTTP."""
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
 
 import click
 
 from aiflow.cli.common import load_config
 from aiflow.cli.service_cmd import _log_file, _pid_file, _status, daemon_logging, wait_option
-from aiflow.config import is_loopback, read_token
-from aiflow.errors import ConfigError
 from aiflow.process import READY, start_daemon, stop_daemon
 
 
@@ -29,38 +25,28 @@ def group() -> None:
 def start(daemon: bool, host: str | None, port: int | None, wait: float) -> None:
     """Start the web server. Off loopback it needs a bearer token: $AIFLOW_WEBSERVER_TOKEN or the file
     named by webserver.token_file; with one, every /api request must carry it."""
+    from aiflow.scheduler.process import run_services
+    from aiflow.web.server import WebServer
+
     config = load_config()
-    host = host or str(config.values["webserver.host"])
-    port = int(config.values["webserver.port"]) if port is None else port
-    token = read_token("AIFLOW_WEBSERVER_TOKEN", str(config.values["webserver.token_file"]) or None, "web server")
-    if token is None and not is_loopback(host):
-        raise ConfigError(f"the web server would let anyone on {host} start and stop workflows: set a token "
-                          "(AIFLOW_WEBSERVER_TOKEN or webserver.token_file), or listen on 127.0.0.1")
+    server = WebServer(config, host, port)  # refuses a listen address off loopback without a token
     status = _status(config, "webserver")
     if daemon:
-        argv = ["webserver", "start", "--host", host, "--port", str(port)]
+        argv = ["webserver", "start", "--host", server.host, "--port", str(server.port)]
         pid = start_daemon("webserver", argv, _pid_file(config, "webserver"), _log_file(config, "webserver"),
                            status=status, wait=wait, stop_command="aiflow webserver stop")
-        click.echo(f"Web server started (pid {pid}) on http://{host}:{port}; log: {_log_file(config, 'webserver')}")
+        click.echo(f"Web server started (pid {pid}) on {server.url}; log: {_log_file(config, 'webserver')}")
         return
-    import uvicorn
-
-    from aiflow.web.api import create_app
-
     daemon_logging(config)
-    app = create_app(config, token)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
+    stop = threading.Event()
 
-    def say_when_listening() -> None:
-        while not server.started and not server.should_exit:
-            time.sleep(0.05)
-        if server.started:
-            status.set(READY)
-            logging.getLogger(__name__).info("web server: listening on http://%s:%s", host, port)
+    def ready_when_listening() -> None:
+        server.listening.wait()
+        status.set(READY)
 
-    threading.Thread(target=say_when_listening, name="aiflow-webserver-ready", daemon=True).start()
+    threading.Thread(target=ready_when_listening, name="aiflow-webserver-ready", daemon=True).start()
     try:
-        server.run()
+        run_services("webserver", [("webserver", server.run)], stop)
     finally:
         status.clear()
 

@@ -112,10 +112,14 @@ def get_workflow_execution(execution_id: str, *, config: Config | None = None) -
 
 
 def list_workflow_executions(workflow_name: str, namespace: str | None = None, limit: int | None = None,
-                             offset: int | None = None, *, config: Config | None = None) -> list[ExecutionInfo]:
+                             offset: int | None = None, *, status: str | None = None,
+                             config: Config | None = None) -> list[ExecutionInfo]:
+    """The workflow's executions, newest first (only those with `status`, when given)."""
     with _workflow_session(_config(config), namespace, workflow_name) as (s, workflow):
-        rows = s.scalars(select(ExecutionRow).where(ExecutionRow.workflow_id == workflow.id)
-                         .order_by(ExecutionRow.begin_date.desc()).limit(limit).offset(offset))
+        query = select(ExecutionRow).where(ExecutionRow.workflow_id == workflow.id)
+        if status is not None:
+            query = query.where(ExecutionRow.status == status.upper())
+        rows = s.scalars(query.order_by(ExecutionRow.begin_date.desc()).limit(limit).offset(offset))
         return [_execution_info(r, workflow) for r in rows]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -52,6 +52,8 @@ class SnapshotRow(Base):
 
 class ExecutionRow(Base):
     __tablename__ = "workflow_execution"
+    __table_args__ = (Index("ix_execution_workflow_begin", "workflow_id", "begin_date"),
+                      Index("ix_execution_workflow_status", "workflow_id", "status", "begin_date"))
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     workflow_id: Mapped[int] = mapped_column(Integer, ForeignKey("workflow.id", ondelete="CASCADE"))
     snapshot_version: Mapped[int] = mapped_column(Integer)

@@ -13,11 +13,14 @@ without one. `/healthz` and `/readyz` are open (for probes).
 from __future__ import annotations
 
 import hmac
+import shutil
+import tempfile
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -48,6 +51,18 @@ class EventIn(BaseModel):
     key: str
     value: str | None = None
     namespace: str | None = None
+
+
+def _save(upload: UploadFile, folder: Path, suffix: str = "") -> Path:
+    """An uploaded file, written into `folder` under its own base name (never a path of the client's)."""
+    name = Path(upload.filename or "").name
+    if not name or name in (".", "..") or not name.endswith(suffix):
+        raise HTTPException(400, f"bad file name {upload.filename!r}" + (f": a {suffix} file is expected" if suffix
+                                                                         else ""))
+    target = folder / name
+    with open(target, "wb") as out:
+        shutil.copyfileobj(upload.file, out)
+    return target
 
 
 def _status_of(exc: AIFlowError) -> int:
@@ -113,6 +128,21 @@ def create_app(config: Config, token: str | None = None) -> FastAPI:
                        offset: int | None = Query(None, ge=0)) -> Any:
         return [w.to_dict() for w in call(ops.list_workflows, namespace, limit, offset)]
 
+    @api.post("/namespaces/{namespace}/workflows", status_code=201, tags=["workflows"])
+    def upload_workflows(namespace: str, file: UploadFile = File(..., description="the workflow file (.py)"),
+                         files: list[UploadFile] = File(default=[], description="files the tasks need (artifacts)"),
+                         ) -> Any:
+        """Upload a workflow file with its artifacts (each a file, kept under its own name beside the
+        workflow file; send a folder as a zip and unpack it in the task). Refused with the file's line
+        when it does not load, as `aiflow workflow upload` is."""
+        with tempfile.TemporaryDirectory(prefix="aiflow-api-upload-") as tmp:
+            folder = Path(tmp)
+            flow = _save(file, folder, suffix=".py")
+            artifacts = [_save(f, folder) for f in files]
+            if len({p.name for p in [flow, *artifacts]}) != len(artifacts) + 1:
+                raise HTTPException(400, "two uploaded files have the same name")
+            return [w.to_dict() for w in call(ops.upload_workflows, flow, artifacts, namespace=namespace)]
+
     @api.get("/namespaces/{namespace}/workflows/{workflow}", tags=["workflows"])
     def get_workflow(namespace: str, workflow: str) -> Any:
         found = call(ops.get_workflow, workflow, namespace)
@@ -141,11 +171,8 @@ def create_app(config: Config, token: str | None = None) -> FastAPI:
     def list_executions(namespace: str, workflow: str, status: str | None = None,
                         limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0)) -> Any:
         """Newest first; `status` keeps those with that status (RUNNING, SUCCESS, FAILED, STOPPED)."""
-        found = call(ops.list_workflow_executions, workflow, namespace, None if status else limit,
-                     None if status else offset)
-        if status:
-            found = [e for e in found if e.status == status.upper()][offset:offset + limit]
-        return [e.to_dict() for e in found]
+        return [e.to_dict() for e in call(ops.list_workflow_executions, workflow, namespace, limit, offset,
+                                          status=status)]
 
     @api.post("/namespaces/{namespace}/workflows/{workflow}/executions", status_code=201, tags=["executions"])
     def start_execution(namespace: str, workflow: str) -> Any:

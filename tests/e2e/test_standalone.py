@@ -3,8 +3,10 @@ goes on, and `aiflow standalone stop` leaves no process behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import urllib.request
 from pathlib import Path
 
 from tests.conftest import free_port_block, process_alive, processes_of, task_processes, wait_until
@@ -25,11 +27,20 @@ with Workflow(name="kept"):
 """
 
 
+def _get(url: str) -> object:
+    """The JSON at `url`, or None while nothing answers there (yet)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return json.loads(answer.read())
+    except (OSError, ValueError):
+        return None
+
+
 def test_standalone_restarts_its_broker_and_stops_everything(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    base = free_port_block(2)
+    base = free_port_block(3)
     env = fresh_env(home, AIFLOW_BROKER_PORT=str(base), AIFLOW_BROKER_CONTROLLER_PORT=str(base + 1),
-                    AIFLOW_WORKER_STOP_GRACE="30")
+                    AIFLOW_WORKER_STOP_GRACE="30", AIFLOW_WEBSERVER_PORT=str(base + 2))
     pid_file = home / "broker" / "broker.pid"
     try:
         assert "aiflow standalone is running" in run(env, "standalone", "-d").stdout
@@ -38,6 +49,10 @@ def test_standalone_restarts_its_broker_and_stops_everything(tmp_path: Path) -> 
         started = run(env, "workflow-execution", "start", "kept").stdout.strip()
         execution_id = started.removeprefix("Workflow execution: ").removesuffix(" submitted.")
         ran = home / "working_dir" / "kept" / execution_id / "ran.txt"
+        # The web server runs with it: the execution is there over HTTP too.
+        web = f"http://127.0.0.1:{base + 2}"
+        wait_until(lambda: _get(f"{web}/api/v1/executions/{execution_id}") is not None, 60, "the web server")
+        assert _get(f"{web}/api/v1/executions/{execution_id}")["workflow"] == "kept"  # type: ignore[index]
 
         first_broker = int(pid_file.read_text())
         os.kill(first_broker, signal.SIGKILL)

@@ -112,3 +112,28 @@ def test_the_webserver_refuses_to_listen_off_loopback_without_a_token(system: Sy
     assert result.exit_code == 1
     assert "set a token" in result.output and "Traceback" not in result.output
     assert ops.list_namespaces(config=system.config)  # nothing else happened to the store
+
+
+READS = """
+from aiflow import Workflow, BashOperator
+
+with Workflow(name="reads"):
+    BashOperator(name="read", bash_command="grep -q 'hello from the api' data.txt")
+"""
+
+
+def test_a_workflow_file_and_its_artifacts_upload_over_http_and_run(system: System, api: TestClient) -> None:
+    uploaded = api.post("/api/v1/namespaces/default/workflows",
+                        files=[("file", ("reads.py", READS.encode(), "text/x-python")),
+                               ("files", ("data.txt", b"hello from the api\n", "text/plain"))])
+    assert uploaded.status_code == 201, uploaded.text
+    assert [(w["name"], w["version"]) for w in uploaded.json()] == [("reads", 1)]
+    execution_id = api.post("/api/v1/namespaces/default/workflows/reads/executions").json()["id"]
+    wait_json(api, f"/api/v1/executions/{execution_id}", lambda b: b.get("status") == "SUCCESS")
+
+    broken = api.post("/api/v1/namespaces/default/workflows",
+                      files=[("file", ("broken.py", b"x = 1\nraise RuntimeError('nope')\n", "text/x-python"))])
+    assert broken.status_code == 400 and "broken.py:2" in broken.json()["detail"]
+    not_python = api.post("/api/v1/namespaces/default/workflows", files=[("file", ("../evil.sh", b"", "text/plain"))])
+    assert not_python.status_code == 400 and ".py" in not_python.json()["detail"]
+    assert api.post("/api/v1/namespaces/default/workflows").status_code == 400  # no file at all
