@@ -85,6 +85,19 @@ KEYS: tuple[Key, ...] = (
     Key("webserver.port", int, 8080, "AIFLOW_WEBSERVER_PORT", "port of the web server"),
     Key("webserver.token_file", str, "", "AIFLOW_WEBSERVER_TOKEN_FILE",
         "a file holding the bearer token the web server's API requires (or set AIFLOW_WEBSERVER_TOKEN)"),
+    Key("api.url", str, "", "AIFLOW_API_URL",
+        "URL of an aiflow web server (http://host:8080); when set, aiflow.ops and the CLI go through its REST API "
+        "instead of the database (client mode)"),
+    Key("api.token_file", str, "", "AIFLOW_API_TOKEN_FILE",
+        "a file holding the bearer token client mode sends to api.url (or set AIFLOW_API_TOKEN)"),
+    Key("api.timeout", int, 120, "AIFLOW_API_TIMEOUT",
+        "seconds client mode waits for an answer of the REST API (an upload loads the file on the server)"),
+    Key("metrics.host", str, "127.0.0.1", "AIFLOW_METRICS_HOST",
+        "address the services' Prometheus /metrics endpoints listen on (0.0.0.0: every interface)"),
+    Key("metrics.scheduler_port", int, 9108, "AIFLOW_METRICS_SCHEDULER_PORT",
+        "port of the /metrics endpoint of `aiflow scheduler start` and `aiflow standalone` (0: none)"),
+    Key("metrics.worker_port", int, 9109, "AIFLOW_METRICS_WORKER_PORT",
+        "port of the /metrics endpoint of `aiflow worker start` (0: none)"),
     Key("worker.slots", int, 4, "AIFLOW_WORKER_SLOTS", "tries one worker runs at once"),
     Key("worker.heartbeat_interval", int, 5, "AIFLOW_WORKER_HEARTBEAT_INTERVAL",
         "seconds between a worker's heartbeats (for each running try, and a beacon to every inbox partition)"),
@@ -132,7 +145,7 @@ def without_credentials(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment without what only services need: the database URI, the webhook token and the
     secret Kafka properties (user code — tasks, workflow files — runs with this)."""
     return {name: value for name, value in environ.items()
-            if name not in ("AIFLOW_DB_URI", "AIFLOW_WEBHOOK_TOKEN")
+            if name not in ("AIFLOW_DB_URI", "AIFLOW_WEBHOOK_TOKEN", "AIFLOW_API_TOKEN")
             and not (name.startswith(KAFKA_PROPERTY_ENV_PREFIX) and is_secret_name(name))}
 
 
@@ -279,7 +292,8 @@ class Config:
             raise ConfigError("topics.min_insync_replicas: cannot be more than topics.replication_factor")
         for name in ("topics.partitions", "topics.replication_factor", "topics.min_insync_replicas",
                      "scheduler.heartbeat_timeout",
-                     "scheduler.stop_timeout", "scheduler.queue_timeout", "worker.slots", "worker.heartbeat_interval"):
+                     "scheduler.stop_timeout", "scheduler.queue_timeout", "worker.slots", "worker.heartbeat_interval",
+                     "api.timeout"):
             if self.values[name] < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {self.values[name]}")
         for name in ("worker.working_dir_retention", "scheduler.snapshot_cache_retention", "logs.max_bytes"):
@@ -293,6 +307,12 @@ class Config:
         for name in ("broker.port", "broker.controller_port"):
             if not 0 < self.values[name] < 65536:
                 raise ConfigError(f"{name}: {self.values[name]} is not a TCP port")
+        for name in ("metrics.scheduler_port", "metrics.worker_port"):
+            if not 0 <= self.values[name] < 65536:
+                raise ConfigError(f"{name}: {self.values[name]} is not a TCP port (or 0: no endpoint)")
+        url = str(self.values["api.url"])
+        if url and not re.match(r"https?://[^/\s]+", url):
+            raise ConfigError(f"api.url: {url!r} is not an http:// or https:// URL")
         for name in ("topics.events_retention_ms", "topics.retention_ms", "topics.dlq_retention_ms"):
             if self.values[name] < -1 or self.values[name] == 0:
                 raise ConfigError(f"{name}: must be -1 (forever) or a positive number of milliseconds")

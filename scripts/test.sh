@@ -5,11 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh dev,ml
-# Debian packages the tests use: kcat (a plain Kafka producer) and postgresql (the metadata tests
-# also run on PostgreSQL; the tests start a throw-away cluster of their own).
+# Debian packages the tests use: kcat (a plain Kafka producer), postgresql (the metadata tests
+# also run on PostgreSQL; the tests start a throw-away cluster of their own) and chromium.
 need=()
 command -v kcat >/dev/null || need+=(kcat)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
+# chromium: the browser test drives the pages in it (Playwright cannot download a browser of its own here).
+command -v chromium >/dev/null || [ -x /usr/lib/chromium/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   echo "Installing ${need[*]} (Debian packages) for the tests ..."
   (apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${need[@]}"; }) >/dev/null

@@ -49,6 +49,7 @@ def _register() -> None:
         namespace_cmd,
         service_cmd,
         standalone_cmd,
+        status_cmd,
         topics_cmd,
         trigger_cmd,
         webserver_cmd,
@@ -60,7 +61,7 @@ def _register() -> None:
         cli.add_command(module.group)
     for command in (workflow_cmd.snapshot_group, execution_cmd.execution_group, execution_cmd.task_group,
                     trigger_cmd.trigger_group, trigger_cmd.schedule_group, service_cmd.scheduler_group,
-                    service_cmd.worker_group):
+                    service_cmd.worker_group, status_cmd.status):
         cli.add_command(command)
 
 

@@ -79,6 +79,7 @@ def _optional(label: str, run: Callable[[threading.Event], None]) -> Callable[[t
 
 
 def run_foreground(config: Config, slots: int | None, webserver: bool = True) -> None:
+    from aiflow import metrics
     from aiflow.kafka import clients, topics
     from aiflow.kafka.local_broker import LocalBroker
     from aiflow.scheduler.process import handle_signals, run_services
@@ -90,6 +91,7 @@ def run_foreground(config: Config, slots: int | None, webserver: bool = True) ->
     status = _status(config)
     stop = threading.Event()
     handle_signals(stop)
+    metrics.serve_process(config, "metrics.scheduler_port", stop, lag=True)  # standalone: the scheduler's port
     broker = LocalBroker(config) if config.uses_local_broker else None
     started_broker = False
     if broker is not None:

@@ -39,6 +39,7 @@ from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from aiflow import metrics
 from aiflow.config import Config
 from aiflow.errors import KafkaUnavailable, RecordError
 from aiflow.kafka import clients, sending
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 CALL_TIMEOUT = 30.0  # seconds librdkafka is given for a transactional call
-OFFSETS_TIMEOUT = 10.0  # for send_offsets_to_transaction, which takes milliseconds unless it hangs
+OFFSETS_TIMEOUT = 5.0  # for send_offsets_to_transaction, which takes milliseconds unless it hangs
 DEADLINE_MARGIN = 5.0  # after which the call is given up for good
 
 
@@ -142,6 +143,7 @@ class TransactionalLoop:
         # step failed for good, to find the one input that makes it fail).
         self.batch: list[Message] = []
         self._one_by_one = 0
+        self.metrics = metrics.LoopMetrics(role)  # what a step counts, added once it commits
 
     @property
     def producer(self) -> Producer:
@@ -237,6 +239,7 @@ class TransactionalLoop:
                 # It lived through an outage: its cached coordinators may be stale, and librdkafka can
                 # then hang in send_offsets_to_transaction. A new one finds them afresh.
                 self.renew_producer()
+            self.metrics.clear()
             self.producer.begin_transaction()
             self.in_transaction = True
 
@@ -250,6 +253,7 @@ class TransactionalLoop:
             if positions:
                 self._send_offsets(positions)
         self._call(lambda p: p.commit_transaction(CALL_TIMEOUT))
+        self.metrics.apply()
         self.in_transaction = False
         self.batch = []
 
@@ -286,6 +290,7 @@ class TransactionalLoop:
         past = TopicPartition(msg.topic() or "", msg.partition() or 0, (msg.offset() or 0) + 1)
         self._send_offsets([past])
         self._call(lambda p: p.commit_transaction(CALL_TIMEOUT))
+        metrics.DEAD_LETTERS.labels(self.role).inc()
         self.in_transaction = False
         self.batch = []
         self.consumer.seek(past)

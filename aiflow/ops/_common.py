@@ -3,17 +3,18 @@ looking up a workflow's rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from aiflow.config import Config
-from aiflow.errors import NotFound
+from aiflow.errors import AIFlowError, NotFound
 from aiflow.sdk.status import WORKFLOW_FINISHED_SET
 from aiflow.store.db import Store
 from aiflow.store.models import ExecutionRow, ScheduleRow, SnapshotRow, TriggerRow, WorkflowRow
@@ -24,6 +25,35 @@ OwnedRow = TypeVar("OwnedRow", ExecutionRow, TriggerRow, ScheduleRow)
 
 def _config(config: Config | None) -> Config:
     return config or Config.load()
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _via_api(f: Callable[P, R]) -> Callable[P, R]:
+    """In client mode (`api.url` set) call the function of the same name in `aiflow.ops.remote`, which asks
+    the REST API, instead of `f`, which uses the database; a function the API does not offer yet is
+    refused there rather than run against a database the client should not need.
+
+    The configuration is loaded once here (when `config` is None) and handed on, so both sides get it.
+    """
+    @functools.wraps(f)
+    def either(*args: P.args, **kwargs: P.kwargs) -> R:
+        given = kwargs.get("config")
+        config = given if isinstance(given, Config) else Config.load()
+        kwargs["config"] = config
+        if not config.values["api.url"]:
+            return f(*args, **kwargs)
+        from aiflow.ops import remote
+
+        forward: Callable[P, R] | None = getattr(remote, f.__name__, None)
+        if forward is None:
+            raise AIFlowError(f"not available through the API yet: {f.__name__} (client mode, api.url = "
+                              f"{config.values['api.url']}); run it where the database is reachable")
+        return forward(*args, **kwargs)
+
+    return either
 
 
 def _ns(config: Config, namespace: str | None) -> str:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from aiflow.config import Config
 from aiflow.errors import Conflict, NotFound
-from aiflow.ops._common import _config, _Info, _latest_snapshot, _maybe, _ns, _owned_row, _workflow_session
+from aiflow.ops._common import _config, _Info, _latest_snapshot, _maybe, _ns, _owned_row, _via_api, _workflow_session
 from aiflow.ops._publish import Command, check_reachable, send_inbox_command
 from aiflow.sdk.status import WORKFLOW_FINISHED_SET, WorkflowStatus
 from aiflow.store.db import Store
@@ -68,6 +68,7 @@ def new_execution_id() -> str:
 
 
 # -- workflow executions ---------------------------------------------------------------------
+@_via_api
 def start_workflow_execution(workflow_name: str, namespace: str | None = None, *, config: Config | None = None,
                              wait: float = 10.0) -> str:
     """Start an execution of the workflow's latest snapshot; returns its id.
@@ -103,6 +104,7 @@ def wait_for_execution(execution_id: str, timeout: float, *, config: Config | No
         time.sleep(0.1)
 
 
+@_via_api
 def get_workflow_execution(execution_id: str, *, config: Config | None = None) -> ExecutionInfo | None:
     with Store(_config(config)).session() as s:
         try:
@@ -111,6 +113,7 @@ def get_workflow_execution(execution_id: str, *, config: Config | None = None) -
             return None
 
 
+@_via_api
 def list_workflow_executions(workflow_name: str, namespace: str | None = None, limit: int | None = None,
                              offset: int | None = None, *, status: str | None = None,
                              config: Config | None = None) -> list[ExecutionInfo]:
@@ -135,6 +138,7 @@ def _command(execution_id: str, command: Command, task: str | None, config: Conf
     return info
 
 
+@_via_api
 def stop_workflow_execution(workflow_execution_id: str, *, config: Config | None = None) -> None:
     """Ask the scheduler to stop the execution and every try of it that is alive (asynchronous)."""
     _command(workflow_execution_id, Command.STOP_EXECUTION, None, config)
@@ -151,6 +155,7 @@ def stop_workflow_executions(workflow_name: str, namespace: str | None = None, *
     return ids
 
 
+@_via_api
 def delete_workflow_execution(workflow_execution_id: str, *, config: Config | None = None) -> None:
     with Store(_config(config)).session() as s:
         row, _ = _execution_row(s, workflow_execution_id)
@@ -160,19 +165,23 @@ def delete_workflow_execution(workflow_execution_id: str, *, config: Config | No
 
 
 # -- task executions -------------------------------------------------------------------------
+@_via_api
 def start_task_execution(workflow_execution_id: str, task_name: str, *, config: Config | None = None) -> None:
     """START the task in the execution (a no-op while a try of it is alive)."""
     _command(workflow_execution_id, Command.START_TASK, task_name, config)
 
 
+@_via_api
 def stop_task_execution(workflow_execution_id: str, task_name: str, *, config: Config | None = None) -> None:
     _command(workflow_execution_id, Command.STOP_TASK, task_name, config)
 
 
+@_via_api
 def restart_task_execution(workflow_execution_id: str, task_name: str, *, config: Config | None = None) -> None:
     _command(workflow_execution_id, Command.RESTART_TASK, task_name, config)
 
 
+@_via_api
 def list_task_executions(workflow_execution_id: str, *, config: Config | None = None) -> list[TaskExecutionInfo]:
     with Store(_config(config)).session() as s:
         _execution_row(s, workflow_execution_id)
@@ -182,6 +191,7 @@ def list_task_executions(workflow_execution_id: str, *, config: Config | None = 
         return [_task_info(r) for r in rows]
 
 
+@_via_api
 def get_task_execution(workflow_execution_id: str, task_name: str, try_number: int | None = None, *,
                        config: Config | None = None) -> TaskExecutionInfo:
     """A try of the task (the latest unless `try_number` is given)."""
@@ -196,6 +206,7 @@ def get_task_execution(workflow_execution_id: str, task_name: str, try_number: i
         return _task_info(row)
 
 
+@_via_api
 def task_log_path(workflow_execution_id: str, task_name: str, try_number: int | None = None, *,
                   config: Config | None = None) -> Path:
     """Where the worker writes the try's output (on the worker's machine)."""

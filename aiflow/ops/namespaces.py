@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from aiflow.config import Config
 from aiflow.errors import Conflict, NotFound
-from aiflow.ops._common import _aware, _config, _Info
+from aiflow.ops._common import _aware, _config, _Info, _via_api
 from aiflow.sdk.workflow import check_name
 from aiflow.store.db import Store
 from aiflow.store.models import NamespaceRow, WorkflowRow
@@ -29,6 +29,7 @@ def _namespace_info(row: NamespaceRow) -> NamespaceInfo:
     return NamespaceInfo(row.name, json.loads(row.properties or "{}"), _aware(row.create_time))
 
 
+@_via_api
 def add_namespace(name: str, properties: dict[str, str] | None = None, *,
                   config: Config | None = None) -> NamespaceInfo:
     check_name("namespace", name)
@@ -41,12 +42,14 @@ def add_namespace(name: str, properties: dict[str, str] | None = None, *,
         return _namespace_info(row)
 
 
+@_via_api
 def get_namespace(name: str, *, config: Config | None = None) -> NamespaceInfo | None:
     with Store(_config(config)).session() as s:
         row = s.get(NamespaceRow, name)
         return _namespace_info(row) if row else None
 
 
+@_via_api
 def update_namespace(name: str, properties: dict[str, str], *, config: Config | None = None) -> NamespaceInfo:
     with Store(_config(config)).session() as s:
         row = s.get(NamespaceRow, name)
@@ -56,6 +59,7 @@ def update_namespace(name: str, properties: dict[str, str], *, config: Config | 
         return _namespace_info(row)
 
 
+@_via_api
 def list_namespaces(limit: int | None = None, offset: int | None = None, *,
                     config: Config | None = None) -> list[NamespaceInfo]:
     with Store(_config(config)).session() as s:
@@ -63,6 +67,7 @@ def list_namespaces(limit: int | None = None, offset: int | None = None, *,
         return [_namespace_info(r) for r in rows]
 
 
+@_via_api
 def delete_namespace(name: str, *, config: Config | None = None) -> None:
     """Delete an empty namespace. `default` is kept: it is where workflows without a namespace go."""
     if name == DEFAULT_NAMESPACE:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from aiflow.config import Config
 from aiflow.errors import Conflict, NotFound
-from aiflow.ops._common import _aware, _config, _count_unfinished, _workflow_session
+from aiflow.ops._common import _aware, _config, _count_unfinished, _via_api, _workflow_session
 from aiflow.ops.workflows import _publish_workflow
 from aiflow.store.blobs import blob_store
 from aiflow.store.models import ExecutionRow, SnapshotRow, WorkflowRow
@@ -50,6 +50,7 @@ def _snapshot_row(s: Session, row: WorkflowRow, version: int) -> SnapshotRow:
     return snap
 
 
+@_via_api
 def list_workflow_snapshots(workflow_name: str, namespace: str | None = None, limit: int | None = None,
                             offset: int | None = None, *, config: Config | None = None) -> list[SnapshotInfo]:
     with _workflow_session(_config(config), namespace, workflow_name) as (s, row):
@@ -58,12 +59,14 @@ def list_workflow_snapshots(workflow_name: str, namespace: str | None = None, li
         return [_snapshot_info(row, snap) for snap in snaps]
 
 
+@_via_api
 def get_workflow_snapshot(workflow_name: str, version: int, namespace: str | None = None, *,
                           config: Config | None = None) -> SnapshotInfo:
     with _workflow_session(_config(config), namespace, workflow_name) as (s, row):
         return _snapshot_info(row, _snapshot_row(s, row, version))
 
 
+@_via_api
 def delete_workflow_snapshot(workflow_name: str, version: int, namespace: str | None = None, *,
                              config: Config | None = None) -> None:
     """Delete one earlier version. The latest, and any an unfinished execution runs, are kept."""

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from aiflow.config import Config
 from aiflow.errors import WorkflowFileError
-from aiflow.ops._common import _aware, _config, _Info, _owned_row, _workflow_session
+from aiflow.ops._common import _aware, _config, _Info, _owned_row, _via_api, _workflow_session
 from aiflow.ops.workflows import _publish_workflow
 from aiflow.sdk.conditions import WorkflowRule, condition_to_spec
 from aiflow.sdk.expressions import parse_expression
@@ -111,6 +111,7 @@ _SCHEDULES = _Rules(ScheduleRow, _schedule_info, "workflow schedule")
 
 
 # -- triggers --------------------------------------------------------------------------------
+@_via_api
 def add_workflow_trigger(rule: WorkflowRule, workflow_name: str, namespace: str | None = None, *,
                          config: Config | None = None) -> TriggerInfo:
     """Start a new execution of the workflow (run type EVENT) whenever the rule's condition is met."""
@@ -120,28 +121,34 @@ def add_workflow_trigger(rule: WorkflowRule, workflow_name: str, namespace: str 
     return _TRIGGERS.add(workflow_name, namespace, config, definition=json.dumps(condition_to_spec(rule.condition)))
 
 
+@_via_api
 def list_workflow_triggers(workflow_name: str, namespace: str | None = None, *,
                            config: Config | None = None) -> list[TriggerInfo]:
     return _TRIGGERS.of_workflow(workflow_name, namespace, config)
 
 
+@_via_api
 def get_workflow_trigger(trigger_id: int, *, config: Config | None = None) -> TriggerInfo:
     return _TRIGGERS.get(trigger_id, config)
 
 
+@_via_api
 def pause_workflow_trigger(trigger_id: int, *, config: Config | None = None) -> TriggerInfo:
     return _TRIGGERS.set_paused(trigger_id, True, config)
 
 
+@_via_api
 def resume_workflow_trigger(trigger_id: int, *, config: Config | None = None) -> TriggerInfo:
     return _TRIGGERS.set_paused(trigger_id, False, config)
 
 
+@_via_api
 def delete_workflow_trigger(trigger_id: int, *, config: Config | None = None) -> None:
     _TRIGGERS.delete(trigger_id, config)
 
 
 # -- schedules -------------------------------------------------------------------------------
+@_via_api
 def add_workflow_schedule(expression: str, workflow_name: str, namespace: str | None = None, *,
                           config: Config | None = None) -> ScheduleInfo:
     """Start a new execution (run type PERIODIC) on the schedule: `cron@...` (UTC) or `interval@d h m s`."""
@@ -150,22 +157,27 @@ def add_workflow_schedule(expression: str, workflow_name: str, namespace: str | 
     return _SCHEDULES.add(workflow_name, namespace, config, expression=expression)
 
 
+@_via_api
 def list_workflow_schedules(workflow_name: str, namespace: str | None = None, *,
                             config: Config | None = None) -> list[ScheduleInfo]:
     return _SCHEDULES.of_workflow(workflow_name, namespace, config)
 
 
+@_via_api
 def get_workflow_schedule(schedule_id: int, *, config: Config | None = None) -> ScheduleInfo:
     return _SCHEDULES.get(schedule_id, config)
 
 
+@_via_api
 def pause_workflow_schedule(schedule_id: int, *, config: Config | None = None) -> ScheduleInfo:
     return _SCHEDULES.set_paused(schedule_id, True, config)
 
 
+@_via_api
 def resume_workflow_schedule(schedule_id: int, *, config: Config | None = None) -> ScheduleInfo:
     return _SCHEDULES.set_paused(schedule_id, False, config)
 
 
+@_via_api
 def delete_workflow_schedule(schedule_id: int, *, config: Config | None = None) -> None:
     _SCHEDULES.delete(schedule_id, config)

@@ -26,6 +26,7 @@ from aiflow.ops._common import (
     _get_workflow_row,
     _latest_snapshot,
     _ns,
+    _via_api,
     _workflow_session,
 )
 from aiflow.ops._publish import WorkflowDefinition, publish_definition, publish_deletion
@@ -121,6 +122,7 @@ def _publish_workflow(s: Session, config: Config, row: WorkflowRow, snapshot: Sn
     publish_definition(config, _definition(s, row, snapshot or _latest_snapshot(s, row)))
 
 
+@_via_api
 def upload_workflows(workflow_file_path: str | os.PathLike[str],
                      artifacts: Sequence[str | os.PathLike[str]] | None = None, *,
                      namespace: str | None = None, config: Config | None = None) -> list[WorkflowInfo]:
@@ -175,6 +177,7 @@ def upload_workflows(workflow_file_path: str | os.PathLike[str],
     return results
 
 
+@_via_api
 def get_workflow(workflow_name: str, namespace: str | None = None, *,
                  config: Config | None = None) -> WorkflowInfo | None:
     config = _config(config)
@@ -185,6 +188,7 @@ def get_workflow(workflow_name: str, namespace: str | None = None, *,
             return None
 
 
+@_via_api
 def list_workflows(namespace: str | None = None, limit: int | None = None, offset: int | None = None, *,
                    config: Config | None = None) -> list[WorkflowInfo]:
     config = _config(config)
@@ -203,15 +207,18 @@ def _set_enabled(workflow_name: str, namespace: str | None, enabled: bool, confi
         return _workflow_info(row)
 
 
+@_via_api
 def disable_workflow(workflow_name: str, namespace: str | None = None, *, config: Config | None = None) -> WorkflowInfo:
     """Stop the workflow from starting anything new: no triggers, schedules or manual starts."""
     return _set_enabled(workflow_name, namespace, False, config)
 
 
+@_via_api
 def enable_workflow(workflow_name: str, namespace: str | None = None, *, config: Config | None = None) -> WorkflowInfo:
     return _set_enabled(workflow_name, namespace, True, config)
 
 
+@_via_api
 def delete_workflow(workflow_name: str, namespace: str | None = None, *, config: Config | None = None) -> None:
     """Delete the workflow with its snapshots and finished executions; refused while one runs."""
     config = _config(config)

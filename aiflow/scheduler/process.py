@@ -14,6 +14,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 
+from aiflow import metrics
 from aiflow.config import Config
 from aiflow.errors import AIFlowError
 from aiflow.kafka import clients
@@ -87,6 +88,7 @@ def run_scheduler(config: Config, stop: threading.Event | None = None, say: Say 
     stop = stop or threading.Event()
     handle_signals(stop)
     private_home(config.home)
+    metrics.serve_process(config, "metrics.scheduler_port", stop, lag=True)
     if not prepare_kafka(config, stop, say):
         return
     Store(config).ensure_schema()
@@ -104,6 +106,7 @@ def run_worker(config: Config, slots: int | None = None, stop: threading.Event |
     stop = stop or threading.Event()
     handle_signals(stop)
     private_home(config.home)
+    metrics.serve_process(config, "metrics.worker_port", stop, lag=False)
     if not prepare_kafka(config, stop, say):
         return
     worker = Worker(config, slots=slots or int(config.values["worker.slots"]),

@@ -123,7 +123,9 @@ class Router:
             return 0
         self.loop.begin()
         for msg in msgs:
-            for record in self.route(msg):
+            records = self.route(msg)
+            self.loop.metrics.routed(msg, records, self.events_topic)
+            for record in records:
                 sending.produce(self.loop.producer, self.config, record)
         self.loop.commit()
         return len(msgs)

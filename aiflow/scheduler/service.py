@@ -32,6 +32,7 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
+from aiflow import metrics
 from aiflow.config import Config
 from aiflow.errors import AIFlowError, KafkaUnavailable, RecordError, WorkflowFileError
 from aiflow.housekeeping import sweep_snapshot_cache
@@ -152,6 +153,7 @@ class Scheduler:
         self._next_snapshot_sweep = time.monotonic() + 60
 
     # -- partitions ----------------------------------------------------------------------------
+    @metrics.STATE_RESTORE_SECONDS.time()
     def _restore(self, partitions: list[TopicPartition], fresh: bool = True,
                  heartbeats: dict[tuple[str, str, int], float] | None = None) -> None:
         """Rebuild the executions of newly assigned partitions from the state topic. An entry that
@@ -233,6 +235,7 @@ class Scheduler:
 
     def _apply(self, m: InboxMessage, partition: int, offset: int) -> None:
         now = time.time()
+        self.loop.metrics.applying(m)
         if m.kind is InboxKind.WORKER:
             self._heard(now, room=m.free_slots > 0)
             return
@@ -488,6 +491,7 @@ class Scheduler:
     def _emit(self, owned: _Owned, outputs: list[core.Output]) -> None:
         ex = owned.execution
         self._dirty[ex.id] = owned
+        self.loop.metrics.outputs(outputs)
         for out in outputs:
             if isinstance(out, core.StartTry):
                 op = self._workflow_of(ex).tasks.get(out.task)
@@ -563,6 +567,7 @@ class Scheduler:
                 log.error("scheduler: %s record %s not written: %s", record.role, record.key, exc)
                 continue
             sending.produce(self.loop.producer, self.config, record)
+            self.loop.metrics.produced(record)
         self._pending.clear()
 
     # -- the loop -----------------------------------------------------------------------------

@@ -264,6 +264,7 @@ class Projector:
         self.loop.begin()
         for record in dead:
             sending.produce(self.loop.producer, self.config, record)
+            self.loop.metrics.produced(record)
         for _entity_id, item in settled:
             sending.produce(self.loop.producer, self.config,
                             Record(topics.STATE, item.msg.key(), None, item.msg.partition()))

@@ -29,11 +29,11 @@ from aiflow import ops
 from aiflow.config import Config
 from aiflow.errors import (
     AIFlowError,
-    Conflict,
-    KafkaUnavailable,
     NotFound,
-    StoreUnavailable,
 )
+from aiflow.metrics import mount_metrics
+from aiflow.web import pages
+from aiflow.web.errors import http_status
 
 T = TypeVar("T")
 
@@ -41,6 +41,23 @@ T = TypeVar("T")
 class NamespaceIn(BaseModel):
     name: str
     properties: dict[str, str] = Field(default_factory=dict)
+
+
+class PropertiesIn(BaseModel):
+    properties: dict[str, str]
+
+
+class TriggerIn(BaseModel):
+    condition: dict[str, Any] = Field(description="a built-in condition as `aiflow.sdk.conditions.condition_to_spec` "
+                                                  "describes it (SingleEventCondition, MeetAnyCondition, ...)")
+
+
+def _builtin_condition(spec: Any) -> bool:
+    """Whether a condition spec names built-in conditions only: a class of the user's own would be imported
+    by the server, which runs no user code."""
+    if not isinstance(spec, dict) or spec.get("type") == "class":
+        return False
+    return all(_builtin_condition(c) for c in spec.get("conditions", []))
 
 
 class ScheduleIn(BaseModel):
@@ -65,23 +82,14 @@ def _save(upload: UploadFile, folder: Path, suffix: str = "") -> Path:
     return target
 
 
-def _status_of(exc: AIFlowError) -> int:
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, Conflict):
-        return 409
-    if isinstance(exc, (KafkaUnavailable, StoreUnavailable)):
-        return 503
-    return 400
-
-
 def create_app(config: Config, token: str | None = None) -> FastAPI:
     """The application for this configuration; `token`, when given, guards every `/api` route."""
     app = FastAPI(title="aiflow", version="1", description="Event-driven workflows on Kafka: the REST API.")
+    config = config.with_overrides(**{"api.url": ""})  # the server is where the database is: never a client of itself
 
     @app.exception_handler(AIFlowError)
     async def aiflow_error(request: Request, exc: AIFlowError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=_status_of(exc))
+        return JSONResponse({"detail": str(exc)}, status_code=http_status(exc))
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -117,6 +125,11 @@ def create_app(config: Config, token: str | None = None) -> FastAPI:
         if found is None:
             raise NotFound(f"namespace {namespace} does not exist")
         return found.to_dict()
+
+    @api.put("/namespaces/{namespace}", tags=["namespaces"])
+    def update_namespace(namespace: str, body: PropertiesIn) -> Any:
+        """Replace the namespace's properties."""
+        return call(ops.update_namespace, namespace, body.properties).to_dict()
 
     @api.delete("/namespaces/{namespace}", status_code=204, tags=["namespaces"])
     def delete_namespace(namespace: str) -> None:
@@ -166,6 +179,17 @@ def create_app(config: Config, token: str | None = None) -> FastAPI:
     def list_snapshots(namespace: str, workflow: str) -> Any:
         return [s.to_dict() for s in call(ops.list_workflow_snapshots, workflow, namespace)]
 
+    @api.get("/namespaces/{namespace}/workflows/{workflow}/snapshots/{version}", tags=["workflows"])
+    def get_snapshot(namespace: str, workflow: str, version: int) -> Any:
+        """One snapshot version with the definition it announced."""
+        return call(ops.get_workflow_snapshot, workflow, version, namespace).to_dict(with_definition=True)
+
+    @api.delete("/namespaces/{namespace}/workflows/{workflow}/snapshots/{version}", status_code=204,
+                tags=["workflows"])
+    def delete_snapshot(namespace: str, workflow: str, version: int) -> None:
+        """Delete an earlier version (409 for the latest, or one an unfinished execution runs)."""
+        call(ops.delete_workflow_snapshot, workflow, version, namespace)
+
     # -- executions ----------------------------------------------------------------------------
     @api.get("/namespaces/{namespace}/workflows/{workflow}/executions", tags=["executions"])
     def list_executions(namespace: str, workflow: str, status: str | None = None,
@@ -187,6 +211,16 @@ def create_app(config: Config, token: str | None = None) -> FastAPI:
             raise NotFound(f"workflow execution {execution_id} does not exist")
         return {**found.to_dict(), "tasks": [t.to_dict() for t in call(ops.list_task_executions, execution_id)]}
 
+    @api.delete("/executions/{execution_id}", status_code=204, tags=["executions"])
+    def delete_execution(execution_id: str) -> None:
+        """Delete a finished execution (409 while it runs)."""
+        call(ops.delete_workflow_execution, execution_id)
+
+    @api.get("/executions/{execution_id}/tasks/{task}", tags=["executions"])
+    def get_task_execution(execution_id: str, task: str, try_number: int | None = Query(None, ge=1)) -> Any:
+        """A try of the task: the latest, or `try_number`."""
+        return call(ops.get_task_execution, execution_id, task, try_number).to_dict()
+
     @api.post("/executions/{execution_id}/stop", status_code=202, tags=["executions"])
     def stop_execution(execution_id: str) -> Any:
         call(ops.stop_workflow_execution, execution_id)
@@ -206,6 +240,29 @@ def create_app(config: Config, token: str | None = None) -> FastAPI:
     @api.get("/namespaces/{namespace}/workflows/{workflow}/triggers", tags=["triggers and schedules"])
     def list_triggers(namespace: str, workflow: str) -> Any:
         return [t.to_dict() for t in call(ops.list_workflow_triggers, workflow, namespace)]
+
+    @api.post("/namespaces/{namespace}/workflows/{workflow}/triggers", status_code=201,
+              tags=["triggers and schedules"])
+    def add_trigger(namespace: str, workflow: str, body: TriggerIn) -> Any:
+        """Start a new execution whenever the condition is met (built-in conditions only)."""
+        from aiflow.sdk.conditions import WorkflowRule, condition_from_spec
+
+        if not _builtin_condition(body.condition):
+            raise HTTPException(400, "a trigger over the API takes built-in conditions only: add one of your own "
+                                     "condition class with aiflow.ops where the database is reachable")
+        try:
+            rule = WorkflowRule(condition_from_spec(body.condition))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HTTPException(400, f"bad condition {body.condition}: {exc!r}") from None
+        return call(ops.add_workflow_trigger, rule, workflow, namespace).to_dict()
+
+    @api.get("/triggers/{trigger_id}", tags=["triggers and schedules"])
+    def get_trigger(trigger_id: int) -> Any:
+        return call(ops.get_workflow_trigger, trigger_id).to_dict()
+
+    @api.get("/schedules/{schedule_id}", tags=["triggers and schedules"])
+    def get_schedule(schedule_id: int) -> Any:
+        return call(ops.get_workflow_schedule, schedule_id).to_dict()
 
     @api.get("/namespaces/{namespace}/workflows/{workflow}/schedules", tags=["triggers and schedules"])
     def list_schedules(namespace: str, workflow: str) -> Any:
@@ -274,4 +331,6 @@ def create_app(config: Config, token: str | None = None) -> FastAPI:
         ops.list_namespaces(limit=1, config=config)
         return {"status": "ready"}
 
+    mount_metrics(app)  # /metrics, open like the probes
+    app.include_router(pages.router(config, token))  # the pages: /, workflows, executions, logs, events
     return app

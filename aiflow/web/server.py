@@ -41,7 +41,7 @@ class WebServer:
         from aiflow.web.api import create_app
 
         server = uvicorn.Server(uvicorn.Config(create_app(self.config, self.token), host=self.host, port=self.port,
-                                               log_config=None, access_log=False))
+                                               log_config=None, access_log=False, timeout_graceful_shutdown=3))
 
         def watch() -> None:
             while not server.started and not server.should_exit and not stop.is_set():

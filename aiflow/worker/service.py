@@ -39,7 +39,7 @@ from typing import Protocol
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from aiflow import housekeeping
+from aiflow import housekeeping, metrics
 from aiflow.config import Config, without_credentials
 from aiflow.errors import KafkaUnavailable
 from aiflow.events.context import ENV_ISOLATED_NAMESPACES, TaskContext
@@ -178,6 +178,7 @@ class Worker:
         self._fork_server_next_start = 0.0
         self.working_dir_retention = float(config.values["worker.working_dir_retention"])
         self._next_sweep = time.monotonic() + 10.0  # not in the way of a start: the first one 10 s in
+        metrics.watch_worker(self)
 
     def _task_env(self) -> dict[str, str]:
         return task_environment(os.environ, self.config)
@@ -214,6 +215,7 @@ class Worker:
 
     def _produce(self, record: Record) -> None:
         sending.produce(self.loop.producer, self.config, record)
+        self.loop.metrics.produced(record)
 
     # -- starting ------------------------------------------------------------------------------
     def _assigned(self, partitions: list[TopicPartition]) -> None:

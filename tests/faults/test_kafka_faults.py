@@ -18,7 +18,11 @@ from aiflow.errors import AIFlowError
 from aiflow.kafka import clients
 from tests.conftest import make_config, own_broker, process_alive, process_env, start_aiflow, stop_processes, wait_until
 
-TICKS = 10  # tasks t0..t9, started by events tick0..tick9 in turn: a task's next event comes 10 s after its last
+# Tasks t0..t29, started by events tick0..tick29 in turn: a task's next event comes 30 s after its last.
+# An event that arrives while its task's previous try is still alive starts nothing (by design), so the
+# spacing must outlast the slowest recovery of a try's start: a transactional call that librdkafka
+# leaves hanging through a broker's shutdown is given up after its deadline (about 10 s), then renewed.
+TICKS = 30
 BEATING = f"""
 import os, time
 from aiflow import Workflow, PythonOperator, TaskAction, EventClient
