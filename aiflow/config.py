@@ -142,10 +142,10 @@ def is_secret_name(name: str) -> bool:
 
 
 def without_credentials(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment without what only services need: the database URI, the webhook token and the
-    secret Kafka properties (user code — tasks, workflow files — runs with this)."""
+    """The environment without what only services need: the database URI, the webhook, web server and
+    API tokens and the secret Kafka properties (user code — tasks, workflow files — runs with this)."""
     return {name: value for name, value in environ.items()
-            if name not in ("AIFLOW_DB_URI", "AIFLOW_WEBHOOK_TOKEN", "AIFLOW_API_TOKEN")
+            if name not in ("AIFLOW_DB_URI", "AIFLOW_WEBHOOK_TOKEN", "AIFLOW_API_TOKEN", "AIFLOW_WEBSERVER_TOKEN")
             and not (name.startswith(KAFKA_PROPERTY_ENV_PREFIX) and is_secret_name(name))}
 
 

@@ -91,7 +91,9 @@ def process_env(tmp_path: Path, bootstrap: str, **extra: str) -> tuple[dict[str,
     prefix = f"t{uuid.uuid4().hex[:10]}"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIFLOW_")},
            "AIFLOW_HOME": str(tmp_path / "home"), "AIFLOW_KAFKA_BOOTSTRAP": bootstrap, "AIFLOW_TOPIC_PREFIX": prefix,
-           "AIFLOW_KAFKA_SESSION_TIMEOUT_MS": "3000", "AIFLOW_KAFKA_TRANSACTION_TIMEOUT_MS": "5000", **extra}
+           "AIFLOW_KAFKA_SESSION_TIMEOUT_MS": "3000", "AIFLOW_KAFKA_TRANSACTION_TIMEOUT_MS": "5000",
+           # No metrics endpoints: several schedulers and workers run side by side here.
+           "AIFLOW_METRICS_SCHEDULER_PORT": "0", "AIFLOW_METRICS_WORKER_PORT": "0", **extra}
     return env, prefix
 
 

@@ -235,7 +235,6 @@ class Scheduler:
 
     def _apply(self, m: InboxMessage, partition: int, offset: int) -> None:
         now = time.time()
-        self.loop.metrics.applying(m)
         if m.kind is InboxKind.WORKER:
             self._heard(now, room=m.free_slots > 0)
             return
@@ -252,6 +251,7 @@ class Scheduler:
                 self._dirty_workflows.add(wid)
                 return
             self._dirty_workflows.add(wid)
+        self.loop.metrics.applying(m)  # counted once: not when read again after lost offsets
         if m.kind is InboxKind.COMMAND and m.command is Command.START_EXECUTION:
             self._start_execution(m, partition, now)
         elif m.kind is InboxKind.COMMAND:

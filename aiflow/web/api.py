@@ -16,14 +16,16 @@ import hmac
 import shutil
 import tempfile
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from aiflow import ops
 from aiflow.config import Config
@@ -36,6 +38,7 @@ from aiflow.web import pages
 from aiflow.web.errors import http_status
 
 T = TypeVar("T")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")  # what an open server answers to
 
 
 class NamespaceIn(BaseModel):
@@ -54,7 +57,7 @@ class TriggerIn(BaseModel):
 
 def _builtin_condition(spec: Any) -> bool:
     """Whether a condition spec names built-in conditions only: a class of the user's own would be imported
-    by the server, which runs no user code."""
+    into the server itself (an upload, by contrast, loads the file in a process of its own)."""
     if not isinstance(spec, dict) or spec.get("type") == "class":
         return False
     return all(_builtin_condition(c) for c in spec.get("conditions", []))
@@ -85,6 +88,10 @@ def _save(upload: UploadFile, folder: Path, suffix: str = "") -> Path:
 def create_app(config: Config, token: str | None = None) -> FastAPI:
     """The application for this configuration; `token`, when given, guards every `/api` route."""
     app = FastAPI(title="aiflow", version="1", description="Event-driven workflows on Kafka: the REST API.")
+    if token is None:
+        # Open, so on loopback only: answer only to loopback names, so a page whose name another site
+        # re-points at 127.0.0.1 (DNS rebinding) cannot read or drive it.
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK_NAMES))
     config = config.with_overrides(**{"api.url": ""})  # the server is where the database is: never a client of itself
 
     @app.exception_handler(AIFlowError)
@@ -97,6 +104,13 @@ def create_app(config: Config, token: str | None = None) -> FastAPI:
         return JSONResponse({"detail": f"bad request: {reasons}"}, status_code=400)
 
     def authorized(request: Request) -> None:
+        # A browser sends a cross-site POST without asking first (a form, a multipart upload): another
+        # site's page must not start, stop or upload through a server this browser can reach.
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            origin = request.headers.get("origin")
+            if request.headers.get("sec-fetch-site") == "cross-site" or (
+                    origin is not None and urlsplit(origin).netloc != request.headers.get("host")):
+                raise HTTPException(403, f"a request from another site ({origin}) is refused")
         if token is None:
             return
         given = request.headers.get("authorization", "")
@@ -304,9 +318,12 @@ def create_app(config: Config, token: str | None = None) -> FastAPI:
     @api.get("/namespaces/{namespace}/events", tags=["events"])
     def list_events(namespace: str, key: str | None = None, since: datetime | None = None,
                     until: datetime | None = None, limit: int = Query(100, ge=1, le=10000)) -> Any:
-        """Stored events of the namespace, oldest first (the newest `limit`)."""
+        """Stored events of the namespace, oldest first (the newest `limit`); `since` and `until` are
+        ISO times, UTC unless they say otherwise."""
         from aiflow.events.client import EventClient
 
+        since, until = (t.replace(tzinfo=timezone.utc) if t is not None and t.tzinfo is None else t
+                        for t in (since, until))
         with EventClient(config) as client:
             return [e.to_dict() for e in client.list_events(key, namespace, since, until, limit)]
 

@@ -20,7 +20,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import queue
 import re
 import threading
 import time
@@ -401,11 +400,8 @@ def router(config: Config, token: str | None = None) -> APIRouter:
             raise NotFound(f"workflow {namespace}.{workflow} does not exist")
         page = max(1, page)
         offset = (page - 1) * PAGE_SIZE
-        if status:
-            everything = ops.list_workflow_executions(workflow, namespace, config=config)
-            executions = [e for e in everything if e.status == status.upper()][offset:offset + PAGE_SIZE + 1]
-        else:
-            executions = ops.list_workflow_executions(workflow, namespace, PAGE_SIZE + 1, offset, config=config)
+        executions = ops.list_workflow_executions(workflow, namespace, PAGE_SIZE + 1, offset, status=status or None,
+                                                  config=config)
         description = found.to_dict(with_definition=True)
         return html("workflow.html", title=f"{namespace}.{workflow}", wf=found, description=description,
                     graph=rule_graph(description), executions=executions[:PAGE_SIZE],
@@ -559,27 +555,30 @@ def router(config: Config, token: str | None = None) -> APIRouter:
         """Each new event of the namespace (and key) as `{"row": <rendered row>, "event": ...}`."""
         from aiflow.events.client import EventClient
 
-        found: queue.Queue[dict[str, Any] | str] = queue.Queue()
-        stop = threading.Event()
-
-        def follow() -> None:
-            try:
-                with EventClient(config, namespace=namespace) as client:
-                    since = datetime.now(timezone.utc) - timedelta(seconds=1)
-                    for event in client.iter_events(key=key or None, namespace=namespace, since=since, follow=True,
-                                                    stop=stop):
-                        found.put(event.to_dict())
-            except Exception as exc:  # shown on the page; the stream ends
-                found.put(str(exc))
-
-        threading.Thread(target=follow, name="aiflow-page-events", daemon=True).start()
+        since = datetime.now(timezone.utc) - timedelta(seconds=1)  # from when the tail was asked for
 
         async def events() -> AsyncIterator[str]:
+            # The reading thread starts with the body (a response never read starts none) and hands
+            # events to the loop, so a waiting tail holds no worker thread of the server's pool.
+            loop = asyncio.get_running_loop()
+            found: asyncio.Queue[dict[str, Any] | str] = asyncio.Queue()
+            stop = threading.Event()
+
+            def follow() -> None:
+                try:
+                    with EventClient(config, namespace=namespace) as client:
+                        for event in client.iter_events(key=key or None, namespace=namespace, since=since,
+                                                        follow=True, stop=stop):
+                            loop.call_soon_threadsafe(found.put_nowait, event.to_dict())
+                except Exception as exc:  # shown on the page; the stream ends
+                    loop.call_soon_threadsafe(found.put_nowait, str(exc))
+
+            threading.Thread(target=follow, name="aiflow-page-events", daemon=True).start()
             try:
                 while not await request.is_disconnected():
                     try:
-                        item = await run_in_threadpool(found.get, True, POLL_SECONDS)
-                    except queue.Empty:
+                        item = await asyncio.wait_for(found.get(), POLL_SECONDS)
+                    except asyncio.TimeoutError:
                         yield ": waiting\n\n"
                         continue
                     if isinstance(item, str):

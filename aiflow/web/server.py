@@ -53,6 +53,9 @@ class WebServer:
             server.should_exit = True
 
         threading.Thread(target=watch, name="aiflow-webserver-watch", daemon=True).start()
-        server.run()
+        try:
+            server.run()
+        except SystemExit:  # uvicorn's answer to a port it cannot bind
+            pass
         if not server.started and not stop.is_set():
             raise ConfigError(f"the web server could not listen on {self.url} (is the port in use?)")

@@ -35,7 +35,15 @@ from aiflow.worker.service import Worker
 from tests.conftest import IN_CI, REPO, free_port, make_config
 
 TOKEN = "browser-test-token"
-IMAGES = REPO / "docs" / "images"
+IMAGES = REPO / "docs" / "images"  # the pictures in the README and docs/web.md
+
+
+def _publish(shot: Path, name: str) -> None:
+    """Copy a screenshot to docs/images when asked to (AIFLOW_UPDATE_DOCS_IMAGES=1): a test run does not
+    change the repository otherwise."""
+    if os.environ.get("AIFLOW_UPDATE_DOCS_IMAGES") == "1":
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, IMAGES / name)
 
 FLOW = '''
 from aiflow import BashOperator, TaskAction, Workflow
@@ -126,7 +134,6 @@ def test_the_execution_page_follows_the_tries_live_and_stops_them(browser: Any, 
     ops.add_workflow_schedule("cron@0 0 1 1 *", "browser_demo", config=config)
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    IMAGES.mkdir(parents=True, exist_ok=True)
 
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     page = context.new_page()
@@ -159,7 +166,7 @@ def test_the_execution_page_follows_the_tries_live_and_stops_them(browser: Any, 
         assert expected in graph_text, f"{expected!r} missing from the rule graph: {graph_text!r}"
     assert graph.locator("g.edge").count() == 2
     page.screenshot(path=str(shots / "workflow.png"), full_page=True)
-    shutil.copy(shots / "workflow.png", IMAGES / "workflow.png")
+    _publish(shots / "workflow.png", "workflow.png")
 
     # Start an execution: the page moves to it, and its tries appear and change without a reload.
     page.click("#start-execution")
@@ -199,7 +206,7 @@ def test_the_execution_page_follows_the_tries_live_and_stops_them(browser: Any, 
     assert cause.get_attribute("href") == f"/namespaces/default/events?key=new_data&at={sent.partition}%3A{sent.offset}"
     time.sleep(2)  # a bar for try 2 on the timeline
     page.screenshot(path=str(shots / "execution-restarted.png"), full_page=True)
-    shutil.copy(shots / "execution-restarted.png", IMAGES / "execution.png")
+    _publish(shots / "execution-restarted.png", "execution.png")
     events = context.new_page()
     events.goto(base + cause.get_attribute("href"))
     _no_error(events)
@@ -273,3 +280,71 @@ def test_names_and_values_are_escaped_in_the_pages() -> None:
         "task": "t", "try_number": 1, "status": "FAILED", "worker": "w", "begin_date": None, "end_date": None,
         "cause": "<i>c</i>", "cause_link": None, "message": "<script>alert(1)</script>"}])
     assert "<script>" not in tries and "<i>" not in tries and "e%3C1%3E" in tries
+
+
+def test_the_tutorials_execution_page_shows_training_and_validating_live_and_stops(
+        browser: Any, running: tuple[Config, str], tmp_path: Path) -> None:
+    """The acceptance of the pages: the tutorial's workflow, uploaded and started, seen in the browser."""
+    import subprocess
+    import sys
+
+    config, base = running
+    sample = REPO / "samples" / "online_machine_learning"
+    folder = tmp_path / "online_machine_learning"
+    folder.mkdir()
+    shutil.copy(sample / "online_ml_workflow.py", folder)
+    subprocess.run([sys.executable, str(sample / "make_dataset.py"), str(folder / "dataset")], check=True,
+                   capture_output=True)
+    ops.upload_workflows(folder / "online_ml_workflow.py", [folder / "dataset"], config=config)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(base + "/login")
+    page.fill("input[name=token]", TOKEN)
+    page.click("button.primary")
+    page.wait_for_url(base + "/")
+    page.goto(f"{base}/namespaces/default/workflows/online_machine_learning")
+    _no_error(page)
+    graph_text = page.locator("svg#rule-graph").text_content() or ""
+    for task in ("pre_processing", "training", "validating", "deploying", "predicting", "data_prepared"):
+        assert task in graph_text, f"{task!r} missing from the tutorial's rule graph"
+    page.screenshot(path=str(shots / "tutorial-workflow.png"), full_page=True)
+    _publish(shots / "tutorial-workflow.png", "tutorial-workflow.png")
+
+    page.click("#start-execution")
+    page.wait_for_url(f"{base}/executions/*")
+    _no_error(page)
+    execution_id = page.url.rsplit("/", 1)[1].split("?")[0]
+    page.evaluate("window.notReloaded = true")
+    page.wait_for_function("document.querySelector('#tries tr[id=\"try-training-1\"]') !== null && "
+                           "document.querySelector('#tries tr[id=\"try-validating-1\"]') !== null", timeout=120_000)
+    assert page.evaluate("window.notReloaded") is True, "the page reloaded instead of updating itself"
+    time.sleep(2)
+    page.screenshot(path=str(shots / "tutorial-execution.png"), full_page=True)
+    _publish(shots / "tutorial-execution.png", "tutorial-execution.png")
+
+    page.click("#stop-execution")
+    page.wait_for_url(f"{base}/executions/{execution_id}*")
+    page.wait_for_function("document.querySelector('#execution-status .status')?.textContent === 'STOPPED'",
+                           timeout=60_000)
+    _no_error(page)
+    assert ops.get_workflow_execution(execution_id, config=config).status == "STOPPED"  # type: ignore[union-attr]
+    assert errors == [], f"script errors on the pages: {errors}"
+    context.close()
+
+
+def test_an_event_sent_by_a_task_links_to_that_try() -> None:
+    """The chain of causes goes on through events: a try's cause is an event, the event's sender a try of
+    (perhaps) another workflow, whose own cause leads further back, to the external record."""
+    row = {"create_time": None, "key": "model_validated", "value": None, "sender": "task", "workflow": "ml",
+           "execution_id": "e<1>", "task": "validating", "try_number": 2, "partition": 0, "offset": 3, "plain": False}
+    html = pages._render("_event_row.html", e=row, at="")
+    assert 'href="/executions/e%3C1%3E#try-validating-2"' in html
+    external = pages._render("_event_row.html", e={**row, "execution_id": None, "task": None, "workflow": None},
+                             at="")
+    assert "/executions/" not in external

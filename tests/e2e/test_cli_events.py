@@ -21,8 +21,13 @@ def run(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Compl
 
 
 def fresh_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of aiflow commands with a home of their own. Web server and metrics ports are
+    free ones (or none), so tests running side by side never fight over 8080 or 9108."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIFLOW_")}
-    env.update(AIFLOW_HOME=str(home), AIFLOW_BROKER_CACHE_DIR=broker_cache_dir(), **extra)
+    env.update(AIFLOW_HOME=str(home), AIFLOW_BROKER_CACHE_DIR=broker_cache_dir(),
+               AIFLOW_WEBSERVER_PORT=str(free_port()), AIFLOW_METRICS_SCHEDULER_PORT="0",
+               AIFLOW_METRICS_WORKER_PORT="0")
+    env.update(extra)
     return env
 
 

@@ -26,7 +26,7 @@ with Workflow(name="chain"):
 
 @pytest.fixture
 def api(system: System) -> Iterator[TestClient]:
-    with TestClient(create_app(system.config)) as client:
+    with TestClient(create_app(system.config), base_url="http://127.0.0.1") as client:
         yield client
 
 
@@ -74,6 +74,8 @@ def test_workflows_executions_tasks_and_events_over_http(system: System, api: Te
     assert sent.status_code == 201 and sent.json()["offset"] is not None
     found = api.get("/api/v1/namespaces/default/events", params={"key": "api_probe"}).json()
     assert [(e["key"], e["value"]) for e in found] == [("api_probe", "42")]
+    naive = api.get("/api/v1/namespaces/default/events", params={"key": "api_probe", "until": "2999-01-01T00:00:00"})
+    assert naive.status_code == 200 and len(naive.json()) == 1  # a time without a zone is UTC
     assert isinstance(api.get("/api/v1/dead-letters").json(), list)
 
     assert api.post("/api/v1/namespaces/default/workflows/chain/disable").json()["is_enabled"] is False
@@ -98,7 +100,7 @@ def test_bad_input_is_a_400_with_the_reason_and_missing_things_a_404(system: Sys
 
 
 def test_a_token_guards_every_api_route_but_not_the_probes(system: System) -> None:
-    with TestClient(create_app(system.config, token="s3cr3t")) as client:
+    with TestClient(create_app(system.config, token="s3cr3t"), base_url="http://127.0.0.1") as client:
         assert client.get("/api/v1/namespaces").status_code == 401
         assert client.get("/api/v1/namespaces", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert client.get("/api/v1/namespaces", headers={"Authorization": "Bearer é".encode()}).status_code == 401
@@ -137,3 +139,14 @@ def test_a_workflow_file_and_its_artifacts_upload_over_http_and_run(system: Syst
     not_python = api.post("/api/v1/namespaces/default/workflows", files=[("file", ("../evil.sh", b"", "text/plain"))])
     assert not_python.status_code == 400 and ".py" in not_python.json()["detail"]
     assert api.post("/api/v1/namespaces/default/workflows").status_code == 400  # no file at all
+
+
+def test_another_site_cannot_drive_an_open_server(system: System, api: TestClient) -> None:
+    system.upload(CHAIN)
+    path = "/api/v1/namespaces/default/workflows/chain/disable"
+    assert api.post(path, headers={"Origin": "http://evil.example"}).status_code == 403
+    assert api.post(path, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert ops.get_workflow("chain", config=system.config).is_enabled  # type: ignore[union-attr]
+    # A name another site re-pointed at 127.0.0.1 (DNS rebinding) is not answered at all.
+    assert api.get("/api/v1/namespaces", headers={"Host": "evil.example"}).status_code == 400
+    assert api.post(path, headers={"Origin": "http://127.0.0.1"}).status_code == 200  # its own pages may
