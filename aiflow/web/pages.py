@@ -508,11 +508,14 @@ def router(config: Config, token: str | None = None) -> APIRouter:
     async def log_stream(request: Request, execution_id: str, task: str, try_number: int,
                          start: int = 0) -> StreamingResponse:
         """What the log file gets from byte `start` on, as `{"text": ...}` chunks; `end` once the try has
-        ended and everything is sent."""
+        ended and everything is sent. Each chunk's id is the position after it, so a browser that
+        reconnects (its `Last-Event-ID`) goes on from there instead of receiving the text again."""
         path = await run_in_threadpool(ops.task_log_path, execution_id, task, try_number, config=config)
+        resumed = request.headers.get("last-event-id", "")
+        first = int(resumed) if resumed.isdigit() else max(0, start)
 
         async def chunks() -> AsyncIterator[str]:
-            position = start
+            position = first
             while not await request.is_disconnected():
                 attempt = await run_in_threadpool(ops.get_task_execution, execution_id, task, try_number,
                                                   config=config)
@@ -524,7 +527,8 @@ def router(config: Config, token: str | None = None) -> APIRouter:
                     if data:
                         position += len(data)
                         sent = True
-                        yield _sse({"text": data.decode("utf-8", errors="replace"), "position": position})
+                        yield f"id: {position}\n" + _sse({"text": data.decode("utf-8", errors="replace"),
+                                                           "position": position})
                 if not sent and TaskStatus(attempt.status) not in TASK_ALIVE_SET:
                     yield _sse({"status": attempt.status}, "end")
                     return
