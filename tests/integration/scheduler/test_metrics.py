@@ -92,7 +92,9 @@ def test_status_lists_the_running_services_workers_and_lag(system: System) -> No
 
     def listed() -> bool:
         result = CliRunner().invoke(status, ["-o", "json"], env=env)
-        assert result.exit_code == 0, result.output
+        if result.exit_code != 0:  # fresh topics: a partition may have no leader for a moment
+            assert result.output.startswith("Error: Kafka at "), result.output
+            return False
         found.update(json.loads(result.output))
         roles = {r["role"] for r in found["services"] if r["member_id"]}  # type: ignore[attr-defined]
         return {"scheduler", "router", "projector", "worker"} <= roles and bool(found["workers"])
