@@ -93,7 +93,7 @@ class SnapshotHost:
         self._buffer = b""
         try:
             answer = self._read(self.load_timeout)
-        except HostError as exc:
+        except (HostError, OSError, ValueError) as exc:  # whatever talking to it fails with: not the scheduler's end
             self.close()
             setting = " (workflows.load_timeout)" if isinstance(exc, HostTimeout) else ""
             raise WorkflowFileError(f"{self.label}: {exc} while loading{setting}") from None
@@ -114,7 +114,7 @@ class SnapshotHost:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise HostTimeout(f"its process did not answer within {timeout:.0f} s")
-            ready, _, _ = select.select([fd], [], [], left)
+            ready = _wait(fd, select.POLLIN, left)
             if not ready:
                 continue
             chunk = os.read(fd, 65536)
@@ -155,7 +155,7 @@ class SnapshotHost:
         try:
             self._write((json.dumps(request) + "\n").encode(), time.monotonic() + self.condition_timeout)
             answer = self._read(self.condition_timeout)
-        except (OSError, HostError) as exc:
+        except (OSError, ValueError, HostError) as exc:
             self._down()
             raise HostError(f"a condition of {self.label}: {exc}; its process is started again within "
                             f"{RESTART_AFTER:.0f} s") from None
@@ -174,7 +174,7 @@ class SnapshotHost:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise HostError(f"its process took no question within {self.condition_timeout:.0f} s")
-            _, ready, _ = select.select([], [fd], [], left)
+            ready = _wait(fd, select.POLLOUT, left)
             if ready:
                 data = data[os.write(fd, data):]
 
@@ -286,6 +286,14 @@ def _has_remote(answer: object) -> bool:
     if isinstance(answer, list):
         return any(_has_remote(v) for v in answer)
     return False
+
+
+def _wait(fd: int, events: int, timeout: float) -> bool:
+    """Whether `fd` is ready for `events` within `timeout` seconds. poll(), not select(): a scheduler
+    with a thousand connections open has descriptors past select()'s limit of 1024."""
+    poller = select.poll()
+    poller.register(fd, events | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(max(0, int(timeout * 1000))))
 
 
 def _exit_code(pid: int) -> int | None:

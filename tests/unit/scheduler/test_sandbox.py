@@ -235,3 +235,31 @@ def test_a_snapshot_process_ends_when_the_scheduler_that_started_it_is_sigkilled
             time.sleep(0.2)
     finally:
         parent.kill()
+
+
+def test_a_scheduler_with_more_than_1024_descriptors_open_still_talks_to_its_snapshot_processes(
+        tmp_path: Path) -> None:
+    """A long-running scheduler holds many connections; select() cannot watch a descriptor past 1024."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        if hard != resource.RLIM_INFINITY and hard < 1200:
+            pytest.skip(f"the descriptor limit here is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    null = os.open(os.devnull, os.O_RDONLY)
+    held = [os.dup(null) for _ in range(1100)]
+    try:
+        h = host(snapshot(tmp_path / "s", COUNTING, HELPERS.format(threshold=1)), "counting")
+        wf = h.workflow_object(h.load())
+        assert h._process is not None and h._process.stdout is not None and h._process.stdout.fileno() > 1024
+        ex, _ = core.start_execution(wf, "e1", SNAP, ExecutionType.MANUAL, "test", 0.0)
+        started = [o for o in core.on_event(ex, wf, Event("sample"), "", 1.0) if isinstance(o, core.StartTry)]
+        assert [o.task for o in started] == ["train"]
+        h.close()
+    finally:
+        for fd in held:
+            os.close(fd)
+        os.close(null)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
