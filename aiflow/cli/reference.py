@@ -21,8 +21,14 @@ def _walk(command: click.Command, path: list[str]) -> list[tuple[list[str], clic
 def render() -> str:
     lines = ["# CLI reference", "", "Generated from the code by `python -m aiflow.cli.reference > docs/cli.md`;",
              "a test keeps it in sync.", ""]
+    # Every command takes the root's help options (-h, --help), as when it runs under `aiflow`. click
+    # caches a command's help option from whichever context asked first (a test that invoked it,
+    # say), so the cache is cleared: the reference must not depend on what ran before.
+    help_options = cli.context_settings.get("help_option_names", ["--help"])
     for path, command in _walk(cli, ["aiflow"]):
-        with click.Context(command, info_name=" ".join(path), terminal_width=100, max_content_width=100) as ctx:
+        command._help_option = None
+        with click.Context(command, info_name=" ".join(path), terminal_width=100, max_content_width=100,
+                           help_option_names=help_options) as ctx:
             if len(path) > 1:
                 lines += [f"## {' '.join(path)}", ""]
             lines += ["```", command.get_help(ctx).rstrip(), "```", ""]
