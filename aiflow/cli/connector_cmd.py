@@ -99,7 +99,7 @@ def with_mapping_options(f: Any) -> Any:
 
 
 def _mapping(values: dict[str, Any], namespace: str, fmt: str = "json") -> Any:
-    from connectors.mapping import Mapping
+    from aiflow.connectors.mapping import Mapping
 
     if not values.get("key"):
         raise click.UsageError("--key is required (a template such as 'orders.{status}')")
@@ -119,7 +119,7 @@ def _mapping(values: dict[str, Any], namespace: str, fmt: str = "json") -> Any:
 @with_mapping_options
 def run_kafka_topic(config_file: str | None, **flags: Any) -> None:
     """Publish one event per record of --topic, exactly once."""
-    from connectors.kafka_topic import TopicBridge
+    from aiflow.connectors.kafka_topic import TopicBridge
 
     values = _merge(_from_file(config_file, {"topic", "format", "avro-schema", "name", "key", "value-field",
                                              "event-namespace", "filters", "debezium"}), flags)
@@ -143,7 +143,7 @@ def run_kafka_topic(config_file: str | None, **flags: Any) -> None:
 @with_mapping_options
 def run_webhook(config_file: str | None, token_file: str | None, **flags: Any) -> None:
     """Accept events over HTTP: POST /events {key, value, namespace}; POST /events/raw with a mapping."""
-    from connectors.webhook import WebhookServer
+    from aiflow.connectors.webhook import WebhookServer
 
     values = _merge(_from_file(config_file, {"host", "port", "token", "token-file", "key", "value-field",
                                              "event-namespace", "filters", "debezium"}), flags)
@@ -171,7 +171,7 @@ def run_webhook(config_file: str | None, token_file: str | None, **flags: Any) -
 @config_file_option
 def run_folder(config_file: str | None, **flags: Any) -> None:
     """Send an event for each new, complete file under --path."""
-    from connectors.folder import FolderWatcher
+    from aiflow.connectors.folder import FolderWatcher
 
     values = _merge(_from_file(config_file, {"path", "pattern", "event-key", "event-namespace", "interval",
                                              "name"}), flags)

@@ -15,8 +15,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from aiflow import ops
 from aiflow.config import Config
-from connectors.kafka_topic import TopicBridge
-from connectors.mapping import Mapping
+from aiflow.connectors.kafka_topic import TopicBridge
+from aiflow.connectors.mapping import Mapping
 
 TOPIC = "orders"
 

@@ -18,13 +18,13 @@ from pathlib import Path
 from confluent_kafka.admin import NewTopic
 
 from aiflow.config import Config
+from aiflow.connectors.folder import FolderWatcher
+from aiflow.connectors.mapping import Mapping
+from aiflow.connectors.webhook import WebhookServer
 from aiflow.events import EventClient
 from aiflow.kafka import clients, topics
 from aiflow.kafka.readers import read_dead_letters
 from aiflow.protocol import deadletter as dlq
-from connectors.folder import FolderWatcher
-from connectors.mapping import Mapping
-from connectors.webhook import WebhookServer
 from tests.conftest import free_port, read_topic
 
 
@@ -142,7 +142,7 @@ def test_the_webhook_answers_400_to_what_cannot_be_an_event(kafka_config: Config
 
 
 def test_the_bridge_dead_letters_records_that_cannot_be_events_and_goes_on(kafka_config: Config) -> None:
-    from connectors.kafka_topic import TopicBridge
+    from aiflow.connectors.kafka_topic import TopicBridge
 
     source = make_topic(kafka_config, partitions=1)
     records = [b'{"status": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # nested too deeply

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from fastavro import parse_schema, schemaless_writer
 
-from connectors.mapping import Mapping, MappingError
+from aiflow.connectors.mapping import Mapping, MappingError
 
 ORDER = {"id": 7, "status": "paid", "customer": {"country": "FR"}, "total": 12.5}
 

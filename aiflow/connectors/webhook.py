@@ -20,10 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiflow.config import Config, is_loopback
+from aiflow.connectors.mapping import Mapping, MappingError, parse_json
 from aiflow.errors import AIFlowError, EventError
 from aiflow.events import EventClient
 from aiflow.protocol.records import MAX_EVENT_BYTES
-from connectors.mapping import Mapping, MappingError, parse_json
 
 log = logging.getLogger(__name__)
 # Room for the largest event written as JSON (escapes make the body larger than the event); the event

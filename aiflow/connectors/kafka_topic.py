@@ -16,13 +16,13 @@ from datetime import datetime, timezone
 from confluent_kafka import Message
 
 from aiflow.config import Config
+from aiflow.connectors.mapping import Mapping, MappingError
 from aiflow.errors import EventError
 from aiflow.kafka import sending
 from aiflow.kafka.transactions import TransactionalLoop
 from aiflow.protocol.deadletter import dead_letter
 from aiflow.protocol.messages import Event
 from aiflow.protocol.records import Record, source_of
-from connectors.mapping import Mapping, MappingError
 
 log = logging.getLogger(__name__)
 
