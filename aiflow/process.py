@@ -4,6 +4,7 @@ their logs (rotated by size, owner-only)."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import logging.handlers
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from aiflow.errors import AIFlowError
@@ -85,6 +87,39 @@ READY = "ready"
 # Set by start_daemon for the service it starts: the log file the service then rotates itself.
 ENV_SERVICE_LOG = "AIFLOW_SERVICE_LOG"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# `text` or `json`: how services write their log lines; inherited by the services a command starts.
+ENV_LOG_FORMAT = "AIFLOW_LOG_FORMAT"
+LOG_FORMATS = ("text", "json")
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601 with milliseconds), level, logger, message, the
+    process, and the traceback when there is one. For log shippers (Loki, Elasticsearch, CloudWatch)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created, timezone.utc)
+        entry: dict[str, object] = {"time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                                    "level": record.levelname, "logger": record.name,
+                                    "message": record.getMessage(), "pid": record.process}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def log_formatter(log_format: str | None = None) -> logging.Formatter:
+    """The formatter for `log_format` (default: $AIFLOW_LOG_FORMAT, else text with timestamps)."""
+    chosen = (log_format or os.environ.get(ENV_LOG_FORMAT) or "text").lower()
+    if chosen not in LOG_FORMATS:
+        raise AIFlowError(f"log format {chosen!r}: expected one of {', '.join(LOG_FORMATS)} (${ENV_LOG_FORMAT})")
+    return JsonLogFormatter() if chosen == "json" else logging.Formatter(LOG_FORMAT)
+
+
+def use_log_format(log_format: str) -> None:
+    """Write this process's log lines, and those of the services it starts, as `log_format`."""
+    os.environ[ENV_LOG_FORMAT] = log_format
+    formatter = log_formatter(log_format)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter)
 
 
 def open_private_log(path: Path) -> int:
@@ -138,7 +173,7 @@ def log_to_service_file(max_bytes: int, backups: int) -> Path | None:
         if type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, sys.stdout):
             root.removeHandler(handler)
     handler = ServiceLogHandler(path, max_bytes, backups)
-    handler.setFormatter(formatter or logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(formatter or log_formatter())
     root.addHandler(handler)
     return path
 

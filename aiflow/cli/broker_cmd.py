@@ -8,7 +8,7 @@ import time
 import click
 
 from aiflow.cli.common import load_config
-from aiflow.cli.output import emit, output_option
+from aiflow.cli.output import emit, emit_result, output_option
 
 
 @click.group("broker")
@@ -19,7 +19,8 @@ def group() -> None:
 @group.command("start")
 @click.option("-d", "--daemon", is_flag=True, help="Return once the broker answers; it keeps running.")
 @click.option("--no-topics", is_flag=True, help="Do not create aiflow's topics.")
-def start(daemon: bool, no_topics: bool) -> None:
+@output_option
+def start(daemon: bool, no_topics: bool, fmt: str) -> None:
     """Start the broker of this aiflow home and create aiflow's topics on it."""
     from aiflow.kafka import topics
     from aiflow.kafka.local_broker import LocalBroker
@@ -28,14 +29,12 @@ def start(daemon: bool, no_topics: bool) -> None:
     broker = LocalBroker(config)
     started = broker.start()
     nodes = f"{len(broker.nodes)} nodes" if len(broker.nodes) > 1 else f"pid {broker.pid()}"
-    if not started:
-        click.echo(f"Broker already running at {config.bootstrap} ({nodes}).")
-    else:
-        click.echo(f"Broker started at {config.bootstrap} ({nodes}); log: {broker.log_file}")
-    if not no_topics:
-        created = [r.name for r in topics.create_topics(config) if r.action == "created"]
-        if created:
-            click.echo(f"Created topics: {', '.join(created)}")
+    created = [] if no_topics else [r.name for r in topics.create_topics(config) if r.action == "created"]
+    message = (f"Broker already running at {config.bootstrap} ({nodes})." if not started
+               else f"Broker started at {config.bootstrap} ({nodes}); log: {broker.log_file}")
+    emit_result(message + (f"\nCreated topics: {', '.join(created)}" if created else ""),
+                {"bootstrap": config.bootstrap, "started": started, "pid": broker.pid(), "nodes": len(broker.nodes),
+                 "log": str(broker.log_file), "created_topics": created}, fmt)
     if daemon or not started:
         return
     click.echo("Running in the foreground; Ctrl-C stops it.")
@@ -54,14 +53,13 @@ def start(daemon: bool, no_topics: bool) -> None:
 
 
 @group.command("stop")
-def stop() -> None:
+@output_option
+def stop(fmt: str) -> None:
     """Stop the broker of this aiflow home."""
     from aiflow.kafka.local_broker import LocalBroker
 
-    if LocalBroker(load_config()).stop():
-        click.echo("Broker stopped.")
-    else:
-        click.echo("No broker was running.")
+    stopped = LocalBroker(load_config()).stop()
+    emit_result("Broker stopped." if stopped else "No broker was running.", {"stopped": stopped}, fmt)
 
 
 @group.command("status")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -18,6 +20,30 @@ namespace_option = click.option("-n", "--namespace", default=None,
                                 help="Namespace (default: the configured one, normally 'default').")
 
 
+log_format_option = click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default=None,
+    help="Log lines as text with timestamps, or one JSON object per line (default: $AIFLOW_LOG_FORMAT, else "
+         "text; -o json implies json).")
+
+
+def service_output(f: Callable[..., Any]) -> Callable[..., Any]:
+    """`-o` and `--log-format` of a service command: with --daemon, -o formats what was started; in the
+    foreground a service's output is its log, so -o json there writes JSON log lines."""
+    from aiflow.cli.output import output_option
+
+    return output_option(log_format_option(f))
+
+
+def apply_log_format(log_format: str | None, fmt: str | None = None) -> None:
+    """Log as `log_format` (or JSON when the output format `fmt` is json), in this process and in the
+    services it starts; neither given: $AIFLOW_LOG_FORMAT, else text."""
+    from aiflow.process import use_log_format
+
+    chosen = log_format or ("json" if fmt == "json" else None)
+    if chosen:
+        use_log_format(chosen)
+
+
 def service_logging() -> None:
     """Logging of a long-running service (scheduler, worker, standalone, connector): its own lines at
     INFO, Kafka outages as the quiet lines of aiflow/kafka/health.py, librdkafka's own from WARNING."""
@@ -26,3 +52,16 @@ def service_logging() -> None:
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("aiflow.librdkafka").setLevel(logging.WARNING)
     logging.getLogger("aiflow.kafka").setLevel(logging.INFO)
+
+
+# Exit codes of the commands that wait for an execution (`start --wait`, `show --watch`); a mistake in
+# the command line exits 2 (click's usage error), any other error 1 with its one line on stderr.
+EXIT_SUCCESS = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+
+
+def exit_code_of(status: str) -> int:
+    """0 for an execution that SUCCEEDED, 1 for one that FAILED or was STOPPED."""
+    return EXIT_SUCCESS if status == "SUCCESS" else EXIT_FAILED

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from aiflow.cli.common import load_config
-from aiflow.cli.output import emit, output_option
+from aiflow.cli.output import emit, emit_result, output_option
 from aiflow.config import CONFIG_FILE, KEYS, default_file_text, default_home, is_secret_name, mask_uri
 from aiflow.errors import ConfigError
 from aiflow.process import private_home
@@ -18,7 +18,8 @@ def group() -> None:
 
 @group.command("init")
 @click.option("--force", is_flag=True, help="Overwrite an existing aiflow.yaml.")
-def init(force: bool) -> None:
+@output_option
+def init(force: bool, fmt: str) -> None:
     """Write a commented aiflow.yaml with every key at its default."""
     home = default_home()
     path = home / CONFIG_FILE
@@ -26,7 +27,7 @@ def init(force: bool) -> None:
         raise ConfigError(f"{path} exists; pass --force to overwrite it")
     private_home(home)
     path.write_text(default_file_text())
-    click.echo(f"Wrote {path}")
+    emit_result(f"Wrote {path}", {"path": str(path)}, fmt)
 
 
 @group.command("list")
@@ -44,7 +45,8 @@ def list_(fmt: str) -> None:
 
 @group.command("get-value")
 @click.argument("key")
-def get_value(key: str) -> None:
+@output_option
+def get_value(key: str, fmt: str) -> None:
     """Print the value of one KEY (e.g. kafka.bootstrap)."""
     value = load_config().get(key)  # asked for by name: shown as it is
-    click.echo("" if value is None else value)
+    emit_result("" if value is None else str(value), {"key": key, "value": value}, fmt)

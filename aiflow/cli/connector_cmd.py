@@ -9,7 +9,7 @@ from typing import Any
 import click
 import yaml
 
-from aiflow.cli.common import load_config, service_logging
+from aiflow.cli.common import apply_log_format, load_config, service_logging, service_output
 from aiflow.cli.output import emit, output_option
 from aiflow.config import read_token
 from aiflow.errors import ConfigError
@@ -70,9 +70,10 @@ def _filters(pairs: Any) -> dict[str, str]:
     return result
 
 
-def _serve(name: str, target: Any) -> None:
+def _serve(name: str, target: Any, log_format: str | None, fmt: str) -> None:
     from aiflow.scheduler.process import run_services
 
+    apply_log_format(log_format, fmt)
     service_logging()
     run_services(f"connector {name}", [(name, target)], threading.Event())
 
@@ -117,7 +118,8 @@ def _mapping(values: dict[str, Any], namespace: str, fmt: str = "json") -> Any:
 @click.option("--name", help="Bridge name: its consumer group is <prefix>-bridge-<name> (default: the topic).")
 @config_file_option
 @with_mapping_options
-def run_kafka_topic(config_file: str | None, **flags: Any) -> None:
+@service_output
+def run_kafka_topic(config_file: str | None, log_format: str | None, fmt: str, **flags: Any) -> None:
     """Publish one event per record of --topic, exactly once."""
     from aiflow.connectors.kafka_topic import TopicBridge
 
@@ -128,7 +130,7 @@ def run_kafka_topic(config_file: str | None, **flags: Any) -> None:
     config = load_config()
     bridge = TopicBridge(config, values["topic"], _mapping(values, config.namespace), values.get("name"))
     click.echo(f"Bridging {values['topic']} to {config.topic_prefix}.events; Ctrl-C stops.", err=True)
-    _serve("bridge", bridge.run)
+    _serve("bridge", bridge.run, log_format, fmt)
 
 
 @run.command("webhook")
@@ -141,7 +143,9 @@ def run_kafka_topic(config_file: str | None, **flags: Any) -> None:
                    "The token is never given on the command line, where `ps` would show it.")
 @config_file_option
 @with_mapping_options
-def run_webhook(config_file: str | None, token_file: str | None, **flags: Any) -> None:
+@service_output
+def run_webhook(config_file: str | None, token_file: str | None, log_format: str | None, fmt: str,
+                **flags: Any) -> None:
     """Accept events over HTTP: POST /events {key, value, namespace}; POST /events/raw with a mapping."""
     from aiflow.connectors.webhook import WebhookServer
 
@@ -158,7 +162,7 @@ def run_webhook(config_file: str | None, token_file: str | None, **flags: Any) -
     server = WebhookServer(config, host=values.get("host") or "127.0.0.1", port=int(values.get("port") or 8787),
                            token=token, mapping=mapping)
     click.echo(f"Webhook on http://{values.get('host') or '127.0.0.1'}:{server.port}/events; Ctrl-C stops.", err=True)
-    _serve("webhook", server.serve)
+    _serve("webhook", server.serve, log_format, fmt)
 
 
 @run.command("folder")
@@ -169,7 +173,8 @@ def run_webhook(config_file: str | None, token_file: str | None, **flags: Any) -
 @click.option("--interval", type=float, default=None, help="Seconds between polls (default 1).")
 @click.option("--name", help="Watcher name: its memory of announced files (default: the folder's name).")
 @config_file_option
-def run_folder(config_file: str | None, **flags: Any) -> None:
+@service_output
+def run_folder(config_file: str | None, log_format: str | None, fmt: str, **flags: Any) -> None:
     """Send an event for each new, complete file under --path."""
     from aiflow.connectors.folder import FolderWatcher
 
@@ -185,4 +190,4 @@ def run_folder(config_file: str | None, **flags: Any) -> None:
     watcher = FolderWatcher(load_config(), folder, values["event_key"], values.get("pattern") or "*",
                             values.get("name"), values.get("event_namespace"), float(values.get("interval") or 1.0))
     click.echo(f"Watching {folder}; Ctrl-C stops.", err=True)
-    _serve("folder", watcher.run)
+    _serve("folder", watcher.run, log_format, fmt)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import click
 
 from aiflow.cli.common import load_config, namespace_option
-from aiflow.cli.output import emit, output_option
+from aiflow.cli.output import emit, emit_result, output_option
 from aiflow.errors import AIFlowError
 
 COLUMNS = ["create_time", "namespace", "key", "value", "sender", "execution_id", "partition", "offset"]
@@ -63,21 +64,50 @@ def send(key: str, value: str | None, namespace: str | None, fmt: str) -> None:
         emit(event.to_dict(), fmt)
 
 
+def _filters(command: Callable[..., None]) -> Callable[..., None]:
+    """The options that choose events, shared by `list` and `count`."""
+    for option in reversed([
+        click.option("--key", default=None, help="Only events with this key."),
+        click.option("--sender", default=None, help="Only events sent by this sender (the CLI sends as 'cli', a "
+                     "task as '<workflow>/<execution>/<task>/<try>')."),
+        click.option("--since", type=TimeType(), default=None, help="From this time: ISO time or a duration (10m)."),
+        click.option("--until", type=TimeType(), default=None, help="Before this time."),
+        click.option("--begin-offset", type=click.IntRange(min=0), default=None,
+                     help="From this offset of the events topic (in each of its partitions) on."),
+    ]):
+        command = option(command)
+    return command
+
+
 @group.command("list")
-@click.option("--key", default=None, help="Only events with this key.")
-@click.option("--since", type=TimeType(), default=None, help="From this time: ISO time or a duration (10m).")
-@click.option("--until", type=TimeType(), default=None, help="Before this time.")
+@_filters
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the newest N.")
 @namespace_option
 @output_option
-def list_(key: str | None, since: datetime | None, until: datetime | None, limit: int | None,
-          namespace: str | None, fmt: str) -> None:
+def list_(key: str | None, sender: str | None, since: datetime | None, until: datetime | None,
+          begin_offset: int | None, limit: int | None, namespace: str | None, fmt: str) -> None:
     """Stored events of a namespace, oldest first."""
     from aiflow.events import EventClient
 
     with EventClient(load_config(), namespace=namespace) as client:
-        events = client.list_events(key=key, since=since, until=until, limit=limit)
+        events = client.list_events(key=key, since=since, until=until, limit=limit, sender=sender,
+                                    begin_offset=begin_offset)
     emit([e.to_dict() for e in events], fmt, COLUMNS)
+
+
+@group.command("count")
+@_filters
+@namespace_option
+@output_option
+def count(key: str | None, sender: str | None, since: datetime | None, until: datetime | None,
+          begin_offset: int | None, namespace: str | None, fmt: str) -> None:
+    """How many stored events of a namespace match the filters."""
+    from aiflow.events import EventClient
+
+    config = load_config()
+    with EventClient(config, namespace=namespace) as client:
+        found = client.count_events(key=key, since=since, until=until, sender=sender, begin_offset=begin_offset)
+    emit_result(str(found), {"namespace": namespace or config.namespace, "count": found}, fmt)
 
 
 @group.command("follow")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import click
 
-from aiflow.cli.common import load_config, namespace_option
-from aiflow.cli.output import emit, output_option
+from aiflow.cli.common import EXIT_TIMEOUT, exit_code_of, load_config, namespace_option
+from aiflow.cli.output import emit, emit_result, output_option
 
 EXECUTION_COLUMNS = ["id", "workflow", "status", "run_type", "snapshot_version", "begin_date", "end_date", "message"]
 TASK_COLUMNS = ["task", "try_number", "status", "begin_date", "end_date", "worker", "cause"]
@@ -20,17 +21,58 @@ def execution_group() -> None:
 
 @execution_group.command("start")
 @click.argument("workflow")
+@click.option("--wait", is_flag=True,
+              help="Wait until the execution ends; exit 0 if it SUCCEEDED, 1 if it FAILED or was STOPPED, 3 on "
+                   "--timeout.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="With --wait: give up waiting after this long (exit 3; the execution goes on).")
 @namespace_option
-def start(workflow: str, namespace: str | None) -> None:
-    """Start an execution of WORKFLOW's latest version."""
+@output_option
+def start(workflow: str, wait: bool, timeout: float | None, namespace: str | None, fmt: str) -> None:
+    """Start an execution of WORKFLOW's latest version; prints its id (`-o json`: an object with "id")."""
     from aiflow import ops
 
+    if timeout is not None and not wait:
+        raise click.UsageError("--timeout goes with --wait")
     config = load_config()
     execution_id = ops.start_workflow_execution(workflow, namespace, config=config, wait=0)
-    click.echo(f"Workflow execution: {execution_id} submitted.")
     if not ops.wait_for_execution(execution_id, 10, config=config):
         click.echo("note: no scheduler has taken it yet; it starts when one runs (`aiflow scheduler start -d`)",
                    err=True)
+    if not wait:
+        info = ops.get_workflow_execution(execution_id, config=config)
+        emit_result(f"Workflow execution: {execution_id} submitted.",
+                    info.to_dict() if info is not None else {"id": execution_id, "workflow": workflow,
+                                                             "status": None}, fmt)
+        return
+    if fmt in ("table", "plain"):
+        click.echo(f"Workflow execution: {execution_id} submitted; waiting for it to end.", err=True)
+    status = _wait_until_finished(execution_id, timeout)
+    if status is None:
+        _show(execution_id, fmt)
+        click.echo(f"Workflow execution {execution_id} has not ended after {timeout:g} s.", err=True)
+        raise SystemExit(EXIT_TIMEOUT)
+    _show(execution_id, fmt)
+    raise SystemExit(exit_code_of(status))
+
+
+def _wait_until_finished(execution_id: str, timeout: float | None) -> str | None:
+    """The execution's final status once it has one; None if `timeout` seconds pass first."""
+    from aiflow import ops
+    from aiflow.errors import NotFound
+    from aiflow.sdk.status import WORKFLOW_FINISHED_SET, WorkflowStatus
+
+    config = load_config()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        info = ops.get_workflow_execution(execution_id, config=config)
+        if info is not None and WorkflowStatus(info.status) in WORKFLOW_FINISHED_SET:
+            return str(info.status)
+        if info is None and deadline is None:
+            raise NotFound(f"workflow execution {execution_id} does not exist")
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        time.sleep(0.5)
 
 
 @execution_group.command("list")
@@ -66,20 +108,35 @@ def _show(execution_id: str, fmt: str) -> str:
 
 @execution_group.command("show")
 @click.argument("execution_id")
-@click.option("-w", "--watch", is_flag=True, help="Redraw until the execution ends (or Ctrl-C).")
+@click.option("-w", "--watch", is_flag=True,
+              help="Redraw until the execution ends; then exit 0 if it SUCCEEDED, 1 if it FAILED or was STOPPED.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="With --watch: stop watching after this long (exit 3).")
 @output_option
-def show(execution_id: str, watch: bool, fmt: str) -> None:
+def show(execution_id: str, watch: bool, timeout: float | None, fmt: str) -> None:
     """An execution with the tries of its tasks."""
+    if timeout is not None and not watch:
+        raise click.UsageError("--timeout goes with --watch")
     if not watch:
         _show(execution_id, fmt)
         return
     from aiflow.sdk.status import WORKFLOW_FINISHED_SET, WorkflowStatus
 
+    deadline = None if timeout is None else time.monotonic() + timeout
+    redraw = fmt == "table"
     try:
         while True:
+            if not redraw:  # json, yaml, plain: print once, at the end (or at the timeout)
+                status = _wait_until_finished(execution_id, None if deadline is None
+                                              else max(0.0, deadline - time.monotonic()))
+                _show(execution_id, fmt)
+                raise SystemExit(EXIT_TIMEOUT if status is None else exit_code_of(status))
             click.clear()
-            if WorkflowStatus(_show(execution_id, fmt)) in WORKFLOW_FINISHED_SET:
-                return
+            status = _show(execution_id, fmt)
+            if WorkflowStatus(status) in WORKFLOW_FINISHED_SET:
+                raise SystemExit(exit_code_of(status))
+            if deadline is not None and time.monotonic() >= deadline:
+                raise SystemExit(EXIT_TIMEOUT)
             time.sleep(1)
     except KeyboardInterrupt:
         pass
@@ -87,33 +144,37 @@ def show(execution_id: str, watch: bool, fmt: str) -> None:
 
 @execution_group.command("stop")
 @click.argument("execution_id")
-def stop(execution_id: str) -> None:
+@output_option
+def stop(execution_id: str, fmt: str) -> None:
     """Stop an execution and every task of it that runs."""
     from aiflow import ops
 
     ops.stop_workflow_execution(execution_id, config=load_config())
-    click.echo(f"Workflow execution: {execution_id}, stopping.")
+    emit_result(f"Workflow execution: {execution_id}, stopping.", {"id": execution_id, "stop_requested": True}, fmt)
 
 
 @execution_group.command("stop-all")
 @click.argument("workflow")
 @namespace_option
-def stop_all(workflow: str, namespace: str | None) -> None:
+@output_option
+def stop_all(workflow: str, namespace: str | None, fmt: str) -> None:
     """Stop every unfinished execution of WORKFLOW."""
     from aiflow import ops
 
     ids = ops.stop_workflow_executions(workflow, namespace, config=load_config())
-    click.echo(f"Stopping {len(ids)} execution(s) of {workflow}" + (f": {', '.join(ids)}." if ids else "."))
+    emit_result(f"Stopping {len(ids)} execution(s) of {workflow}" + (f": {', '.join(ids)}." if ids else "."),
+                {"workflow": workflow, "stopping": ids}, fmt)
 
 
 @execution_group.command("delete")
 @click.argument("execution_id")
-def delete(execution_id: str) -> None:
+@output_option
+def delete(execution_id: str, fmt: str) -> None:
     """Delete a finished execution from the store."""
     from aiflow import ops
 
     ops.delete_workflow_execution(execution_id, config=load_config())
-    click.echo(f"Workflow execution: {execution_id}, deleted.")
+    emit_result(f"Workflow execution: {execution_id}, deleted.", {"id": execution_id, "deleted": True}, fmt)
 
 
 @click.group("task-execution")
@@ -143,22 +204,25 @@ def task_show(execution_id: str, task: str, try_number: int | None, fmt: str) ->
     emit(ops.get_task_execution(execution_id, task, try_number, config=load_config()).to_dict(), fmt)
 
 
-def _task_command(name: str, verb: str) -> None:
-    @task_group.command(name)
+def _task_command(name: str, verb: str, help_text: str) -> None:
+    # The help goes to the decorator: click reads it there, a __doc__ set afterwards is never seen.
+    @task_group.command(name, help=help_text)
     @click.argument("execution_id")
     @click.argument("task")
-    def command(execution_id: str, task: str) -> None:
+    @output_option
+    def command(execution_id: str, task: str, fmt: str) -> None:
         from aiflow import ops
 
         getattr(ops, f"{name}_task_execution")(execution_id, task, config=load_config())
-        click.echo(f"Task {task} of {execution_id}: {verb}.")
+        emit_result(f"Task {task} of {execution_id}: {verb}.",
+                    {"execution_id": execution_id, "task": task, "requested": name}, fmt)
 
-    command.__doc__ = f"{name.upper()} TASK in EXECUTION_ID."
 
-
-_task_command("start", "start requested")
-_task_command("stop", "stop requested")
-_task_command("restart", "restart requested")
+_task_command("start", "start requested",
+              "Start TASK in EXECUTION_ID (a new try); refused while a try of it is queued or running.")
+_task_command("stop", "stop requested", "Stop the running try of TASK in EXECUTION_ID.")
+_task_command("restart", "restart requested",
+              "Stop TASK's running try in EXECUTION_ID, if any, and start a new one.")
 
 
 @task_group.command("logs")
@@ -166,19 +230,30 @@ _task_command("restart", "restart requested")
 @click.argument("task")
 @click.option("--try", "try_number", type=int, default=None, help="Which try (default: the latest).")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing what the task writes, until Ctrl-C.")
-def task_logs(execution_id: str, task: str, try_number: int | None, follow: bool) -> None:
-    """The output of a try (from this machine's $AIFLOW_HOME/logs)."""
+@output_option
+def task_logs(execution_id: str, task: str, try_number: int | None, follow: bool, fmt: str) -> None:
+    """The output of a try (from this machine's $AIFLOW_HOME/logs). As json or yaml: an object with the
+    text; with --follow, one JSON object per line."""
     from aiflow import ops
     from aiflow.errors import NotFound
 
     path = ops.task_log_path(execution_id, task, try_number, config=load_config())
     if not path.exists():
         raise NotFound(f"no log at {path}: the try ran on another machine, or has not started")
+    about = {"execution_id": execution_id, "task": task, "try_number": try_number, "path": str(path)}
     with open(path, errors="replace") as f:
+        if fmt in ("json", "yaml") and not follow:
+            emit({**about, "text": f.read()}, fmt)
+            return
+        pending = ""
         try:
             while True:
                 chunk = f.read()
-                if chunk:
+                if chunk and fmt in ("json", "yaml"):
+                    *lines, pending = (pending + chunk).split("\n")
+                    for line in lines:
+                        click.echo(json.dumps({**about, "line": line}))
+                elif chunk:
                     click.echo(chunk, nl=False)
                 elif not follow:
                     return

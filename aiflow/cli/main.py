@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from aiflow import __version__
+from aiflow.cli.output import emit_result, output_option
 from aiflow.errors import AIFlowError
 
 
@@ -32,9 +34,23 @@ class AIFlowGroup(click.Group):
 
 
 @click.group(cls=AIFlowGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="aiflow", prog_name="aiflow")
+@click.version_option(version=__version__, prog_name="aiflow")
 def cli() -> None:
     """Event-driven workflows for machine-learning and data pipelines, on Apache Kafka."""
+
+
+@cli.command("version")
+@output_option
+def version(fmt: str) -> None:
+    """The versions of aiflow, Python, confluent-kafka and librdkafka."""
+    import platform
+
+    import confluent_kafka
+
+    data = {"aiflow": __version__, "python": platform.python_version(),
+            "confluent_kafka": confluent_kafka.__version__, "librdkafka": confluent_kafka.libversion()[0]}
+    emit_result(f"aiflow {data['aiflow']} (Python {data['python']}, confluent-kafka {data['confluent_kafka']}, "
+                f"librdkafka {data['librdkafka']})", data, fmt)
 
 
 def _register() -> None:
@@ -69,8 +85,15 @@ _register()
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("AIFLOW_LOG_LEVEL", "WARNING").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from aiflow.process import log_formatter
+
+    handler = logging.StreamHandler()
+    try:
+        handler.setFormatter(log_formatter())
+    except AIFlowError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    logging.basicConfig(level=os.environ.get("AIFLOW_LOG_LEVEL", "WARNING").upper(), handlers=[handler])
     if "AIFLOW_LOG_LEVEL" not in os.environ:
         # librdkafka retries transient broker errors by itself; say so only when asked. A command that
         # cannot reach Kafka says so in its own one-line error.

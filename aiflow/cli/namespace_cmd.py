@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from aiflow.cli.common import load_config
-from aiflow.cli.output import emit, output_option
+from aiflow.cli.output import emit, emit_result, output_option
 
 
 @click.group("namespace")
@@ -49,9 +49,10 @@ def list_(fmt: str) -> None:
 
 @group.command("delete")
 @click.argument("name")
-def delete(name: str) -> None:
+@output_option
+def delete(name: str, fmt: str) -> None:
     """Delete namespace NAME; it must hold no workflows."""
     from aiflow import ops
 
     ops.delete_namespace(name, config=load_config())
-    click.echo(f"Namespace: {name}, deleted.")
+    emit_result(f"Namespace: {name}, deleted.", {"name": name, "deleted": True}, fmt)

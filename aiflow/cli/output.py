@@ -1,4 +1,9 @@
-"""Printing results in the format the user asked for: table, json, yaml or plain."""
+"""Printing results in the format the user asked for: table, json, yaml or plain.
+
+Every command takes `-o/--output`. Commands that list or show print rows or an object; commands
+that act (start, stop, delete, pause...) print one sentence as `table` or `plain`, and an object
+saying what they did as `json` or `yaml`, so a script never cuts text apart.
+"""
 
 from __future__ import annotations
 
@@ -58,3 +63,11 @@ def emit(data: Sequence[Mapping[str, Any]] | Mapping[str, Any], fmt: str, column
     if not console.is_terminal:  # piped: never cut a cell to fit an imagined screen width
         console = Console(width=100_000)
     console.print(table)
+
+
+def emit_result(message: str, data: Mapping[str, Any], fmt: str) -> None:
+    """What an acting command did: `message` for people (table, plain), `data` for scripts (json, yaml)."""
+    if fmt in ("json", "yaml"):
+        emit(data, fmt)
+    else:
+        click.echo(message)

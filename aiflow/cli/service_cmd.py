@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from aiflow.cli.common import load_config, service_logging
+from aiflow.cli.common import apply_log_format, load_config, service_logging, service_output
+from aiflow.cli.output import emit_result, output_option
 from aiflow.config import Config
 from aiflow.process import ServiceStatus, log_to_service_file, start_daemon, stop_daemon
 
@@ -41,16 +42,18 @@ wait_option = click.option("--wait", type=click.FloatRange(min=1), default=30.0,
 @scheduler_group.command("start")
 @click.option("-d", "--daemon", is_flag=True, help="Run in the background; logs go to $AIFLOW_HOME/logs.")
 @wait_option
-def scheduler_start(daemon: bool, wait: float) -> None:
+@service_output
+def scheduler_start(daemon: bool, wait: float, log_format: str | None, fmt: str) -> None:
     """Start a scheduler (several may run: they share the work). Without a reachable Kafka it says which
     address it waits for and keeps trying."""
     config = load_config()
     status = _status(config, "scheduler")
+    apply_log_format(log_format, fmt)
     if daemon:
         pid = start_daemon("scheduler", ["scheduler", "start"], _pid_file(config, "scheduler"),
                            _log_file(config, "scheduler"), status=status, wait=wait,
                            stop_command="aiflow scheduler stop")
-        click.echo(f"Scheduler started (pid {pid}); log: {_log_file(config, 'scheduler')}")
+        _started("Scheduler", "scheduler", pid, config, fmt)
         return
     from aiflow.scheduler.process import run_scheduler
 
@@ -62,10 +65,25 @@ def scheduler_start(daemon: bool, wait: float) -> None:
 
 
 @scheduler_group.command("stop")
-def scheduler_stop() -> None:
+@output_option
+def scheduler_stop(fmt: str) -> None:
     """Stop the scheduler started with --daemon from this aiflow home."""
-    config = load_config()
-    click.echo("Scheduler stopped." if stop_daemon(_pid_file(config, "scheduler"), 60) else "No scheduler was running.")
+    _stopped("Scheduler", "scheduler", 60, fmt)
+
+
+def _started(label: str, name: str, pid: int, config: Config, fmt: str, **more: object) -> None:
+    """What `<service> start -d` says: the pid and the log file."""
+    log_file = _log_file(config, name)
+    where = f" on {more['url']}" if "url" in more else ""
+    emit_result(f"{label} started (pid {pid}){where}; log: {log_file}",
+                {"service": name, "pid": pid, "log": str(log_file), **more}, fmt)
+
+
+def _stopped(label: str, name: str, timeout: float, fmt: str) -> None:
+    """What `<service> stop` says: whether one was running."""
+    stopped = stop_daemon(_pid_file(load_config(), name), timeout)
+    emit_result(f"{label} stopped." if stopped else f"No {label.lower()} was running.",
+                {"service": name, "stopped": stopped}, fmt)
 
 
 @click.group("worker")
@@ -78,16 +96,18 @@ def worker_group() -> None:
 @click.option("--slots", type=click.IntRange(min=1), default=None,
               help="Tries run at once (default: worker.slots). A never-ending task holds a slot.")
 @wait_option
-def worker_start(daemon: bool, slots: int | None, wait: float) -> None:
+@service_output
+def worker_start(daemon: bool, slots: int | None, wait: float, log_format: str | None, fmt: str) -> None:
     """Start a worker (several may run: they share the task commands). Without a reachable Kafka it says
     which address it waits for and keeps trying."""
     config = load_config()
     status = _status(config, "worker")
+    apply_log_format(log_format, fmt)
     if daemon:
         argv = ["worker", "start", *(["--slots", str(slots)] if slots else [])]
         pid = start_daemon("worker", argv, _pid_file(config, "worker"), _log_file(config, "worker"), status=status,
                            wait=wait, stop_command="aiflow worker stop")
-        click.echo(f"Worker started (pid {pid}); log: {_log_file(config, 'worker')}")
+        _started("Worker", "worker", pid, config, fmt)
         return
     from aiflow.scheduler.process import run_worker
 
@@ -99,7 +119,7 @@ def worker_start(daemon: bool, slots: int | None, wait: float) -> None:
 
 
 @worker_group.command("stop")
-def worker_stop() -> None:
+@output_option
+def worker_stop(fmt: str) -> None:
     """Stop the worker started with --daemon from this aiflow home (its tries are stopped)."""
-    config = load_config()
-    click.echo("Worker stopped." if stop_daemon(_pid_file(config, "worker"), 60) else "No worker was running.")
+    _stopped("Worker", "worker", 60, fmt)

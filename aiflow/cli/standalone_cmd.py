@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from aiflow.cli.common import load_config, service_logging
+from aiflow.cli.common import apply_log_format, load_config, service_logging, service_output
+from aiflow.cli.output import emit_result, output_option
 from aiflow.config import Config
 from aiflow.process import ServiceStatus, log_to_service_file, private_home, read_pid, start_daemon, stop_group
 
@@ -50,12 +51,15 @@ def banner(config: Config, local_broker: bool, web: str | None = None) -> str:
 @click.option("--slots", type=click.IntRange(min=1), default=None, help="Worker slots (default: worker.slots).")
 @click.option("--webserver/--no-webserver", default=True, show_default=True,
               help="Also run the web server (webserver.host:webserver.port, 127.0.0.1:8080 by default).")
+@service_output
 @click.pass_context
-def group(ctx: click.Context, daemon: bool, slots: int | None, webserver: bool) -> None:
+def group(ctx: click.Context, daemon: bool, slots: int | None, webserver: bool, log_format: str | None,
+          fmt: str) -> None:
     """Run everything on this machine: Ctrl-C stops it all."""
     if ctx.invoked_subcommand is not None:
         return
     config = load_config()
+    apply_log_format(log_format, fmt)
     if daemon:
         log_file = config.home / "logs" / "standalone.log"
         # The first start may fetch the broker's jars from Maven Central: room for that.
@@ -63,7 +67,9 @@ def group(ctx: click.Context, daemon: bool, slots: int | None, webserver: bool) 
         pid = start_daemon("standalone", argv,
                            _pid_file(config), log_file, status=_status(config), wait=180,
                            stop_command="aiflow standalone stop")
-        click.echo(f"aiflow standalone is running (pid {pid}); log: {log_file}. Stop it with `aiflow standalone stop`.")
+        emit_result(f"aiflow standalone is running (pid {pid}); log: {log_file}. "
+                    "Stop it with `aiflow standalone stop`.",
+                    {"service": "standalone", "pid": pid, "log": str(log_file), "bootstrap": config.bootstrap}, fmt)
         return
     run_foreground(config, slots, webserver)
 
@@ -169,7 +175,8 @@ class BrokerSupervisor:
 
 
 @group.command("stop")
-def stop() -> None:
+@output_option
+def stop(fmt: str) -> None:
     """Stop the `aiflow standalone -d` of this aiflow home, its tries and the broker it started: within
     about 10 s, killing what is left after that."""
     from aiflow.kafka.local_broker import LocalBroker
@@ -177,10 +184,10 @@ def stop() -> None:
     config = load_config()
     pid = read_pid(_pid_file(config))
     if pid is None:
-        click.echo("aiflow standalone was not running.")
+        emit_result("aiflow standalone was not running.", {"service": "standalone", "stopped": False}, fmt)
         return
     stop_group(pid, STOP_WAIT)
     _pid_file(config).unlink(missing_ok=True)
     if config.uses_local_broker:  # killed before it could stop its broker: stop it here
         LocalBroker(config).stop(timeout=2)
-    click.echo("aiflow standalone stopped.")
+    emit_result("aiflow standalone stopped.", {"service": "standalone", "stopped": True}, fmt)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from aiflow.cli.common import load_config, namespace_option
-from aiflow.cli.output import emit, output_option
+from aiflow.cli.output import emit, emit_result, output_option
 
 TRIGGER_COLUMNS = ["id", "namespace", "workflow", "condition", "is_paused", "pause_reason", "create_time"]
 SCHEDULE_COLUMNS = ["id", "namespace", "workflow", "expression", "is_paused", "pause_reason", "create_time"]
@@ -59,21 +59,39 @@ def trigger_show(trigger_id: int, fmt: str) -> None:
     emit(ops.get_workflow_trigger(trigger_id, config=load_config()).to_dict(), fmt)
 
 
-def _trigger_verb(name: str, done: str) -> None:
-    @trigger_group.command(name)
-    @click.argument("trigger_id", type=int)
-    def command(trigger_id: int) -> None:
+def _verb(group: click.Group, kind: str, name: str, done: str, help_text: str) -> None:
+    """`pause`, `resume` or `delete` of a trigger or a schedule (`kind`) by id."""
+    # The help goes to the decorator: click reads it there, a __doc__ set afterwards is never seen.
+    @group.command(name, help=help_text)
+    @click.argument(f"{kind}_id", type=int)
+    @output_option
+    def command(fmt: str, **ids: int) -> None:
         from aiflow import ops
 
-        getattr(ops, f"{name}_workflow_trigger")(trigger_id, config=load_config())
-        click.echo(f"Workflow trigger {trigger_id} {done}.")
+        item_id = ids[f"{kind}_id"]
+        result = getattr(ops, f"{name}_workflow_{kind}")(item_id, config=load_config())
+        data = result.to_dict() if result is not None else {"id": item_id, "deleted": True}
+        emit_result(f"Workflow {kind} {item_id} {done}.", data, fmt)
 
-    command.__doc__ = f"{name.capitalize()} trigger TRIGGER_ID."
+
+def _delete_all(group: click.Group, kind: str) -> None:
+    @group.command("delete-all", help=f"Delete every {kind} of WORKFLOW.")
+    @click.argument("workflow")
+    @namespace_option
+    @output_option
+    def command(workflow: str, namespace: str | None, fmt: str) -> None:
+        from aiflow import ops
+
+        ids = getattr(ops, f"delete_workflow_{kind}s")(workflow, namespace, config=load_config())
+        emit_result(f"Deleted {len(ids)} {kind}(s) of {workflow}" + (f": {', '.join(map(str, ids))}." if ids else "."),
+                    {"workflow": workflow, "deleted": ids}, fmt)
 
 
-_trigger_verb("pause", "paused")
-_trigger_verb("resume", "resumed")
-_trigger_verb("delete", "deleted")
+_verb(trigger_group, "trigger", "pause", "paused",
+      "Pause trigger TRIGGER_ID: its events start no execution until it is resumed.")
+_verb(trigger_group, "trigger", "resume", "resumed", "Resume trigger TRIGGER_ID (also one paused by a rule error).")
+_verb(trigger_group, "trigger", "delete", "deleted", "Delete trigger TRIGGER_ID.")
+_delete_all(trigger_group, "trigger")
 
 
 @click.group("workflow-schedule")
@@ -119,18 +137,8 @@ def schedule_show(schedule_id: int, fmt: str) -> None:
     emit(ops.get_workflow_schedule(schedule_id, config=load_config()).to_dict(), fmt)
 
 
-def _schedule_verb(name: str, done: str) -> None:
-    @schedule_group.command(name)
-    @click.argument("schedule_id", type=int)
-    def command(schedule_id: int) -> None:
-        from aiflow import ops
-
-        getattr(ops, f"{name}_workflow_schedule")(schedule_id, config=load_config())
-        click.echo(f"Workflow schedule {schedule_id} {done}.")
-
-    command.__doc__ = f"{name.capitalize()} schedule SCHEDULE_ID."
-
-
-_schedule_verb("pause", "paused")
-_schedule_verb("resume", "resumed")
-_schedule_verb("delete", "deleted")
+_verb(schedule_group, "schedule", "pause", "paused",
+      "Pause schedule SCHEDULE_ID: it starts nothing until it is resumed.")
+_verb(schedule_group, "schedule", "resume", "resumed", "Resume schedule SCHEDULE_ID.")
+_verb(schedule_group, "schedule", "delete", "deleted", "Delete schedule SCHEDULE_ID.")
+_delete_all(schedule_group, "schedule")

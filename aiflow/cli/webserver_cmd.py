@@ -6,9 +6,10 @@ import threading
 
 import click
 
-from aiflow.cli.common import load_config
-from aiflow.cli.service_cmd import _log_file, _pid_file, _status, daemon_logging, wait_option
-from aiflow.process import READY, start_daemon, stop_daemon
+from aiflow.cli.common import apply_log_format, load_config, service_output
+from aiflow.cli.output import output_option
+from aiflow.cli.service_cmd import _log_file, _pid_file, _started, _status, _stopped, daemon_logging, wait_option
+from aiflow.process import READY, start_daemon
 
 
 @click.group("webserver")
@@ -22,7 +23,8 @@ def group() -> None:
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=None,
               help="Port to listen on (default: webserver.port, 8080).")
 @wait_option
-def start(daemon: bool, host: str | None, port: int | None, wait: float) -> None:
+@service_output
+def start(daemon: bool, host: str | None, port: int | None, wait: float, log_format: str | None, fmt: str) -> None:
     """Start the web server. Off loopback it needs a bearer token: $AIFLOW_WEBSERVER_TOKEN or the file
     named by webserver.token_file; with one, every /api request must carry it."""
     from aiflow.scheduler.process import run_services
@@ -31,11 +33,12 @@ def start(daemon: bool, host: str | None, port: int | None, wait: float) -> None
     config = load_config()
     server = WebServer(config, host, port)  # refuses a listen address off loopback without a token
     status = _status(config, "webserver")
+    apply_log_format(log_format, fmt)
     if daemon:
         argv = ["webserver", "start", "--host", server.host, "--port", str(server.port)]
         pid = start_daemon("webserver", argv, _pid_file(config, "webserver"), _log_file(config, "webserver"),
                            status=status, wait=wait, stop_command="aiflow webserver stop")
-        click.echo(f"Web server started (pid {pid}) on {server.url}; log: {_log_file(config, 'webserver')}")
+        _started("Web server", "webserver", pid, config, fmt, url=server.url)
         return
     daemon_logging(config)
     stop = threading.Event()
@@ -52,8 +55,7 @@ def start(daemon: bool, host: str | None, port: int | None, wait: float) -> None
 
 
 @group.command("stop")
-def stop() -> None:
+@output_option
+def stop(fmt: str) -> None:
     """Stop the web server started with --daemon from this aiflow home."""
-    config = load_config()
-    click.echo("Web server stopped." if stop_daemon(_pid_file(config, "webserver"), 30) else
-               "No web server was running.")
+    _stopped("Web server", "webserver", 30, fmt)

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from aiflow.cli.common import load_config, namespace_option
-from aiflow.cli.output import emit, output_option
+from aiflow.cli.output import emit, emit_result, output_option
 
 WORKFLOW_COLUMNS = ["namespace", "name", "version", "is_enabled", "workflow_file", "update_time"]
 
@@ -89,7 +89,8 @@ def _rule_text(rule: dict[str, Any]) -> str:
 @click.argument("name")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @namespace_option
-def delete(name: str, yes: bool, namespace: str | None) -> None:
+@output_option
+def delete(name: str, yes: bool, namespace: str | None, fmt: str) -> None:
     """Delete a workflow with its snapshots and finished executions."""
     from aiflow import ops
 
@@ -98,29 +99,31 @@ def delete(name: str, yes: bool, namespace: str | None) -> None:
     if not yes:
         click.confirm(f"Delete workflow {ns}.{name} and all its history?", abort=True)
     ops.delete_workflow(name, ns, config=config)
-    click.echo(f"Workflow: {ns}.{name}, deleted.")
+    emit_result(f"Workflow: {ns}.{name}, deleted.", {"namespace": ns, "name": name, "deleted": True}, fmt)
 
 
 @group.command("disable")
 @click.argument("name")
 @namespace_option
-def disable(name: str, namespace: str | None) -> None:
+@output_option
+def disable(name: str, namespace: str | None, fmt: str) -> None:
     """Start nothing new for this workflow: no triggers, schedules or manual starts."""
     from aiflow import ops
 
     info = ops.disable_workflow(name, namespace, config=load_config())
-    click.echo(f"Workflow: {info.namespace}.{info.name}, disabled.")
+    emit_result(f"Workflow: {info.namespace}.{info.name}, disabled.", info.to_dict(), fmt)
 
 
 @group.command("enable")
 @click.argument("name")
 @namespace_option
-def enable(name: str, namespace: str | None) -> None:
+@output_option
+def enable(name: str, namespace: str | None, fmt: str) -> None:
     """Let a disabled workflow start executions again."""
     from aiflow import ops
 
     info = ops.enable_workflow(name, namespace, config=load_config())
-    click.echo(f"Workflow: {info.namespace}.{info.name}, enabled.")
+    emit_result(f"Workflow: {info.namespace}.{info.name}, enabled.", info.to_dict(), fmt)
 
 
 @click.group("workflow-snapshot")
@@ -160,9 +163,24 @@ def snapshot_show(workflow: str, version: int, namespace: str | None, fmt: str) 
 @click.argument("workflow")
 @click.argument("version", type=int)
 @namespace_option
-def snapshot_delete(workflow: str, version: int, namespace: str | None) -> None:
+@output_option
+def snapshot_delete(workflow: str, version: int, namespace: str | None, fmt: str) -> None:
     """Delete an earlier version of WORKFLOW (never the latest)."""
     from aiflow import ops
 
     ops.delete_workflow_snapshot(workflow, version, namespace, config=load_config())
-    click.echo(f"Snapshot {version} of {workflow} deleted.")
+    emit_result(f"Snapshot {version} of {workflow} deleted.", {"workflow": workflow, "deleted": [version]}, fmt)
+
+
+@snapshot_group.command("delete-all")
+@click.argument("workflow")
+@namespace_option
+@output_option
+def snapshot_delete_all(workflow: str, namespace: str | None, fmt: str) -> None:
+    """Delete every earlier version of WORKFLOW; the latest, and those unfinished executions run, are kept."""
+    from aiflow import ops
+
+    versions = ops.delete_workflow_snapshots(workflow, namespace, config=load_config())
+    emit_result(f"Deleted {len(versions)} snapshot(s) of {workflow}"
+                + (f": {', '.join(map(str, versions))}." if versions else "."),
+                {"workflow": workflow, "deleted": versions}, fmt)

@@ -196,16 +196,21 @@ class EventClient:
 
     # -- reading the history ---------------------------------------------------------------
     def iter_events(self, *, key: str | None = None, namespace: str | None = None, since: datetime | None = None,
-                    follow: bool = False, stop: threading.Event | None = None) -> Iterator[Event]:
-        """Events of one namespace (and key) from `since` (or the beginning) to the newest; with
-        `follow`, then wait for new ones until `stop` is set."""
+                    follow: bool = False, stop: threading.Event | None = None, sender: str | None = None,
+                    begin_offset: int | Mapping[int, int] | None = None) -> Iterator[Event]:
+        """Events of one namespace (and key, and sender) from `since` or `begin_offset` (or the
+        beginning) to the newest; with `follow`, then wait for new ones until `stop` is set.
+
+        `begin_offset` is a position in the events topic (an int applies to every partition, a
+        mapping gives one per partition); with `since` as well, it starts there and skips what is older.
+        """
         self._check_open()
         namespace = namespace or self.namespace
         self._check_namespace(namespace, "read events of")
         consumer = clients.consumer(self.config, role="event-reader", settings={"enable.partition.eof": True})
         try:
-            if since is not None:
-                positions = self._start_positions(consumer, since, None)
+            if since is not None or begin_offset is not None:
+                positions = self._start_positions(consumer, since, begin_offset)
             else:
                 positions = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self._partitions(consumer)]
             consumer.assign(positions)
@@ -223,7 +228,10 @@ class EventClient:
                         raise EventError(f"reading {self.topic}: {error.str()}")
                     at_end.discard(msg.partition() or 0)
                     event = decode_or_dead_letter(msg, Event.from_record, "event-reader", None)
-                    if event is not None and event.namespace == namespace and (key is None or event.key == key):
+                    if event is not None and event.namespace == namespace and (key is None or event.key == key) \
+                            and (sender is None or event.sender == sender) \
+                            and (begin_offset is None or since is None
+                                 or (event.create_time is not None and event.create_time >= since)):
                         yield event
                 if not follow and len(at_end) == len(positions):
                     return
@@ -231,13 +239,23 @@ class EventClient:
             consumer.close()
 
     def list_events(self, key: str | None = None, namespace: str | None = None, since: datetime | None = None,
-                    until: datetime | None = None, limit: int | None = None) -> list[Event]:
-        """Stored events, oldest first: those of `namespace` (and `key`) created in [since, until).
-        With `limit`, the newest `limit` of them."""
-        found = [e for e in self.iter_events(key=key, namespace=namespace, since=since)
+                    until: datetime | None = None, limit: int | None = None, *, sender: str | None = None,
+                    begin_offset: int | Mapping[int, int] | None = None) -> list[Event]:
+        """Stored events, oldest first: those of `namespace` (and `key`, and `sender`) created in
+        [since, until), from `begin_offset` on when given. With `limit`, the newest `limit` of them."""
+        found = [e for e in self.iter_events(key=key, namespace=namespace, since=since, sender=sender,
+                                             begin_offset=begin_offset)
                  if until is None or (e.create_time is not None and e.create_time < until)]
         found.sort(key=lambda e: (e.create_time or datetime.min.replace(tzinfo=timezone.utc), e.partition, e.offset))
         return found[-limit:] if limit else found
+
+    def count_events(self, key: str | None = None, namespace: str | None = None, since: datetime | None = None,
+                     until: datetime | None = None, *, sender: str | None = None,
+                     begin_offset: int | Mapping[int, int] | None = None) -> int:
+        """How many stored events `list_events` with the same filters would return."""
+        return sum(1 for e in self.iter_events(key=key, namespace=namespace, since=since, sender=sender,
+                                               begin_offset=begin_offset)
+                   if until is None or (e.create_time is not None and e.create_time < until))
 
     # -- lifecycle -------------------------------------------------------------------------
     def _check_open(self) -> None:

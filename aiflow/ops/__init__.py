@@ -36,14 +36,22 @@ from aiflow.ops.namespaces import (
     list_namespaces,
     update_namespace,
 )
-from aiflow.ops.snapshots import SnapshotInfo, delete_workflow_snapshot, get_workflow_snapshot, list_workflow_snapshots
+from aiflow.ops.snapshots import (
+    SnapshotInfo,
+    delete_workflow_snapshot,
+    delete_workflow_snapshots,
+    get_workflow_snapshot,
+    list_workflow_snapshots,
+)
 from aiflow.ops.workflow_rules import (
     ScheduleInfo,
     TriggerInfo,
     add_workflow_schedule,
     add_workflow_trigger,
     delete_workflow_schedule,
+    delete_workflow_schedules,
     delete_workflow_trigger,
+    delete_workflow_triggers,
     get_workflow_schedule,
     get_workflow_trigger,
     list_workflow_schedules,
@@ -72,7 +80,8 @@ __all__ = [
     "WorkflowInfo", "delete_workflow", "disable_workflow", "enable_workflow", "get_workflow", "inspect_workflow_file",
     "list_workflows", "upload_workflows",
     # snapshots
-    "SnapshotInfo", "delete_workflow_snapshot", "get_workflow_snapshot", "list_workflow_snapshots",
+    "SnapshotInfo", "delete_workflow_snapshot", "delete_workflow_snapshots", "get_workflow_snapshot",
+    "list_workflow_snapshots",
     # executions and tasks
     "ExecutionInfo", "TaskExecutionInfo", "delete_workflow_execution", "get_task_execution", "get_workflow_execution",
     "list_task_executions", "list_workflow_executions", "new_execution_id", "restart_task_execution",
@@ -80,7 +89,7 @@ __all__ = [
     "stop_workflow_executions", "task_log_path", "wait_for_execution",
     # triggers and schedules
     "ScheduleInfo", "TriggerInfo", "add_workflow_schedule", "add_workflow_trigger", "delete_workflow_schedule",
-    "delete_workflow_trigger", "get_workflow_schedule", "get_workflow_trigger", "list_workflow_schedules",
-    "list_workflow_triggers", "pause_workflow_schedule", "pause_workflow_trigger", "resume_workflow_schedule",
-    "resume_workflow_trigger",
+    "delete_workflow_schedules", "delete_workflow_trigger", "delete_workflow_triggers", "get_workflow_schedule",
+    "get_workflow_trigger", "list_workflow_schedules", "list_workflow_triggers", "pause_workflow_schedule",
+    "pause_workflow_trigger", "resume_workflow_schedule", "resume_workflow_trigger",
 ]

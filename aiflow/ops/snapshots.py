@@ -88,3 +88,19 @@ def delete_workflow_snapshot(workflow_name: str, version: int, namespace: str | 
         shared = s.scalar(select(func.count()).select_from(SnapshotRow).where(SnapshotRow.uri == uri))
     if not shared:
         blob_store(config).delete(uri)
+
+
+def delete_workflow_snapshots(workflow_name: str, namespace: str | None = None, *,
+                              config: Config | None = None) -> list[int]:
+    """Delete every earlier version of the workflow that no unfinished execution runs; the latest is
+    kept. Returns the versions deleted, newest first."""
+    config = _config(config)
+    snapshots = list_workflow_snapshots(workflow_name, namespace, config=config)
+    deleted = []
+    for snap in snapshots[1:]:  # newest first: the latest is never deleted
+        try:
+            delete_workflow_snapshot(workflow_name, snap.version, namespace, config=config)
+        except Conflict:  # an unfinished execution runs it: kept
+            continue
+        deleted.append(snap.version)
+    return deleted

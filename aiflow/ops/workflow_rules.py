@@ -147,6 +147,16 @@ def delete_workflow_trigger(trigger_id: int, *, config: Config | None = None) ->
     _TRIGGERS.delete(trigger_id, config)
 
 
+def delete_workflow_triggers(workflow_name: str, namespace: str | None = None, *,
+                             config: Config | None = None) -> list[int]:
+    """Delete every trigger of the workflow; returns their ids."""
+    config = _config(config)
+    ids = [t.id for t in list_workflow_triggers(workflow_name, namespace, config=config)]
+    for trigger_id in ids:
+        delete_workflow_trigger(trigger_id, config=config)
+    return ids
+
+
 # -- schedules -------------------------------------------------------------------------------
 @_via_api
 def add_workflow_schedule(expression: str, workflow_name: str, namespace: str | None = None, *,
@@ -181,3 +191,13 @@ def resume_workflow_schedule(schedule_id: int, *, config: Config | None = None) 
 @_via_api
 def delete_workflow_schedule(schedule_id: int, *, config: Config | None = None) -> None:
     _SCHEDULES.delete(schedule_id, config)
+
+
+def delete_workflow_schedules(workflow_name: str, namespace: str | None = None, *,
+                              config: Config | None = None) -> list[int]:
+    """Delete every schedule of the workflow; returns their ids."""
+    config = _config(config)
+    ids = [sc.id for sc in list_workflow_schedules(workflow_name, namespace, config=config)]
+    for schedule_id in ids:
+        delete_workflow_schedule(schedule_id, config=config)
+    return ids
