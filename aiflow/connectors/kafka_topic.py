@@ -50,6 +50,10 @@ class TopicBridge:
         except (MappingError, EventError) as exc:
             self.dead += 1
             return [dead_letter(msg, str(exc), f"bridge-{self.name}")]
+        except Exception as exc:  # a decoder's own surprise: the record goes aside, never the bridge down
+            log.exception("bridge %s: mapping %s failed unexpectedly", self.name, source_of(msg))
+            self.dead += 1
+            return [dead_letter(msg, f"cannot map the record: {type(exc).__name__}: {exc}", f"bridge-{self.name}")]
         self.bridged += 1
         return [out]
 
