@@ -1,4 +1,5 @@
-"""The tutorial exactly as ../shared/seed/tutorial.md writes it, with `aiflow standalone -d` running it."""
+"""The online machine-learning tutorial exactly as README.md and samples/online_machine_learning/ give it
+(the workflow file byte for byte as users paste it), with `aiflow standalone -d` running it."""
 
 from __future__ import annotations
 
