@@ -17,7 +17,7 @@ from aiflow.config import Config
 from aiflow.errors import Conflict, NotFound
 from aiflow.ops._common import _config, _Info, _latest_snapshot, _maybe, _ns, _owned_row, _via_api, _workflow_session
 from aiflow.ops._publish import Command, check_reachable, send_inbox_command
-from aiflow.sdk.status import WORKFLOW_FINISHED_SET, WorkflowStatus
+from aiflow.sdk.status import TASK_ALIVE_SET, WORKFLOW_FINISHED_SET, TaskStatus, WorkflowStatus
 from aiflow.store.db import Store
 from aiflow.store.models import ExecutionRow, TaskExecutionRow, WorkflowRow
 
@@ -127,13 +127,26 @@ def list_workflow_executions(workflow_name: str, namespace: str | None = None, l
 
 
 def _command(execution_id: str, command: Command, task: str | None, config: Config | None) -> ExecutionInfo:
-    """Send the command for the execution (and its task, if given) once the store knows both."""
+    """Send the command for the execution (and its task, if given) once the store knows both. What the
+    scheduler would pass over without a word is refused here, before anything is sent: a START of a task
+    whose latest try is alive, or of a task of an execution that has finished."""
     config = _config(config)
     with Store(config).session() as s:
         row, workflow = _execution_row(s, execution_id)
         info = _execution_info(row, workflow)
         if task is not None and task not in {t["name"] for t in json.loads(workflow.definition)["tasks"]}:
             raise NotFound(f"workflow {workflow.name} has no task {task!r}")
+        if command is Command.START_TASK:
+            assert task is not None
+            if WorkflowStatus(row.status) in WORKFLOW_FINISHED_SET:
+                raise Conflict(f"workflow execution {execution_id} is {row.status}: it starts no task any more; "
+                               f"start a new execution of {workflow.name}")
+            latest = s.scalar(select(TaskExecutionRow).where(TaskExecutionRow.execution_id == execution_id,
+                                                             TaskExecutionRow.task_name == task)
+                              .order_by(TaskExecutionRow.try_number.desc()).limit(1))
+            if latest is not None and TaskStatus(latest.status) in TASK_ALIVE_SET:
+                raise Conflict(f"task {task!r} of execution {execution_id} is {latest.status} (try "
+                               f"{latest.try_number}): stop it first or use task-execution restart")
     send_inbox_command(config, info.namespace, info.workflow, command, execution_id, task)
     return info
 
@@ -167,7 +180,8 @@ def delete_workflow_execution(workflow_execution_id: str, *, config: Config | No
 # -- task executions -------------------------------------------------------------------------
 @_via_api
 def start_task_execution(workflow_execution_id: str, task_name: str, *, config: Config | None = None) -> None:
-    """START the task in the execution (a no-op while a try of it is alive)."""
+    """START the task in the execution: a new try. Conflict if a try of it is alive (QUEUED, RUNNING,
+    RETRYING, STOPPING: stop it first, or restart it) or the execution has finished."""
     _command(workflow_execution_id, Command.START_TASK, task_name, config)
 
 

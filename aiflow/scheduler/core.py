@@ -9,6 +9,10 @@ Invariants kept here:
 - every try gets a number one higher than the task's previous try, and records its cause;
 - a report about a try that is not the task's latest, or is already finished, changes nothing;
 - a finished execution starts nothing new, and stops whatever it still has alive;
+- while its workflow is disabled (`rules=False`), no rule of an execution is evaluated: events and
+  status changes start, stop and restart nothing; commands, retries, timeouts and periodic tasks go on;
+- what the core passes over for a reason the user must see (a START command on a live task, a rule
+  whose condition failed) is said in the execution's `message`, not only in the log;
 - no try waits forever: a START that no worker takes fails after `queue_timeout`, a STOP that is not
   confirmed is sent again as a KILL every `stop_timeout` and ends the try once its worker has been
   silent for `heartbeat_timeout`;
@@ -25,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from aiflow.errors import AIFlowError
 from aiflow.protocol.messages import Event
 from aiflow.sdk.conditions import Condition, TaskRule
 from aiflow.sdk.expressions import Expression
@@ -91,7 +96,9 @@ class Execution:
     states: dict[str, Any] = field(default_factory=dict)
     next_periodic: dict[str, float] = field(default_factory=dict)
     version: int = 0
-    message: str = ""  # why it failed, when no try says it (its workflow could not be loaded)
+    # Why it failed, when no try says it (its workflow could not be loaded); while it runs, the last thing
+    # it passed over that the user must see: a START command on a live task, a rule whose condition failed.
+    message: str = ""
 
     def latest(self, task: str) -> TaskTry | None:
         tries = self.tries.get(task)
@@ -198,10 +205,11 @@ class _Context(MemoryContext):
 class _Run:
     """Applies one input to one execution, collecting outputs. Used only inside this module."""
 
-    def __init__(self, execution: Execution, workflow: Workflow, now: float) -> None:
+    def __init__(self, execution: Execution, workflow: Workflow, now: float, rules: bool = True) -> None:
         self.ex = execution
         self.wf = workflow
         self.now = now
+        self.rules = rules  # False while the workflow is disabled: its rules are not evaluated
         self.out: list[Output] = []
 
     # -- tries -------------------------------------------------------------------------------
@@ -237,18 +245,25 @@ class _Run:
         self.out.append(StatusChanged(self.ex, attempt.task, attempt.try_number, attempt.status))
 
     # -- actions -----------------------------------------------------------------------------
-    def act(self, task: str, action: TaskAction, cause: str) -> None:
+    def act(self, task: str, action: TaskAction, cause: str, told: bool = False) -> None:
+        """Take the action on the task. `told`: a user asked for it (a command), so what is passed over
+        is said in the execution's message too."""
         latest = self.ex.latest(task)
         alive = latest is not None and latest.alive
         if action == TaskAction.START:
             if latest is not None and alive:
                 log.info("execution %s: START of %s ignored, try %s is %s (%s)", self.ex.id, task,
                          latest.try_number, latest.status, cause)
+                if told:
+                    self.ex.message = (f"{cause} ignored: task {task!r} is {latest.status} (try "
+                                       f"{latest.try_number}): stop it first, or restart it")
                 return
             self.start(task, cause)
         elif action == TaskAction.STOP:
             if not alive:
                 log.info("execution %s: STOP of %s ignored, no try of it is alive (%s)", self.ex.id, task, cause)
+                if told:
+                    self.ex.message = f"{cause} ignored: task {task!r} has no live try to stop"
                 return
             assert latest is not None
             self.stop(latest, "stop")
@@ -266,6 +281,9 @@ class _Run:
     def evaluate(self, event: Event, source: str, what: str | None = None) -> None:
         """Run the rules that expect this event; for each task, the first rule that fires wins.
         `what` describes the input in the tries' causes (default: the event key and its source)."""
+        if not self.rules:
+            log.debug("execution %s: %s passed over, its workflow is disabled", self.ex.id, event.key)
+            return
         what = what or f"event {event.key!r}{f' at {source}' if source else ''}"
         context: Context = _Context(self.ex)
         # A condition shared by several rules is evaluated once per event, so a stateful one counts
@@ -277,18 +295,23 @@ class _Run:
                     continue
                 key = id(rule.condition)
                 if key not in results:
-                    results[key] = self._fires(rule, event, context, task)
+                    results[key] = self._fires(rule, event, context, f"rule {index} of task {task!r}", what)
                 if results[key]:
                     self.act(task, rule.action, f"rule {index} of {task} ({rule.action.value}) on {what}")
                     break
             if self.ex.finished:
                 return
 
-    def _fires(self, rule: TaskRule, event: Event, context: Context, task: str) -> bool:
+    def _fires(self, rule: TaskRule, event: Event, context: Context, which: str, what: str) -> bool:
+        """Whether the rule fires. A condition that raises (a user's: it raised, hung, or kept a state that
+        is not JSON) is not met; why is logged and said in the execution's message."""
         try:
             return rule.trigger(event, context) is not None
-        except Exception:  # a user's condition must not stop the scheduler
-            log.exception("execution %s: a condition of task %s raised; treated as not met", self.ex.id, task)
+        except Exception as exc:  # a user's condition must not stop the scheduler
+            reason = str(exc) if isinstance(exc, AIFlowError) else f"{type(exc).__name__}: {exc}"
+            log.warning("execution %s: the condition of %s failed on %s; treated as not met: %s", self.ex.id,
+                        which, what, reason, exc_info=not isinstance(exc, AIFlowError))  # a bug of ours: where
+            self.ex.message = f"{which} failed on {what}, treated as not met: {reason}"
             return False
 
     # -- status ------------------------------------------------------------------------------
@@ -419,8 +442,10 @@ def fail_execution(ex: Execution, reason: str, now: float) -> list[Output]:
     return run.out
 
 
-def on_event(ex: Execution, workflow: Workflow, event: Event, source: str, now: float) -> list[Output]:
-    if ex.finished:
+def on_event(ex: Execution, workflow: Workflow, event: Event, source: str, now: float,
+             rules: bool = True) -> list[Output]:
+    """An event its rules may listen to (`rules` False: its workflow is disabled, nothing fires)."""
+    if ex.finished or not rules:
         return []
     run = _Run(ex, workflow, now)
     run.evaluate(event, source)
@@ -428,9 +453,11 @@ def on_event(ex: Execution, workflow: Workflow, event: Event, source: str, now: 
     return run.out
 
 
-def on_command(ex: Execution, workflow: Workflow, command: str, task: str | None, now: float) -> list[Output]:
-    """STOP_EXECUTION, or START_TASK / STOP_TASK / RESTART_TASK of `task`."""
-    run = _Run(ex, workflow, now)
+def on_command(ex: Execution, workflow: Workflow, command: str, task: str | None, now: float,
+               rules: bool = True) -> list[Output]:
+    """STOP_EXECUTION, or START_TASK / STOP_TASK / RESTART_TASK of `task`. A START_TASK of a task that
+    is alive is passed over, and the execution's message says so."""
+    run = _Run(ex, workflow, now, rules)
     if command == "STOP_EXECUTION":
         if not ex.finished:
             run.finish(WorkflowStatus.STOPPED)
@@ -442,13 +469,13 @@ def on_command(ex: Execution, workflow: Workflow, command: str, task: str | None
         log.info("execution %s: %s of unknown task %s ignored", ex.id, command, task)
         return []
     action = {"START_TASK": TaskAction.START, "STOP_TASK": TaskAction.STOP, "RESTART_TASK": TaskAction.RESTART}[command]
-    run.act(task, action, f"command {command}")
+    run.act(task, action, f"command {command}", told=True)
     run.settle()
     return run.out
 
 
 def on_report(ex: Execution, workflow: Workflow, task: str, try_number: int, status: str | None,
-              message: str, worker: str, now: float) -> list[Output]:
+              message: str, worker: str, now: float, rules: bool = True) -> list[Output]:
     """A worker's report on a try: a status (RUNNING, SUCCESS, FAILED, STOPPED) or a heartbeat (None).
 
     A heartbeat changes only the try's `last_heartbeat` (and `worker`) and returns nothing: the service
@@ -463,7 +490,7 @@ def on_report(ex: Execution, workflow: Workflow, task: str, try_number: int, sta
         if status == TaskStatus.RUNNING.value:
             return [StopTry(ex.id, task, try_number, "the try is no longer in play", kill=True)]
         return []
-    run = _Run(ex, workflow, now)
+    run = _Run(ex, workflow, now, rules)
     attempt.last_heartbeat = now
     if worker:
         attempt.worker = worker
@@ -483,13 +510,14 @@ def on_report(ex: Execution, workflow: Workflow, task: str, try_number: int, sta
 
 
 def on_tick(ex: Execution, workflow: Workflow, now: float, settings: Settings,
-            heard_since: float | None = 0.0, room_since: float | None = 0.0) -> list[Output]:
+            heard_since: float | None = 0.0, room_since: float | None = 0.0, rules: bool = True) -> list[Output]:
     """Time-driven decisions: retries due, timeouts, lost heartbeats, STARTs nobody took, STOPs not
     confirmed, periodic restarts. `heard_since`: since when workers have been heard without a break
     (None: none is heard now); `room_since`: since when some worker has had a free slot without a
     break (None: every worker is full, and a START waiting is a backlog, not a loss). The defaults
-    treat workers as always heard and with room."""
-    run = _Run(ex, workflow, now)
+    treat workers as always heard and with room. `rules` False (the workflow is disabled): the status
+    changes it makes fire no rule."""
+    run = _Run(ex, workflow, now, rules)
     for task, tries in ex.tries.items():
         attempt = tries[-1]
         if attempt.status == TaskStatus.STOPPING.value:  # even in a finished execution: it cannot settle before

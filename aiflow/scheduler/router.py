@@ -67,7 +67,7 @@ class RuleIndex:
 class Router:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.rules = RuleIndex()  # task rules: scoped to the sender's workflow for events from tasks
+        self.rules = RuleIndex()  # task rules of enabled workflows (events from tasks: the sender's workflow only)
         self.triggers = RuleIndex()  # workflow triggers of enabled workflows: any event of their namespace
         self.definitions = DefinitionFollower(config, "router", self._index)
         self.events_topic = topics.name(config, topics.EVENTS)
@@ -81,7 +81,8 @@ class Router:
             self.rules.remove(workflow)
             self.triggers.remove(workflow)
             return
-        self.rules.update(workflow, definition.rule_keys)
+        # A disabled workflow's rules listen to nothing (the scheduler checks too, for what is already routed).
+        self.rules.update(workflow, definition.rule_keys if definition.enabled else ())
         self.triggers.update(workflow, definition.trigger_keys if definition.enabled else ())
 
     def route(self, msg: Message) -> list[Record]:

@@ -225,6 +225,8 @@ class SnapshotHost:
         built: dict[int, Condition] = {}
         wf.rules = {task: [TaskRule(self._condition(r["condition"], built), TaskAction(r["action"]), r["line"])
                            for r in rules] for task, rules in description["rules"].items()}
+        for condition in built.values():  # composites learn the workflow's namespace, as where they were written
+            condition.bind(wf.namespace, wf.name)
         return wf
 
     def conditions(self, answer: dict[str, Any]) -> tuple[list[Condition | None], dict[int, str]]:

@@ -259,13 +259,15 @@ class Scheduler:
             owned = self._owned(m.execution_id, m)
             if owned:
                 self._emit(owned, core.on_command(owned.execution, self._workflow_for(owned, now),
-                                                  m.command.value, m.task, now))
+                                                  m.command.value, m.task, now, self._rules_on(wid)))
         elif m.kind is InboxKind.EVENT:
             assert m.event is not None
             event = m.event
             mine = [o for o in self.executions.values() if (o.execution.namespace, o.execution.workflow) == wid]
             if event.execution_id:  # from a task: its own execution's rules only
                 mine = [o for o in mine if o.execution.id == event.execution_id]
+            if not self._rules_on(wid):  # disabled: its executions' rules listen to nothing until it is enabled
+                mine = []
             for owned in mine:
                 self._emit(owned, core.on_event(owned.execution, self._workflow_for(owned, now), event,
                                                 m.source or "", now))
@@ -277,7 +279,8 @@ class Scheduler:
             owned = self._owned(report.execution_id, m)
             if owned:
                 outputs = core.on_report(owned.execution, self._workflow_for(owned, now), report.task,
-                                         report.try_number, report.status, report.message, report.worker, now)
+                                         report.try_number, report.status, report.message, report.worker, now,
+                                         self._rules_on(wid))
                 if report.status is None and not outputs:
                     # A heartbeat: liveness, kept in memory only (no state record; see _restore), with
                     # the execution's next deadline moved on.
@@ -287,6 +290,13 @@ class Scheduler:
             elif report.status == "RUNNING":  # a worker took a START of an execution that has ended
                 self._pending.append(ControlCommand("KILL", report.execution_id, report.task, report.try_number,
                                                     "the execution is no longer running").to_record())
+
+    def _rules_on(self, wid: WorkflowId) -> bool:
+        """Whether the rules of the workflow's executions are evaluated: not while it is disabled (as in the
+        original, whose disable took the workflow's rules out of its index). A workflow deleted since
+        its execution started keeps its rules."""
+        definition = self.definitions.definitions.get(wid)
+        return definition is None or definition.enabled
 
     # -- liveness -----------------------------------------------------------------------------
     def _heard(self, now: float, room: bool = False) -> None:
@@ -626,8 +636,9 @@ class Scheduler:
                 self._pending.append(dead_letter(msg, reason_of(exc), "scheduler"))
         for owned in due:
             if owned.execution.id in self.executions:
-                self._emit(owned, core.on_tick(owned.execution, self._workflow_for(owned, now), now,
-                                               self.settings, heard_since, room_since))
+                ex = owned.execution
+                self._emit(owned, core.on_tick(ex, self._workflow_for(owned, now), now, self.settings, heard_since,
+                                               room_since, self._rules_on((ex.namespace, ex.workflow))))
         if schedules_due:
             self._schedules(schedules_due, now)
         if self._replayed:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiflow.errors import WorkflowDefinitionError
@@ -41,6 +41,10 @@ class Condition:
         """The (namespace, key) pairs of the events this condition is evaluated for."""
         return [(self.namespace or default_namespace, k) for k in self.expect_event_keys]
 
+    def bind(self, namespace: str, workflow_name: str) -> None:
+        """Called when a rule of workflow `namespace.workflow_name` takes this condition: a condition
+        whose keys depend on its workflow (a task's status changes) works them out here."""
+
     def describe(self) -> dict[str, Any]:
         cls = type(self)
         builtin = cls.__module__ == __name__
@@ -59,18 +63,35 @@ class SingleEventCondition(Condition):
 
 
 class _Composite(Condition):
+    """A condition made of others. It listens to the union of its children's events, and evaluates a
+    child only for the events that child expects, in the same context (the rule's states and task
+    statuses). Binding it to a workflow binds its children, so a `TaskStatusCondition` inside it
+    learns its task's status key."""
+
     def __init__(self, conditions: Sequence[Condition]) -> None:
         conditions = list(conditions)
         if not conditions or not all(isinstance(c, Condition) for c in conditions):
             raise WorkflowDefinitionError(f"{type(self).__name__} needs a non-empty list of conditions")
-        super().__init__([k for c in conditions for k in c.expect_event_keys])
+        super().__init__(_union(c.expect_event_keys for c in conditions))
         self.conditions = conditions
+        self.default_namespace: str | None = None  # the namespace of the workflow it is bound to
+
+    def bind(self, namespace: str, workflow_name: str) -> None:
+        for c in self.conditions:
+            c.bind(namespace, workflow_name)
+        self.expect_event_keys = _union(c.expect_event_keys for c in self.conditions)
+        self.default_namespace = namespace
 
     def subscriptions(self, default_namespace: str) -> list[tuple[str, str]]:
         seen: dict[tuple[str, str], None] = {}
         for c in self.conditions:
             seen.update(dict.fromkeys(c.subscriptions(default_namespace)))
         return list(seen)
+
+    def expects(self, child: Condition, event: Event) -> bool:
+        """Whether `child` listens to this event (its own namespace, else its workflow's; a trigger's
+        condition is never bound, and the event passed its namespace check already)."""
+        return (event.namespace, event.key) in child.subscriptions(self.default_namespace or event.namespace)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "conditions": [c.describe() for c in self.conditions]}
@@ -94,8 +115,10 @@ class MeetAllCondition(_Composite):
         state = context.get_state(ValueStateDescriptor(self.name))
         assert isinstance(state, ValueState)
         flags = list(state.value() or [False] * len(self.conditions))
+        if len(flags) != len(self.conditions):  # a state of another shape: start over
+            flags = [False] * len(self.conditions)
         for i, child in enumerate(self.conditions):
-            if event.key in child.expect_event_keys:
+            if self.expects(child, event):
                 flags[i] = bool(child.is_met(event, context))
         if all(flags):
             state.clear()
@@ -111,21 +134,36 @@ class MeetAnyCondition(_Composite):
     """Met when a child condition that expects the event is met by it."""
 
     def is_met(self, event: Event, context: Context) -> bool:
-        return any(event.key in c.expect_event_keys and c.is_met(event, context) for c in self.conditions)
+        return any(self.expects(c, event) and c.is_met(event, context) for c in self.conditions)
 
 
 class TaskStatusCondition(Condition):
     """Met when the latest try of `task_name` in the same execution has `expect_status`.
 
-    Evaluated whenever that task's status changes (event key `[task_status_change].ns.workflow.task`).
-    `workflow_name` and `namespace` default to the rule's own workflow when it is added.
+    Evaluated whenever that task's status changes (event key `[task_status_change].ns.workflow.task`),
+    also inside `MeetAllCondition` and `MeetAnyCondition`. `workflow_name` and `namespace` default to
+    the rule's own workflow when it is added; a workflow trigger's must name them. On its own status
+    event it reads the status the event carries (so a trigger, which has no execution, can use it);
+    otherwise the latest try's. The original's argument order, `(workflow_name, task_name, namespace,
+    expect_status)`, is taken too.
     """
 
-    def __init__(self, task_name: str, expect_status: TaskStatus, workflow_name: str | None = None,
-                 namespace: str | None = None) -> None:
+    def __init__(self, task_name: str, expect_status: TaskStatus | str, workflow_name: str | None = None,
+                 namespace: str | TaskStatus | None = None) -> None:
+        if isinstance(namespace, TaskStatus) and not isinstance(expect_status, TaskStatus):
+            # The original AIFlow's order: TaskStatusCondition(workflow_name, task_name, namespace, expect_status).
+            task_name, expect_status, workflow_name, namespace = str(expect_status), namespace, task_name, workflow_name
+        if not isinstance(task_name, str) or not task_name:
+            raise WorkflowDefinitionError(f"TaskStatusCondition needs a task name, got {task_name!r}")
+        try:
+            status = TaskStatus(expect_status)
+        except ValueError:
+            raise WorkflowDefinitionError(f"TaskStatusCondition of {task_name!r}: {expect_status!r} is not a "
+                                          "TaskStatus") from None
+        assert not isinstance(namespace, TaskStatus)
         super().__init__([], namespace)
         self.task_name = task_name
-        self.expect_status = TaskStatus(expect_status)
+        self.expect_status = status
         self.workflow_name = workflow_name
         if workflow_name is not None and namespace is not None:
             self.expect_event_keys = [task_status_event_key(namespace, workflow_name, task_name)]
@@ -136,6 +174,8 @@ class TaskStatusCondition(Condition):
         self.expect_event_keys = [task_status_event_key(self.namespace, self.workflow_name, self.task_name)]
 
     def is_met(self, event: Event, context: Context) -> bool:
+        if event.key in self.expect_event_keys and event.value in TaskStatus.__members__:
+            return TaskStatus(event.value) == self.expect_status
         return context.get_task_status(self.task_name) == self.expect_status
 
     def describe(self) -> dict[str, Any]:
@@ -149,13 +189,12 @@ class TaskStatusAllMetCondition(_Composite):
         super().__init__(condition_list)
         self.status_conditions: list[TaskStatusCondition] = list(condition_list)
 
-    def bind(self, namespace: str, workflow_name: str) -> None:
-        for c in self.status_conditions:
-            c.bind(namespace, workflow_name)
-        self.expect_event_keys = [k for c in self.status_conditions for k in c.expect_event_keys]
-
     def is_met(self, event: Event, context: Context) -> bool:
         return all(c.is_met(event, context) for c in self.conditions)
+
+
+def _union(keys: Iterable[list[str]]) -> list[str]:
+    return list(dict.fromkeys(k for group in keys for k in group))
 
 
 class TaskRule:

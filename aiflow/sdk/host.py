@@ -26,9 +26,10 @@ import json
 import logging
 import os
 import sys
+import traceback
 from typing import IO, Any
 
-from aiflow.errors import WorkflowFileError
+from aiflow.errors import AIFlowError, WorkflowFileError
 from aiflow.process import stop_with_parent
 from aiflow.sdk.conditions import (
     Condition,
@@ -40,9 +41,11 @@ from aiflow.sdk.conditions import (
     condition_from_spec,
 )
 from aiflow.sdk.loader import answers_and_limits, load_workflow
-from aiflow.sdk.state import MemoryContext
+from aiflow.sdk.state import MemoryContext, check_json
 from aiflow.sdk.status import TaskStatus
 from aiflow.sdk.workflow import Workflow
+
+_AIFLOW_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 class _Specs:
@@ -125,11 +128,19 @@ def _evaluate(remote: list[Condition], request: dict[str, Any]) -> dict[str, Any
     context = MemoryContext(dict(request["states"]), {t: TaskStatus(s) for t, s in request["statuses"].items()})
     met = bool(condition.is_met(event, context))
     states = dict(context.states)
-    try:
-        json.dumps(states)
-    except (TypeError, ValueError):
-        raise ValueError("a rule state holds a value that is not JSON (ValueState.update takes JSON values)") from None
+    for name, value in states.items():  # changed in place, after `value()`, without `update`
+        check_json(name, value)
     return {"met": met, "states": states}
+
+
+def _error(exc: BaseException) -> str:
+    """The error of a user's condition, from the line of the user's code that raised it (the last frame
+    outside aiflow: a `state.update(...)`, say)."""
+    where = ""
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        if not frame.f_code.co_filename.startswith(_AIFLOW_DIR):
+            where = f"{os.path.basename(frame.f_code.co_filename)}:{lineno}: "
+    return f"{where}{exc}" if isinstance(exc, AIFlowError) else f"{where}{type(exc).__name__}: {exc}"
 
 
 def main(argv: list[str]) -> int:
@@ -163,7 +174,7 @@ def main(argv: list[str]) -> int:
         try:
             answer = _evaluate(remote, json.loads(line))
         except Exception as exc:  # the user's condition raised: the scheduler treats it as not met
-            answer = {"error": f"{type(exc).__name__}: {exc}"}
+            answer = {"error": _error(exc)}
         _answer(out, answer)
     return 0
 

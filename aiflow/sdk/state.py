@@ -3,7 +3,9 @@
 A condition may keep state between events (`context.get_state(ValueStateDescriptor("count"))`).
 Task rules get state scoped to their workflow execution, workflow triggers state scoped to their
 workflow. The scheduler persists it with its decisions, so it survives restarts; values must
-therefore be JSON-serialisable (numbers, strings, booleans, None, lists and dicts of them).
+therefore be JSON: numbers, strings, booleans, None, and lists and dicts (with string keys) of them.
+`update` stores the value as JSON gives it back — a tuple comes back a list — and refuses anything
+else (an object of a class, a set, bytes, a numpy number) with an error naming the state and the type.
 """
 
 from __future__ import annotations
@@ -43,15 +45,43 @@ class ValueState(State):
         return self._store.get(self.name)
 
     def update(self, value: Any) -> None:
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError):
-            raise AIFlowError(f"state {self.name!r}: {type(value).__name__} values cannot be stored; "
-                              "use JSON-serialisable values (numbers, strings, lists, dicts)") from None
-        self._store[self.name] = value
+        check_json(self.name, value)
+        self._store[self.name] = json.loads(json.dumps(value))  # what a restart would give back
 
     def clear(self) -> None:
         self._store.pop(self.name, None)
+
+
+def not_json(value: Any, where: str = "") -> str | None:
+    """What in `value` is not JSON ("a Consumer", "a set at ['seen']"), or None if it all is."""
+    at = f" at {where}" if where else ""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return None
+    if isinstance(value, (list, tuple)):
+        return next((found for i, v in enumerate(value) if (found := not_json(v, f"{where}[{i}]"))), None)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return f"{_a(type(k).__name__)} key {k!r}{at}"
+            if found := not_json(v, f"{where}[{k!r}]"):
+                return found
+        return None
+    return f"{_a(type(value).__name__)}{at}"
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def check_json(name: str, value: Any) -> None:
+    """Refuse a state value that is not JSON, naming the state and what in it is not."""
+    try:
+        found = not_json(value)
+    except RecursionError:
+        found = "a value that contains itself (or is nested too deep)"
+    if found is not None:
+        raise AIFlowError(f"state {name!r} cannot be stored: {found} is not JSON (a state holds numbers, strings, "
+                          "booleans, None, and lists and dicts with string keys of them)")
 
 
 class Context:

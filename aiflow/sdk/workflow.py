@@ -98,9 +98,7 @@ class Workflow:
         except ValueError:
             raise WorkflowDefinitionError(f"task {task.name!r}: {action!r} is not a TaskAction "
                                           "(START, STOP or RESTART)", line=line) from None
-        bind = getattr(condition, "bind", None)
-        if bind is not None:
-            bind(self.namespace, self.name)
+        condition.bind(self.namespace, self.name)  # a task status condition, even nested, learns its key
         self.rules.setdefault(task.name, []).append(TaskRule(condition, action, line))
 
     def validate(self) -> None:

@@ -14,7 +14,8 @@ from aiflow.errors import AIFlowError, ConfigError
 from aiflow.ops import remote
 
 # Public functions that touch the store only through other public functions, or not at all.
-TRANSPORT_FREE = {"inspect_workflow_file", "new_execution_id", "stop_workflow_executions", "wait_for_execution"}
+TRANSPORT_FREE = {"delete_workflow_schedules", "delete_workflow_snapshots", "delete_workflow_triggers",
+                  "inspect_workflow_file", "new_execution_id", "stop_workflow_executions", "wait_for_execution"}
 REFUSED = {"task_log_path"}  # the log is a file on the worker's machine
 
 
