@@ -153,7 +153,8 @@ def test_the_pure_core_imports_without_confluent_kafka() -> None:
     code = (
         "import sys\n"
         "sys.modules['confluent_kafka'] = None  # any import of it fails\n"
-        "import aiflow, aiflow.sdk, aiflow.protocol, aiflow.scheduler.core\n"
+        "import aiflow, aiflow.sdk, aiflow.protocol, aiflow.scheduler.core, aiflow.testing\n"
+        "from aiflow.testing import WorkflowTest\n"
         "from aiflow import Workflow, BashOperator, Event\n"
         "assert not any(m.startswith('confluent_kafka') and sys.modules[m] for m in sys.modules)\n"
         "print('ok')\n"

@@ -1,4 +1,6 @@
-"""The scheduler core's semantics, as pure functions: no broker, no database, no clock."""
+"""The scheduler core's semantics. Rules, statuses and timers are driven through `aiflow.testing`'s
+WorkflowTest, which runs this same core in-process; what only the scheduler sees (its raw outputs, worker
+liveness, the changelog) is checked on the core's functions directly. No broker, no database, no clock."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ from aiflow.protocol.messages import Event
 from aiflow.scheduler import core
 from aiflow.scheduler.core import Execution, Settings, StartTry, StatusChanged, StopTry
 from aiflow.sdk.status import ExecutionType
+from aiflow.testing import WorkflowTest
 
 SNAP = core.Snapshot(1, "file:///s.zip", "ab" * 32, "flow/flow.py")
 T0 = 1_000_000.0
 
 
+# -- the core on its own: raw outputs and worker liveness ------------------------------------------
 def start(wf: Workflow, now: float = T0) -> tuple[Execution, list[core.Output]]:
     return core.start_execution(wf, "e1", SNAP, ExecutionType.MANUAL, "test", now)
 
@@ -28,25 +32,17 @@ def stops(outputs: list[core.Output]) -> list[tuple[str, int, str, bool]]:
 
 def report(ex: Execution, wf: Workflow, task: str, status: str | None, try_number: int | None = None,
            now: float = T0 + 1, message: str = "") -> list[core.Output]:
+    """A worker's report (None: a heartbeat) on the task's latest try, or on try `try_number`."""
     latest = ex.latest(task)
     assert latest is not None
     return core.on_report(ex, wf, task, try_number or latest.try_number, status, message, "w1", now)
 
 
-def run_to(ex: Execution, wf: Workflow, task: str, status: str, now: float = T0 + 1) -> list[core.Output]:
-    report(ex, wf, task, "RUNNING", now=now)
-    return report(ex, wf, task, status, now=now)
+def event(key: str, namespace: str = "default") -> Event:
+    return Event(key=key, namespace=namespace)
 
 
-def status_of(ex: Execution, task: str) -> str:
-    latest = ex.latest(task)
-    return latest.status if latest else "-"
-
-
-def event(key: str, namespace: str = "default", execution_id: str | None = None) -> Event:
-    return Event(key=key, namespace=namespace, execution_id=execution_id)
-
-
+# -- rules and statuses, through the harness -------------------------------------------------------
 def chain() -> Workflow:
     with Workflow(name="chain") as wf:
         a, b, c = Operator("a"), Operator("b"), Operator("c")
@@ -56,28 +52,27 @@ def chain() -> Workflow:
 
 
 def test_tasks_without_a_start_rule_start_with_the_execution() -> None:
-    ex, out = start(chain())
-    assert starts(out) == [("a", 1)]
-    assert ex.status == "RUNNING" and status_of(ex, "a") == "QUEUED" and ex.latest("b") is None
+    ex = WorkflowTest(chain()).start()
+    assert ex.queued() == ["a"] and ex.cause_of("a") == "execution started"
+    assert ex.status == "RUNNING" and ex.task_status("b") is None
 
 
 def test_start_after_waits_for_every_upstream_success_in_any_definition_order() -> None:
-    wf = chain()
-    ex, _ = start(wf)
-    assert starts(run_to(ex, wf, "a", "SUCCESS")) == [("b", 1)]
-    out = run_to(ex, wf, "b", "SUCCESS")
-    assert starts(out) == [("c", 1)]
-    latest_c = ex.latest("c")
-    assert latest_c is not None and latest_c.cause == "rule 1 of c (START) on b try 1 SUCCESS"
-    run_to(ex, wf, "c", "SUCCESS")
-    assert ex.status == "SUCCESS" and ex.end_time is not None
+    ex = WorkflowTest(chain()).start()
+    ex.succeed("a")
+    assert ex.queued() == ["b"]
+    ex.succeed("b")
+    assert ex.queued() == ["c"] and ex.cause_of("c") == "rule 1 of c (START) on b try 1 SUCCESS"
+    ex.succeed("c")
+    assert ex.status == "SUCCESS" and ex.state.end_time is not None
 
 
 def test_status_changes_are_announced() -> None:
     wf = chain()
     ex, out = start(wf)
     assert [(o.task, o.status) for o in out if isinstance(o, StatusChanged)] == [("a", "QUEUED")]
-    out = run_to(ex, wf, "a", "SUCCESS")
+    report(ex, wf, "a", "RUNNING")
+    out = report(ex, wf, "a", "SUCCESS")
     assert ("a", "SUCCESS") in [(o.task, o.status) for o in out if isinstance(o, StatusChanged)]
 
 
@@ -92,39 +87,43 @@ def events_wf() -> Workflow:
 
 
 def test_start_on_an_alive_task_is_ignored_and_starts_a_new_try_once_it_ended() -> None:
-    wf = events_wf()
-    ex, _ = start(wf)
-    assert starts(core.on_event(ex, wf, event("go"), "aiflow.events/0/1", T0)) == [("t", 1)]
-    assert core.on_event(ex, wf, event("go"), "aiflow.events/0/2", T0) == []
-    run_to(ex, wf, "t", "SUCCESS")
-    assert starts(core.on_event(ex, wf, event("go"), "aiflow.events/0/3", T0 + 2)) == [("t", 2)]
-    latest = ex.latest("t")
-    assert latest is not None and latest.cause == "rule 1 of t (START) on event 'go' at aiflow.events/0/3"
+    wt = WorkflowTest(events_wf())
+    ex = wt.start()
+    wt.send_event("go")
+    wt.send_event("go")
+    ex.assert_started("t", times=1)
+    ex.succeed("t")
+    wt.send_event("go")
+    ex.assert_started("t", times=2)
+    assert ex.cause_of("t") == "rule 1 of t (START) on event 'go'"
 
 
 def test_stop_stops_the_alive_try_and_is_a_no_op_on_a_task_that_never_ran() -> None:
-    wf = events_wf()
-    ex, _ = start(wf)
-    assert core.on_event(ex, wf, event("halt"), "", T0) == []  # t never ran: nothing, and no error
-    core.on_event(ex, wf, event("go"), "", T0)
-    report(ex, wf, "t", "RUNNING")
-    assert stops(core.on_event(ex, wf, event("halt"), "", T0 + 2)) == [("t", 1, "stop", False)]
-    assert status_of(ex, "t") == "STOPPING"
-    report(ex, wf, "t", "STOPPED", now=T0 + 3)
-    assert status_of(ex, "t") == "STOPPED"
+    wt = WorkflowTest(events_wf(), confirm_stops=False)
+    ex = wt.start()
+    wt.send_event("halt")  # t never ran: nothing, and no error
+    ex.assert_not_started("t")
+    wt.send_event("go")
+    ex.running("t")
+    wt.send_event("halt")
+    latest = ex.latest("t")
+    assert latest is not None and latest.status == "STOPPING" and latest.stop_reason == "stop"
+    ex.stopped("t")
+    assert ex.task_status("t") == "STOPPED"
     assert ex.status == "RUNNING"  # t can be started again by its rules
 
 
 def test_restart_stops_then_starts_a_new_try() -> None:
-    wf = events_wf()
-    ex, _ = start(wf)
-    assert starts(core.on_event(ex, wf, event("again"), "", T0)) == [("t", 1)]  # not alive: just start
-    report(ex, wf, "t", "RUNNING")
-    out = core.on_event(ex, wf, event("again"), "e/0/9", T0 + 2)
-    assert stops(out) == [("t", 1, "restart", False)] and starts(out) == []
-    out = report(ex, wf, "t", "STOPPED", now=T0 + 3)
-    assert starts(out) == [("t", 2)]
-    assert ex.tries["t"][0].status == "STOPPED" and ex.tries["t"][1].cause.startswith("rule 3 of t (RESTART)")
+    wt = WorkflowTest(events_wf(), confirm_stops=False)
+    ex = wt.start()
+    wt.send_event("again")  # not alive: just start
+    ex.assert_started("t", times=1)
+    ex.running("t")
+    wt.send_event("again")
+    assert ex.task_status("t") == "STOPPING" and len(ex.tries("t")) == 1  # the new try waits for the stop
+    ex.stopped("t")
+    assert [x.status for x in ex.tries("t")] == ["STOPPED", "QUEUED"]
+    assert ex.cause_of("t").startswith("rule 3 of t (RESTART)")
 
 
 def test_the_first_rule_of_a_task_that_fires_wins() -> None:
@@ -132,16 +131,19 @@ def test_the_first_rule_of_a_task_that_fires_wins() -> None:
         t = Operator("t")
         t.action_on_event_received(TaskAction.START, "k")
         t.action_on_event_received(TaskAction.STOP, "k")
-    ex, _ = start(wf)
-    assert starts(core.on_event(ex, wf, event("k"), "", T0)) == [("t", 1)]
-    report(ex, wf, "t", "RUNNING")
-    assert stops(core.on_event(ex, wf, event("k"), "", T0)) == []  # START fires first, and is a no-op
+    wt = WorkflowTest(wf)
+    ex = wt.start()
+    wt.send_event("k")
+    ex.running("t")
+    wt.send_event("k")  # START fires first, and is a no-op
+    assert ex.task_status("t") == "RUNNING"
 
 
 def test_events_of_another_namespace_fire_nothing() -> None:
-    wf = events_wf()
-    ex, _ = start(wf)
-    assert core.on_event(ex, wf, event("go", namespace="other"), "", T0) == []
+    wt = WorkflowTest(events_wf())
+    ex = wt.start()
+    wt.send_event("go", namespace="other")
+    ex.assert_not_started("t")
 
 
 def test_action_on_task_status_with_failed() -> None:
@@ -149,11 +151,12 @@ def test_action_on_task_status_with_failed() -> None:
         stream, batch = Operator("stream"), Operator("batch")
         stream.action_on_task_status(TaskAction.STOP, {batch: TaskStatus.FAILED})
         batch.action_on_event_received(TaskAction.START, "retry-batch")  # so a failure does not end it
-    ex, _ = start(wf)
-    report(ex, wf, "stream", "RUNNING")
-    core.on_event(ex, wf, event("retry-batch"), "", T0)
-    out = run_to(ex, wf, "batch", "FAILED")
-    assert stops(out) == [("stream", 1, "stop", False)]
+    wt = WorkflowTest(wf)
+    ex = wt.start().running("stream")
+    wt.send_event("retry-batch")
+    ex.fail("batch")
+    latest = ex.latest("stream")
+    assert latest is not None and (latest.status, latest.stop_reason) == ("STOPPED", "stop")
 
 
 class SumReaches10(Condition):
@@ -170,9 +173,10 @@ class SumReaches10(Condition):
 def test_custom_condition_state_survives_a_restart_of_the_scheduler() -> None:
     with Workflow(name="w") as wf:
         Operator("t").action_on_condition(TaskAction.START, SumReaches10())
-    ex, _ = start(wf)
-    core.on_event(ex, wf, Event(key="n", value="6"), "", T0)
-    restored = Execution.from_dict(json.loads(json.dumps(ex.to_dict())))  # through the changelog
+    wt = WorkflowTest(wf)
+    ex = wt.start()
+    wt.send_event("n", "6")
+    restored = Execution.from_dict(json.loads(json.dumps(ex.state.to_dict())))  # through the changelog
     assert restored.states == {"sum": 6}
     assert starts(core.on_event(restored, wf, Event(key="n", value="4"), "", T0)) == [("t", 1)]
 
@@ -184,22 +188,24 @@ def test_a_raising_condition_is_not_met_and_does_not_stop_the_scheduler() -> Non
 
     with Workflow(name="w") as wf:
         Operator("t").action_on_condition(TaskAction.START, Broken(["k"]))
-    ex, _ = start(wf)
-    assert core.on_event(ex, wf, event("k"), "", T0) == []
+    wt = WorkflowTest(wf)
+    ex = wt.start()
+    wt.send_event("k")
+    ex.assert_not_started("t")
+    assert ex.status == "RUNNING"
 
 
 def test_execution_fails_when_a_task_that_cannot_be_restarted_fails() -> None:
-    wf = chain()
-    ex, _ = start(wf)
-    run_to(ex, wf, "a", "FAILED", now=T0 + 1)
+    ex = WorkflowTest(chain()).start()
+    ex.fail("a")
     assert ex.status == "FAILED"
 
 
 def test_execution_keeps_running_when_a_rule_can_restart_the_failed_task() -> None:
-    wf = events_wf()
-    ex, _ = start(wf)
-    core.on_event(ex, wf, event("go"), "", T0)
-    run_to(ex, wf, "t", "FAILED")
+    wt = WorkflowTest(events_wf())
+    ex = wt.start()
+    wt.send_event("go")
+    ex.fail("t")
     assert ex.status == "RUNNING"
 
 
@@ -207,39 +213,41 @@ def test_failed_execution_stops_what_is_still_running() -> None:
     with Workflow(name="w") as wf:
         Operator("stream")
         Operator("batch")
-    ex, _ = start(wf)
-    report(ex, wf, "stream", "RUNNING")
-    out = run_to(ex, wf, "batch", "FAILED")
-    assert ex.status == "FAILED" and stops(out) == [("stream", 1, "stop", False)]
-    report(ex, wf, "stream", "STOPPED", now=T0 + 2)
-    assert status_of(ex, "stream") == "STOPPED" and ex.status == "FAILED" and ex.settled
+    ex = WorkflowTest(wf, confirm_stops=False).start().running("stream")
+    ex.fail("batch")
+    assert ex.status == "FAILED" and ex.task_status("stream") == "STOPPING"
+    ex.stopped("stream")
+    assert ex.task_status("stream") == "STOPPED" and ex.status == "FAILED" and ex.state.settled
 
 
 def test_stop_execution_stops_every_alive_try_and_then_ignores_events() -> None:
-    wf = events_wf()
-    ex, _ = start(wf)
-    report(ex, wf, "forever", "RUNNING")
-    out = core.on_command(ex, wf, "STOP_EXECUTION", None, T0 + 2)
-    assert ex.status == "STOPPED" and stops(out) == [("forever", 1, "stop", False)]
-    assert not ex.settled
-    assert core.on_event(ex, wf, event("go"), "", T0 + 3) == []
-    report(ex, wf, "forever", "STOPPED", now=T0 + 4)
-    assert ex.settled
+    wt = WorkflowTest(events_wf(), confirm_stops=False)
+    ex = wt.start().running("forever")
+    ex.stop()
+    assert ex.status == "STOPPED" and ex.task_status("forever") == "STOPPING"
+    assert not ex.state.settled
+    wt.send_event("go")
+    ex.assert_not_started("t")
+    ex.stopped("forever")
+    assert ex.state.settled
 
 
 def test_commands_on_tasks() -> None:
-    wf = events_wf()
-    ex, _ = start(wf)
-    assert starts(core.on_command(ex, wf, "START_TASK", "t", T0)) == [("t", 1)]
-    assert core.on_command(ex, wf, "START_TASK", "nope", T0) == []
-    report(ex, wf, "t", "RUNNING")
-    assert stops(core.on_command(ex, wf, "RESTART_TASK", "t", T0)) == [("t", 1, "restart", False)]
+    wt = WorkflowTest(events_wf(), confirm_stops=False)
+    ex = wt.start()
+    ex.start_task("t")
+    assert ex.cause_of("t") == "command START_TASK"
+    assert core.on_command(ex.state, ex.workflow, "START_TASK", "nope", T0) == []  # an unknown task: ignored
+    ex.running("t").restart_task("t")
+    latest = ex.latest("t")
+    assert latest is not None and (latest.status, latest.stop_reason) == ("STOPPING", "restart")
 
 
 def test_late_and_duplicate_reports_change_nothing() -> None:
     wf = events_wf()
     ex, _ = start(wf)
-    run_to(ex, wf, "forever", "SUCCESS")
+    report(ex, wf, "forever", "RUNNING")
+    report(ex, wf, "forever", "SUCCESS")
     before = json.dumps(ex.to_dict())
     assert report(ex, wf, "forever", "FAILED", try_number=1) == []
     # A worker that says it runs a try no longer in play is told to kill it; nothing else changes.
@@ -253,39 +261,50 @@ def test_late_and_duplicate_reports_change_nothing() -> None:
 def test_periodic_tasks_keep_the_execution_running_and_restart_on_their_schedule() -> None:
     with Workflow(name="w") as wf:
         Operator("tick", periodic_expression="interval@0 0 0 10")
-    ex, out = start(wf)
-    assert starts(out) == [("tick", 1)] and ex.next_periodic["tick"] == T0 + 10
-    run_to(ex, wf, "tick", "SUCCESS", now=T0 + 1)
+    wt = WorkflowTest(wf)
+    ex = wt.start()
+    assert ex.queued() == ["tick"] and ex.state.next_periodic["tick"] == wt.now + 10
+    wt.advance(1)
+    ex.succeed("tick")
     assert ex.status == "RUNNING"
-    assert core.next_deadline(ex, wf, Settings()) == T0 + 10
-    assert core.on_tick(ex, wf, T0 + 5, Settings()) == []
-    assert starts(core.on_tick(ex, wf, T0 + 10, Settings())) == [("tick", 2)]
-    assert ex.next_periodic["tick"] == T0 + 20
+    assert core.next_deadline(ex.state, wf, Settings()) == wt.start_time + 10
+    wt.advance(4)
+    ex.assert_started("tick", times=1)
+    wt.advance(5)
+    ex.assert_started("tick", times=2, cause="periodic interval@0 0 0 10")
+    assert ex.state.next_periodic["tick"] == wt.start_time + 20
 
 
 def test_a_failed_try_with_retries_left_is_retried_after_the_delay() -> None:
     with Workflow(name="w") as wf:
         Operator("flaky", max_retries=1, retry_delay=30)
-    ex, _ = start(wf)
-    out = run_to(ex, wf, "flaky", "FAILED", now=T0 + 1)
-    assert starts(out) == [] and status_of(ex, "flaky") == "RETRYING" and ex.status == "RUNNING"
-    assert ex.tries["flaky"][0].status == "FAILED"
-    assert core.on_tick(ex, wf, T0 + 20, Settings()) == []
-    assert starts(core.on_tick(ex, wf, T0 + 31, Settings())) == [("flaky", 2)]
-    run_to(ex, wf, "flaky", "FAILED", now=T0 + 40)
-    assert status_of(ex, "flaky") == "FAILED" and ex.status == "FAILED"  # no retries left
+    wt = WorkflowTest(wf)
+    ex = wt.start()
+    wt.advance(1)
+    ex.fail("flaky")
+    assert ex.queued() == [] and ex.task_status("flaky") == "RETRYING" and ex.status == "RUNNING"
+    assert ex.tries("flaky")[0].status == "FAILED"
+    wt.advance(20)
+    assert ex.task_status("flaky") == "RETRYING"
+    wt.advance(10)
+    assert ex.queued() == ["flaky"] and ex.cause_of("flaky") == "retry 1 of 1 after try 1 failed"
+    wt.advance(9)
+    ex.fail("flaky")
+    assert ex.task_status("flaky") == "FAILED" and ex.status == "FAILED"  # no retries left
 
 
 def test_a_try_running_past_its_timeout_is_stopped_and_failed() -> None:
     with Workflow(name="w") as wf:
         Operator("slow", timeout=60)
-    ex, _ = start(wf)
-    report(ex, wf, "slow", "RUNNING", now=T0)
-    assert core.on_tick(ex, wf, T0 + 30, Settings(heartbeat_timeout=1000)) == []
-    assert stops(core.on_tick(ex, wf, T0 + 61, Settings(heartbeat_timeout=1000))) == [("slow", 1, "timeout", False)]
-    report(ex, wf, "slow", "STOPPED", now=T0 + 62)
+    wt = WorkflowTest(wf, confirm_stops=False)
+    ex = wt.start().running("slow")
+    wt.advance(30)
+    assert ex.task_status("slow") == "RUNNING"
+    wt.advance(31)
     latest = ex.latest("slow")
-    assert latest is not None and latest.status == "FAILED" and "timed out after 60.0 s" in latest.message
+    assert latest is not None and (latest.status, latest.stop_reason) == ("STOPPING", "timeout")
+    ex.stopped("slow")
+    assert latest.status == "FAILED" and "timed out after 60.0 s" in latest.message
     assert ex.status == "FAILED"
 
 
@@ -333,7 +352,7 @@ def test_time_in_which_no_worker_is_heard_does_not_count_and_each_try_gets_a_ful
     report(ex, wf, "t", None, now=T0 + 590)
     out = core.on_tick(ex, wf, T0 + 601, settings, **back)
     assert ("waiting", 1, "queue", True) in stops(out) and ("t", 1, "heartbeat", True) not in stops(out)
-    assert status_of(ex, "waiting") == "FAILED"
+    assert ex.tries["waiting"][-1].status == "FAILED"
 
 
 def test_a_stop_that_is_not_confirmed_is_sent_again_as_a_kill_then_ends_when_the_worker_is_silent() -> None:
@@ -405,13 +424,12 @@ def test_a_condition_shared_by_several_rules_counts_each_event_once() -> None:
         reached = SumReaches10()
         for name in ("a", "b"):
             Operator(name).action_on_condition(TaskAction.STOP, reached)
-    ex, _ = start(wf)
-    report(ex, wf, "a", "RUNNING")
-    report(ex, wf, "b", "RUNNING")
-    assert core.on_event(ex, wf, Event(key="n", value="6"), "", T0) == []
-    assert ex.states == {"sum": 6}  # not 12
-    out = core.on_event(ex, wf, Event(key="n", value="4"), "", T0)
-    assert sorted(stops(out)) == [("a", 1, "stop", False), ("b", 1, "stop", False)]
+    wt = WorkflowTest(wf)
+    ex = wt.start().running("a").running("b")
+    wt.send_event("n", "6")
+    assert ex.state.states == {"sum": 6}  # not 12
+    wt.send_event("n", "4")
+    assert [(t.status, t.stop_reason) for t in (ex.tries("a") + ex.tries("b"))] == [("STOPPED", "stop")] * 2
 
 
 def test_input_read_again_after_lost_offsets_is_seen_once() -> None:
@@ -434,7 +452,7 @@ def test_a_start_waits_without_limit_while_every_worker_is_full() -> None:
     # Workers are heard, but none has a free slot: the START is a backlog, not a lost command.
     assert core.next_deadline(ex, wf, settings, heard_since=T0, room_since=None) is None
     assert core.on_tick(ex, wf, T0 + 5000, settings, heard_since=T0, room_since=None) == []
-    assert status_of(ex, "t") == "QUEUED"
+    assert ex.tries["t"][-1].status == "QUEUED"
     # A slot frees up at T0 + 5000 and the command is still not taken 100 s later: it is lost.
     assert stops(core.on_tick(ex, wf, T0 + 5101, settings, heard_since=T0, room_since=T0 + 5000)) == \
         [("t", 1, "queue", True)]
