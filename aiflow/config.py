@@ -59,9 +59,16 @@ KEYS: tuple[Key, ...] = (
         "retention of the inbox, tasks and control topics"),
     Key("topics.dlq_retention_ms", int, 30 * 24 * 3600 * 1000, "AIFLOW_TOPIC_DLQ_RETENTION_MS",
         "retention of the dead-letter topic"),
+    Key("topics.logs_retention_ms", int, 7 * 24 * 3600 * 1000, "AIFLOW_TOPIC_LOGS_RETENTION_MS",
+        "retention of the logs topic (the output of task tries, readable from any machine)"),
     Key("db.uri", str, "sqlite:///{home}/aiflow.db", "AIFLOW_DB_URI", "SQLAlchemy URI of the metadata store"),
     Key("blob.uri", str, "file://{home}/blobs", "AIFLOW_BLOB_URI",
-        "where workflow snapshots are stored (file://<folder>)"),
+        "where workflow snapshots are stored (file://<folder>, or s3://<bucket>/<prefix> with aiflow-kafka[s3])"),
+    Key("blob.s3_endpoint_url", str, "", "AIFLOW_BLOB_S3_ENDPOINT_URL",
+        "endpoint of an S3-compatible store for s3:// blobs (empty: AWS, or AWS_ENDPOINT_URL); credentials come "
+        "only from the AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws, an instance role)"),
+    Key("blob.s3_region", str, "", "AIFLOW_BLOB_S3_REGION",
+        "region of the s3:// blob bucket (empty: boto3's own resolution, AWS_REGION or ~/.aws/config)"),
     Key("namespace", str, "default", "AIFLOW_NAMESPACE", "namespace used when none is given"),
     Key("scheduler.heartbeat_timeout", int, 30, "AIFLOW_HEARTBEAT_TIMEOUT",
         "seconds without a heartbeat after which a running try is FAILED (time in which no worker at all "
@@ -119,8 +126,9 @@ KEYS: tuple[Key, ...] = (
         "broker.controller_port + 2(i-1)); internal topics then keep 3 replicas, 2 in sync"),
     Key("broker.kafka_version", str, "4.1.1", "AIFLOW_BROKER_KAFKA_VERSION",
         "Apache Kafka version the local broker fetches from Maven Central"),
-    Key("broker.cache_dir", str, "{home}/kafka-dist", "AIFLOW_BROKER_CACHE_DIR",
-        "where the local broker's jars are kept once fetched"),
+    Key("broker.cache_dir", str, "", "AIFLOW_BROKER_CACHE_DIR",
+        "where the local broker's jars are kept once fetched (empty: the user's cache, "
+        "$XDG_CACHE_HOME/aiflow/kafka or ~/.cache/aiflow/kafka, shared by every aiflow home)"),
     Key("logs.max_bytes", int, 50 * 1024 * 1024, "AIFLOW_LOG_MAX_BYTES",
         "size at which the log of a background service (scheduler, worker, standalone) is rotated (0: never)"),
     Key("logs.backups", int, 5, "AIFLOW_LOG_BACKUPS",
@@ -131,8 +139,12 @@ MAP_KEYS = ("kafka.properties",)
 
 
 def mask_uri(text: str) -> str:
-    """A URI with the password of its `user:password@` part written as ***."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", text)
+    """A URI with the password of its `user:password@` part, and the values of query parameters named like
+    secrets (`?X-Amz-Security-Token=...`), written as ***. The password may hold a raw `/`, as AWS
+    secret keys do."""
+    text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+    return re.sub(r"([?&][^=&#\s]*(?:password|secret|token|signature|key)[^=&#\s]*=)[^&#\s]*", r"\1***", text,
+                  flags=re.IGNORECASE)
 
 
 def is_secret_name(name: str) -> bool:
@@ -313,7 +325,8 @@ class Config:
         url = str(self.values["api.url"])
         if url and not re.match(r"https?://[^/\s]+", url):
             raise ConfigError(f"api.url: {url!r} is not an http:// or https:// URL")
-        for name in ("topics.events_retention_ms", "topics.retention_ms", "topics.dlq_retention_ms"):
+        for name in ("topics.events_retention_ms", "topics.retention_ms", "topics.dlq_retention_ms",
+                     "topics.logs_retention_ms"):
             if self.values[name] < -1 or self.values[name] == 0:
                 raise ConfigError(f"{name}: must be -1 (forever) or a positive number of milliseconds")
         prefix = self.values["topics.prefix"]

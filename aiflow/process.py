@@ -83,6 +83,13 @@ def read_pid(pid_file: Path) -> int | None:
     return pid
 
 
+def python_module(module: str) -> list[str]:
+    """The command line running `module` with this interpreter. With -P (Python 3.11+), the folder the
+    command was started from is not put first on the import path: started inside a clone of aiflow,
+    a service would otherwise import the clone's code instead of the installed package's."""
+    return [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []), "-m", module]
+
+
 READY = "ready"
 # Set by start_daemon for the service it starts: the log file the service then rotates itself.
 ENV_SERVICE_LOG = "AIFLOW_SERVICE_LOG"
@@ -223,7 +230,7 @@ def start_daemon(name: str, argv: list[str], pid_file: Path, log_file: Path, env
     child_env = {**(os.environ if env is None else env), ENV_SERVICE_LOG: str(log_file)}
     log = open_private_log(log_file)
     try:
-        process = subprocess.Popen([sys.executable, "-m", "aiflow.cli", *argv], stdout=log, stderr=subprocess.STDOUT,
+        process = subprocess.Popen([*python_module("aiflow.cli"), *argv], stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True, env=child_env)
     finally:
         os.close(log)

@@ -70,8 +70,6 @@ class Lab:
         self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIFLOW_")},
                     "AIFLOW_HOME": str(self.dir / "home"), "AIFLOW_BROKER_PORT": str(free_port()),
                     "AIFLOW_BROKER_CONTROLLER_PORT": str(free_port()),
-                    "AIFLOW_BROKER_CACHE_DIR": os.environ.get("AIFLOW_BROKER_CACHE_DIR",
-                                                              str(REPO / ".cache" / "kafka")),
                     "AIFLOW_KAFKA_SESSION_TIMEOUT_MS": "3000", "AIFLOW_KAFKA_TRANSACTION_TIMEOUT_MS": "5000"}
         self.base = Config.load(home=self.dir / "home", environ=self.env)
         self.broker = LocalBroker(self.base)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv and installs aiflow with the given extras (default: dev,ml). Idempotent and quick
-# when nothing changed. Usage: scripts/setup.sh [extras]
+# Creates .venv and installs aiflow (editable) with the given extras (default: dev,ml). Idempotent and
+# quick when nothing changed: a stamp records pyproject.toml's hash and the extras installed, and a
+# stamp with more extras (dev,ml) covers a request for fewer (ml). Usage: scripts/setup.sh [extras]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-dev,ml}"
@@ -11,10 +12,26 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras//,/_}"
-if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[${extras}]"
+hash=$(sha256sum pyproject.toml | cut -c1-16)
+covered() {  # whether a stamp of this pyproject.toml lists every extra asked for
+  local stamp have extra
+  for stamp in .venv/.installed-"$hash"-*; do
+    [ -f "$stamp" ] || continue
+    have="_${stamp#.venv/.installed-"$hash"-}_"
+    for extra in ${extras//,/ }; do
+      [[ "$have" == *"_${extra}_"* ]] || continue 2
+    done
+    return 0
+  done
+  return 1
+}
+if ! covered; then
+  echo "Installing aiflow[${extras}] into .venv (a minute or two the first time) ..." >&2
+  # pip's output is shown only when it fails: the build backend's notes on editable installs are noise here.
+  if ! out=$( { .venv/bin/python -m pip install -q --upgrade pip && \
+                .venv/bin/python -m pip install -q -e ".[${extras}]"; } 2>&1); then
+    echo "$out" >&2; exit 1
+  fi
   rm -f .venv/.installed-*
-  touch "$stamp"
+  touch ".venv/.installed-${hash}-${extras//,/_}"
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: installs what it needs (virtualenv, packages, kcat, the Kafka jars on first
-# use), then runs lint, type checks and the whole test suite against one real Kafka broker.
+# The test command: installs what it needs (virtualenv, packages, kcat, the Kafka jars on first use,
+# into ~/.cache/aiflow/kafka as every start of the local broker does), then runs lint, type checks
+# and the whole test suite against one real Kafka broker.
 # Extra arguments go to pytest, e.g. scripts/test.sh tests/unit -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,6 @@ if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ];
   echo "Installing ${need[*]} (Debian packages) for the tests ..."
   (apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${need[@]}"; }) >/dev/null
 fi
-export AIFLOW_BROKER_CACHE_DIR="${AIFLOW_BROKER_CACHE_DIR:-$PWD/.cache/kafka}"
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"

@@ -10,6 +10,7 @@ Each test gets its own topic prefix, so tests sharing the broker never see each 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -133,7 +134,11 @@ def start_aiflow(args: list[str], env: dict[str, str], log: Path) -> subprocess.
 
 
 def broker_cache_dir() -> str:
-    return os.environ.get("AIFLOW_BROKER_CACHE_DIR") or str(REPO / ".cache" / "kafka")
+    """Where the broker's jars are: the one place every start of the local broker uses (the user's
+    cache, or AIFLOW_BROKER_CACHE_DIR), so a test session fetches nothing `aiflow` has fetched."""
+    from aiflow.kafka.local_broker import default_cache_dir
+
+    return os.environ.get("AIFLOW_BROKER_CACHE_DIR") or str(default_cache_dir())
 
 
 def _docker_engine() -> bool:
@@ -167,6 +172,11 @@ def kafka_bootstrap(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     from aiflow.errors import BrokerError
     from aiflow.kafka.local_broker import LocalBroker
 
+    # The first download of the broker's jars shows its progress on the terminal, not in captured output.
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        LocalBroker(Config.load(home=tmp_path_factory.mktemp("fetch-home"),
+                                environ={"AIFLOW_BROKER_CACHE_DIR": broker_cache_dir()})).fetch()
     for attempt in (1, 2):  # free_port() can race with another process: one more try with new ports
         home = tmp_path_factory.mktemp("broker-home")
         config = Config.load(home=home, environ={

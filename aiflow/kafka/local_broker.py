@@ -1,8 +1,9 @@
 """A real Kafka broker for development, tests and the quick start: one KRaft node, or a cluster of
 several on loopback (`broker.nodes`).
 
-No Docker engine is needed: the Apache Kafka broker jars are fetched once from Maven Central with
-`mvn dependency:copy-dependencies` into a cache (or taken from `$KAFKA_HOME/libs`), a KRaft log
+No Docker engine is needed: the Apache Kafka broker jars are fetched once per machine from Maven
+Central with `mvn dependency:copy-dependencies` into the user's cache (`default_cache_dir()`, or
+`broker.cache_dir`; or taken from `$KAFKA_HOME/libs`), showing the download's progress, a KRaft log
 directory is formatted under `$AIFLOW_HOME/broker/`, and `kafka.Kafka` runs on loopback.
 
 The broker's settings lower the timeouts that bound failover, so that a killed scheduler or worker
@@ -154,12 +155,18 @@ class LocalBroker:
             if not libs.is_dir():
                 raise BrokerError(f"KAFKA_HOME={kafka_home} has no libs/ folder: unset it to fetch Kafka from Maven")
             return libs
-        return Path(self.config.values["broker.cache_dir"]) / self.version / "libs"
+        configured = str(self.config.values["broker.cache_dir"])
+        return (Path(configured).expanduser() if configured else default_cache_dir()) / self.version / "libs"
+
+    def fetched(self) -> bool:
+        """Whether the broker's jars are here (or come from KAFKA_HOME): starting it fetches nothing."""
+        return bool(os.environ.get("KAFKA_HOME")) or (self.libs_dir() / f"kafka_2.13-{self.version}.jar").exists()
 
     def fetch(self) -> Path:
-        """Fetch the broker's jars from Maven Central unless they are cached. Safe to call concurrently."""
+        """Fetch the broker's jars from Maven Central unless they are cached, showing the download's
+        progress on stderr. Safe to call concurrently: one process fetches, the others wait for it."""
         libs = self.libs_dir()
-        if (libs / f"kafka_2.13-{self.version}.jar").exists() or os.environ.get("KAFKA_HOME"):
+        if self.fetched():
             return libs
         mvn = shutil.which("mvn")
         if mvn is None:
@@ -168,24 +175,40 @@ class LocalBroker:
                               "unpacked Apache Kafka distribution")
         libs.parent.mkdir(parents=True, exist_ok=True)
         with open(libs.parent / ".fetch.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if (libs / f"kafka_2.13-{self.version}.jar").exists():
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"Waiting for another process that fetches Apache Kafka {self.version} into {libs} ...",
+                      file=sys.stderr, flush=True)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.fetched():
                 return libs
             staging = libs.parent / f"libs.partial-{os.getpid()}"
             shutil.rmtree(staging, ignore_errors=True)
             pom = resources.files("aiflow.kafka") / "local" / "pom.xml"
+            progress = FetchProgress(self.version, libs)
             with resources.as_file(pom) as pom_path:
-                print(f"Fetching Apache Kafka {self.version} from Maven Central into {libs} ...", file=sys.stderr)
-                done = subprocess.run(
-                    [mvn, "-q", "-B", "-f", str(pom_path), "dependency:copy-dependencies",
+                # Batch mode without -q: one "Downloaded from central: URL (SIZE at RATE)" line per file,
+                # which is what the progress counts.
+                process = subprocess.Popen(
+                    [mvn, "-B", "-f", str(pom_path), "dependency:copy-dependencies",
                      f"-Dkafka.version={self.version}", f"-DoutputDirectory={staging}", "-DincludeScope=runtime"],
-                    capture_output=True, text=True)
-            if done.returncode != 0:
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+                assert process.stdout is not None
+                output = []
+                for line in process.stdout:
+                    output.append(line)
+                    progress.line(line)
+                process.wait()
+            if process.returncode != 0:
+                progress.end(None)
                 shutil.rmtree(staging, ignore_errors=True)
-                tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
+                errors = [line.rstrip() for line in output if line.startswith("[ERROR]")] or output
+                tail = "\n".join(line.rstrip() for line in errors[-8:])
                 raise BrokerError(f"Maven could not fetch Kafka {self.version}:\n{tail}")
             shutil.rmtree(libs, ignore_errors=True)
             staging.rename(libs)
+            progress.end(len(list(libs.glob("*.jar"))))
         return libs
 
     # -- files -----------------------------------------------------------------------------
@@ -369,6 +392,64 @@ class LocalBroker:
         """Stop every node of this home. False if none was running."""
         stopped = [self.stop_node(n.id, timeout) for n in reversed(self.nodes)]
         return any(stopped)
+
+
+def fetch_jars(config: Config | None = None) -> None:
+    """Fetch the local broker's jars now, in the foreground, if this configuration (by default the
+    environment's) uses a local broker and they are not cached: for a command that starts the broker
+    in the background (`standalone -d`), so that the first download's progress shows on the terminal
+    rather than in a log file."""
+    config = config if config is not None else Config.load()
+    if config.uses_local_broker:
+        LocalBroker(config).fetch()
+
+
+def default_cache_dir() -> Path:
+    """Where the broker's jars are kept unless `broker.cache_dir` says otherwise: the user's cache,
+    the same for every aiflow home, test session and script, so Kafka is fetched once per machine."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "aiflow" / "kafka"
+
+
+class FetchProgress:
+    """The download's progress on stderr, from Maven's "Downloaded from <repo>: URL (SIZE at RATE)"
+    lines: one line rewritten in place on a terminal, a line every few seconds in a log file."""
+
+    EVERY = 5.0  # seconds between lines when stderr is not a terminal
+
+    def __init__(self, version: str, libs: Path) -> None:
+        self.version, self.libs = version, libs
+        self.files, self.bytes = 0, 0.0
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        print(f"Downloading Apache Kafka {version} from Maven Central into {libs} (once per machine) ...",
+              file=sys.stderr, flush=True)
+
+    def line(self, text: str) -> None:
+        match = _DOWNLOADED.search(text)
+        if match is None:
+            return
+        self.files += 1
+        self.bytes += float(match.group(1)) * _UNITS[match.group(2)]
+        now = time.monotonic()
+        if self.tty:
+            print(f"\r  {self.done()}", end="", file=sys.stderr, flush=True)
+        elif now - self.last >= self.EVERY:
+            print(f"  {self.done()} so far", file=sys.stderr, flush=True)
+            self.last = now
+
+    def done(self) -> str:
+        return f"{self.files} file{'s' if self.files != 1 else ''}, {self.bytes / 1e6:.1f} MB"
+
+    def end(self, jars: int | None) -> None:
+        if self.tty and self.files:
+            print(file=sys.stderr)
+        if jars is not None:
+            downloaded = f"downloaded {self.done()}; " if self.files else ""
+            print(f"Apache Kafka {self.version}: {downloaded}{jars} jars in {self.libs}", file=sys.stderr, flush=True)
+
+
+_DOWNLOADED = re.compile(r"^(?:\[INFO\] )?Downloaded from [^:]+: \S+ \((\d+(?:\.\d+)?) (B|kB|KB|MB|GB)")
+_UNITS = {"B": 1.0, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9}
 
 
 def _cluster_id() -> str:

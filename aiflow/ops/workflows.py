@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from aiflow.ops._common import (
     _workflow_session,
 )
 from aiflow.ops._publish import WorkflowDefinition, publish_definition, publish_deletion
+from aiflow.process import python_module
 from aiflow.sdk.conditions import condition_from_spec
 from aiflow.sdk.workflow import NAMESPACE_ENV
 from aiflow.store import snapshots
@@ -71,7 +71,7 @@ def inspect_workflow_file(path: Path, namespace: str, config: Config) -> list[di
     the error's last lines."""
     env = {**without_credentials(os.environ), NAMESPACE_ENV: namespace}  # the file is code: no secrets for it
     timeout = float(config.values["workflows.load_timeout"])
-    argv = [sys.executable, "-m", "aiflow.sdk.loader", "--memory-mb", str(config.values["workflows.load_memory_mb"]),
+    argv = [*python_module("aiflow.sdk.loader"), "--memory-mb", str(config.values["workflows.load_memory_mb"]),
             str(path)]
     process = subprocess.Popen(argv, cwd=path.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)

@@ -140,7 +140,9 @@ class ForkServer:
         import subprocess
         import threading
 
-        self.process = subprocess.Popen([sys.executable, "-m", "aiflow.worker.zygote"], stdin=subprocess.PIPE,
+        from aiflow.process import python_module
+
+        self.process = subprocess.Popen(python_module("aiflow.worker.zygote"), stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, env=env, start_new_session=True)
         self.exits: dict[int, int] = {}
         self._replies: queue.Queue[dict[str, Any]] = queue.Queue()
