@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import click
 
@@ -11,7 +12,7 @@ from aiflow.cli.common import EXIT_TIMEOUT, exit_code_of, load_config, namespace
 from aiflow.cli.output import emit, emit_result, output_option
 
 EXECUTION_COLUMNS = ["id", "workflow", "status", "run_type", "snapshot_version", "begin_date", "end_date", "message"]
-TASK_COLUMNS = ["task", "try_number", "status", "begin_date", "end_date", "worker", "cause"]
+TASK_COLUMNS = ["task", "try_number", "status", "begin_date", "end_date", "worker", "cause", "message"]
 
 
 @click.group("workflow-execution")
@@ -102,7 +103,7 @@ def _show(execution_id: str, fmt: str) -> str:
     else:
         emit(data, fmt)
         click.echo("")
-        emit(tries, fmt, TASK_COLUMNS)
+        emit(_one_line(tries), fmt, TASK_COLUMNS)
     return info.status
 
 
@@ -189,7 +190,14 @@ def task_list(execution_id: str, fmt: str) -> None:
     """Every try of every task of EXECUTION_ID."""
     from aiflow import ops
 
-    emit([t.to_dict() for t in ops.list_task_executions(execution_id, config=load_config())], fmt, TASK_COLUMNS)
+    rows = [t.to_dict() for t in ops.list_task_executions(execution_id, config=load_config())]
+    emit(_one_line(rows) if fmt in ("table", "plain") else rows, fmt, TASK_COLUMNS)
+
+
+def _one_line(tries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tries with the first line of their message (a failure's last lines are in `task-execution show`),
+    so a table has one line a try; it shows why a QUEUED try waits ("waiting: no live worker ...")."""
+    return [{**t, "message": (t["message"] or "").strip().split("\n")[0][:100]} for t in tries]
 
 
 @task_group.command("show")
@@ -229,35 +237,37 @@ _task_command("restart", "restart requested",
 @click.argument("execution_id")
 @click.argument("task")
 @click.option("--try", "try_number", type=int, default=None, help="Which try (default: the latest).")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing what the task writes, until Ctrl-C.")
+@click.option("-f", "--follow", is_flag=True,
+              help="Keep printing what the task writes until the try ends and its output is complete (or Ctrl-C).")
 @output_option
 def task_logs(execution_id: str, task: str, try_number: int | None, follow: bool, fmt: str) -> None:
-    """The output of a try (from this machine's $AIFLOW_HOME/logs). As json or yaml: an object with the
-    text; with --follow, one JSON object per line."""
+    """The output of a try: from this machine's $AIFLOW_HOME/logs when the try ran here, else from the logs
+    topic (any machine that reaches Kafka). As json or yaml: an object with the text; with --follow, one JSON
+    object per line."""
     from aiflow import ops
-    from aiflow.errors import NotFound
 
-    path = ops.task_log_path(execution_id, task, try_number, config=load_config())
-    if not path.exists():
-        raise NotFound(f"no log at {path}: the try ran on another machine, or has not started")
-    about = {"execution_id": execution_id, "task": task, "try_number": try_number, "path": str(path)}
-    with open(path, errors="replace") as f:
-        if fmt in ("json", "yaml") and not follow:
-            emit({**about, "text": f.read()}, fmt)
-            return
-        pending = ""
-        try:
-            while True:
-                chunk = f.read()
-                if chunk and fmt in ("json", "yaml"):
-                    *lines, pending = (pending + chunk).split("\n")
-                    for line in lines:
-                        click.echo(json.dumps({**about, "line": line}))
-                elif chunk:
-                    click.echo(chunk, nl=False)
-                elif not follow:
-                    return
-                else:
-                    time.sleep(0.3)
-        except KeyboardInterrupt:
-            pass
+    config = load_config()
+    if not follow:
+        piece = ops.read_task_log(execution_id, task, try_number, config=config)
+        if fmt in ("json", "yaml"):
+            emit({"execution_id": piece.execution_id, "task": piece.task, "try_number": piece.try_number,
+                  "source": piece.source, "ended": piece.ended, "text": piece.text}, fmt)
+        else:
+            click.echo(piece.text, nl=False)
+        return
+    pending = ""
+    try:
+        for piece in ops.follow_task_log(execution_id, task, try_number, config=config):
+            if fmt not in ("json", "yaml"):
+                if piece.text:
+                    click.echo(piece.text, nl=False)
+                continue
+            about = {"execution_id": piece.execution_id, "task": piece.task, "try_number": piece.try_number,
+                     "source": piece.source}
+            *lines, pending = (pending + piece.text).split("\n")
+            if piece.ended and pending:
+                lines, pending = [*lines, pending], ""
+            for line in lines:
+                click.echo(json.dumps({**about, "line": line}))
+    except KeyboardInterrupt:
+        pass

@@ -91,35 +91,62 @@ def worker_group() -> None:
     """The worker: runs task tries."""
 
 
+def _queues(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    from aiflow.sdk.workflow import DEFAULT_QUEUE, check_queue
+
+    try:
+        return tuple(dict.fromkeys(check_queue(q) for q in value)) or (DEFAULT_QUEUE,)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+queue_option = click.option("-q", "--queue", "queues", multiple=True, callback=_queues, metavar="QUEUE",
+                            help="A queue this worker serves: it runs the tasks written with `queue=QUEUE`. "
+                                 "Repeat it for several (default: the default queue, `default`).")
+
+
+def worker_name(queues: tuple[str, ...]) -> str:
+    """The name of a worker daemon of this home (its pid file and log): one per set of queues, so a
+    default worker and a gpu worker can run side by side from one home."""
+    return "worker" if queues == ("default",) else "worker-" + "+".join(queues)
+
+
 @worker_group.command("start")
 @click.option("-d", "--daemon", is_flag=True, help="Run in the background; logs go to $AIFLOW_HOME/logs.")
 @click.option("--slots", type=click.IntRange(min=1), default=None,
               help="Tries run at once (default: worker.slots). A never-ending task holds a slot.")
+@queue_option
 @wait_option
 @service_output
-def worker_start(daemon: bool, slots: int | None, wait: float, log_format: str | None, fmt: str) -> None:
-    """Start a worker (several may run: they share the task commands). Without a reachable Kafka it says
-    which address it waits for and keeps trying."""
+def worker_start(daemon: bool, slots: int | None, queues: tuple[str, ...], wait: float, log_format: str | None,
+                 fmt: str) -> None:
+    """Start a worker (several may run: they share the task commands of their queues). Without a
+    reachable Kafka it says which address it waits for and keeps trying."""
     config = load_config()
-    status = _status(config, "worker")
+    name = worker_name(queues)
+    status = _status(config, name)
     apply_log_format(log_format, fmt)
     if daemon:
-        argv = ["worker", "start", *(["--slots", str(slots)] if slots else [])]
-        pid = start_daemon("worker", argv, _pid_file(config, "worker"), _log_file(config, "worker"), status=status,
-                           wait=wait, stop_command="aiflow worker stop")
-        _started("Worker", "worker", pid, config, fmt)
+        argv = ["worker", "start", *(["--slots", str(slots)] if slots else []),
+                *(arg for q in queues for arg in ("--queue", q))]
+        stop_command = "aiflow worker stop" + "".join(f" --queue {q}" for q in queues if name != "worker")
+        pid = start_daemon(name, argv, _pid_file(config, name), _log_file(config, name), status=status,
+                           wait=wait, stop_command=stop_command)
+        _started("Worker", name, pid, config, fmt, queues=list(queues))
         return
     from aiflow.scheduler.process import run_worker
 
     daemon_logging(config)
     try:
-        run_worker(config, slots, say=status.set)
+        run_worker(config, slots, say=status.set, queues=queues)
     finally:
         status.clear()
 
 
 @worker_group.command("stop")
+@queue_option
 @output_option
-def worker_stop(fmt: str) -> None:
-    """Stop the worker started with --daemon from this aiflow home (its tries are stopped)."""
-    _stopped("Worker", "worker", 60, fmt)
+def worker_stop(queues: tuple[str, ...], fmt: str) -> None:
+    """Stop the worker started with --daemon from this aiflow home (its tries are stopped); with --queue,
+    the one started with those queues."""
+    _stopped("Worker", worker_name(queues), 60, fmt)

@@ -19,6 +19,7 @@ import click
 
 from aiflow.cli.common import apply_log_format, load_config, service_logging, service_output
 from aiflow.cli.output import emit_result, output_option
+from aiflow.cli.service_cmd import queue_option
 from aiflow.config import Config
 from aiflow.process import ServiceStatus, log_to_service_file, private_home, read_pid, start_daemon, stop_group
 
@@ -49,21 +50,27 @@ def banner(config: Config, local_broker: bool, web: str | None = None) -> str:
 @click.group("standalone", invoke_without_command=True)
 @click.option("-d", "--daemon", is_flag=True, help="Run in the background; `aiflow standalone stop` ends it.")
 @click.option("--slots", type=click.IntRange(min=1), default=None, help="Worker slots (default: worker.slots).")
+@queue_option
 @click.option("--webserver/--no-webserver", default=True, show_default=True,
               help="Also run the web server (webserver.host:webserver.port, 127.0.0.1:8080 by default).")
 @service_output
 @click.pass_context
-def group(ctx: click.Context, daemon: bool, slots: int | None, webserver: bool, log_format: str | None,
-          fmt: str) -> None:
+def group(ctx: click.Context, daemon: bool, slots: int | None, queues: tuple[str, ...], webserver: bool,
+          log_format: str | None, fmt: str) -> None:
     """Run everything on this machine: Ctrl-C stops it all."""
     if ctx.invoked_subcommand is not None:
         return
     config = load_config()
     apply_log_format(log_format, fmt)
     if daemon:
+        from aiflow.kafka.local_broker import fetch_jars
+
+        fetch_jars(config)  # a first start fetches the local broker's jars: here, where the progress shows
         log_file = config.home / "logs" / "standalone.log"
         # The first start may fetch the broker's jars from Maven Central: room for that.
-        argv = ["standalone", *(["--slots", str(slots)] if slots else []), *([] if webserver else ["--no-webserver"])]
+        argv = ["standalone", *(["--slots", str(slots)] if slots else []),
+                *(arg for q in queues if queues != ("default",) for arg in ("--queue", q)),
+                *([] if webserver else ["--no-webserver"])]
         pid = start_daemon("standalone", argv,
                            _pid_file(config), log_file, status=_status(config), wait=180,
                            stop_command="aiflow standalone stop")
@@ -71,7 +78,7 @@ def group(ctx: click.Context, daemon: bool, slots: int | None, webserver: bool, 
                     "Stop it with `aiflow standalone stop`.",
                     {"service": "standalone", "pid": pid, "log": str(log_file), "bootstrap": config.bootstrap}, fmt)
         return
-    run_foreground(config, slots, webserver)
+    run_foreground(config, slots, webserver, queues)
 
 
 def _optional(label: str, run: Callable[[threading.Event], None]) -> Callable[[threading.Event], None]:
@@ -84,7 +91,8 @@ def _optional(label: str, run: Callable[[threading.Event], None]) -> Callable[[t
     return guarded
 
 
-def run_foreground(config: Config, slots: int | None, webserver: bool = True) -> None:
+def run_foreground(config: Config, slots: int | None, webserver: bool = True,
+                   queues: tuple[str, ...] = ("default",)) -> None:
     from aiflow import metrics
     from aiflow.kafka import clients, topics
     from aiflow.kafka.local_broker import LocalBroker
@@ -120,7 +128,8 @@ def run_foreground(config: Config, slots: int | None, webserver: bool = True) ->
             ("projector", Projector(config).run),
             ("worker", Worker(config, slots=slots or int(config.values["worker.slots"]),
                               heartbeat_interval=float(config.values["worker.heartbeat_interval"]),
-                              stop_grace=stop_grace, shutdown_grace=min(stop_grace, STOP_WAIT / 2)).run),
+                              stop_grace=stop_grace, shutdown_grace=min(stop_grace, STOP_WAIT / 2),
+                              queues=queues).run),
         ]
         if broker is not None and started_broker:
             services.append(("broker", BrokerSupervisor(broker).run))

@@ -27,7 +27,7 @@ from aiflow.errors import AIFlowError
 
 GROUPS = ("scheduler", "router", "projector", "worker")
 MEMBER_COLUMNS = ("role", "group", "state", "client_id", "host", "partitions", "member_id")
-WORKER_COLUMNS = ("worker", "last_heard", "seconds_ago", "free_slots", "running_tries")
+WORKER_COLUMNS = ("worker", "queues", "last_heard", "seconds_ago", "free_slots", "running_tries")
 LAG_COLUMNS = ("group", "topic", "partition", "committed", "end", "lag")
 
 
@@ -132,7 +132,8 @@ def workers_heard(messages: Sequence[Any], now: datetime) -> list[dict[str, Any]
                 tries.setdefault(m.report.worker, set()).discard(key)
     rows = []
     for name, beacon in sorted(last.items()):
-        rows.append({"worker": name, "last_heard": beacon.create_time.isoformat(timespec="seconds"),
+        rows.append({"worker": name, "queues": list(beacon.queues),
+                     "last_heard": beacon.create_time.isoformat(timespec="seconds"),
                      "seconds_ago": round(max(0.0, (now - beacon.create_time).total_seconds()), 1),
                      "free_slots": beacon.free_slots, "running_tries": sorted(tries.get(name, ()))})
     return rows
@@ -177,8 +178,8 @@ def print_status(status: Mapping[str, Any], fmt: str) -> None:
                                 ("Workers heard", "workers", WORKER_COLUMNS),
                                 ("Lag", "lag", LAG_COLUMNS)):
         click.echo(f"\n{title}:")
-        rows = [{**r, "running_tries": " ".join(r["running_tries"])} if "running_tries" in r else r
-                for r in status[key]]
+        rows = [{**r, "running_tries": " ".join(r["running_tries"]), "queues": ",".join(r.get("queues", []))}
+                if "running_tries" in r else r for r in status[key]]
         emit(rows, fmt, columns)
 
 

@@ -1,9 +1,10 @@
-"""Readers that own nothing: the scheduler's changelog (state), the workflow definitions and the
-dead-letter topic.
+"""Readers that own nothing: the scheduler's changelog (state), the workflow definitions, the
+dead-letter topic and the task output of the logs topic.
 
 None of them owns its topic (the projector owns state, the router workflows: protocol/topics.py),
 so a record they cannot read is skipped here and dead-lettered by the owner; the dead-letter topic
-is read as it is, never decoded.
+is read as it is, never decoded, and the logs topic has no owner: its readers skip what they cannot
+read and nobody dead-letters it.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, KafkaException, Message, TopicPartition
 
 from aiflow.config import Config
+from aiflow.errors import KafkaUnavailable
 from aiflow.kafka import clients, topics
 from aiflow.protocol.deadletter import DeadLetter, decode_or_dead_letter
-from aiflow.protocol.messages import StateRecord, WorkflowDefinition, WorkflowDeleted, read_workflow_record
+from aiflow.protocol.messages import LogChunk, StateRecord, WorkflowDefinition, WorkflowDeleted, read_workflow_record
+from aiflow.protocol.records import log_partition, try_key
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +200,72 @@ class DefinitionFollower:
         """Read to the end of the topic (as long as Kafka takes to answer), unless `stop` is set first."""
         while not self.caught_up and not (stop is not None and stop.is_set()):
             self.poll(timeout=0.5)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class TryLogReader:
+    """One try's output from the logs topic, from byte `start` of its log file on.
+
+    It reads the one partition of the try's key (`records.log_partition`), from the first record at or
+    after `since` (the try's start, less a margin for clocks; the partition's start without it), and
+    keeps the chunks of that key. Chunks carry their position in the file, so what was shipped twice
+    is returned once. `ended` once the try's last chunk is read; `caught_up` while the reader is at the
+    partition's end (nothing more there now).
+    """
+
+    # Records are stamped by the worker's clock, the try's start by the scheduler's: read from a little
+    # before the start, so a worker whose clock is behind loses nothing.
+    CLOCK_MARGIN = 300.0
+
+    def __init__(self, config: Config, execution_id: str, task: str, try_number: int, *, start: int = 0,
+                 since: datetime | None = None) -> None:
+        self.key = try_key(execution_id, task, try_number)
+        self._key_bytes = self.key.encode("utf-8", errors="surrogatepass")
+        self.position = max(0, start)
+        self.ended = False
+        self.caught_up = False
+        self.found = False  # a chunk of this try was read
+        topic = topics.name(config, topics.LOGS)
+        try:
+            partition = log_partition(self.key, topics.partition_count(config, topics.LOGS))
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"cannot read {topic} at {config.bootstrap}: {exc.args[0]}") from None
+        self.consumer = clients.consumer(config, role="log-reader", settings={"enable.partition.eof": True})
+        offset = OFFSET_BEGINNING
+        try:
+            if since is not None:
+                moment = int((since.timestamp() - self.CLOCK_MARGIN) * 1000)
+                found = self.consumer.offsets_for_times([TopicPartition(topic, partition, moment)], timeout=10)[0]
+                # -1: no record that recent; the try's chunks, if any come, come after the current end.
+                offset = found.offset if found.offset >= 0 else OFFSET_END
+        except KafkaException as exc:
+            self.consumer.close()
+            raise KafkaUnavailable(f"cannot read {topic} at {config.bootstrap}: {exc.args[0]}") from None
+        self.consumer.assign([TopicPartition(topic, partition, offset)])
+
+    def read(self, timeout: float) -> bytes:
+        """The try's output that came since the last call (waiting up to `timeout` for records)."""
+        out = bytearray()
+        for msg in self.consumer.consume(1000, timeout=timeout):
+            error = msg.error()
+            if error is not None:
+                self.caught_up = self.caught_up or error.code() == KafkaError._PARTITION_EOF
+                continue
+            self.caught_up = False
+            raw = msg.key()
+            if (raw.encode("utf-8", errors="surrogatepass") if isinstance(raw, str) else raw) != self._key_bytes:
+                continue  # another try's chunk in the same partition
+            chunk = decode_or_dead_letter(msg, LogChunk.from_record, "log-reader", None)
+            if chunk is None:
+                continue
+            self.found = True
+            if chunk.end_position > self.position:
+                out += chunk.data[max(0, self.position - chunk.position):]
+                self.position = chunk.end_position
+            self.ended = self.ended or chunk.end
+        return bytes(out)
 
     def close(self) -> None:
         self.consumer.close()

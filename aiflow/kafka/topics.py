@@ -7,7 +7,8 @@ them their names on the cluster and their settings.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -23,10 +24,11 @@ from aiflow.config import Config
 from aiflow.errors import KafkaUnavailable
 from aiflow.kafka import clients
 from aiflow.protocol.records import PRODUCER_MAX_BYTES
-from aiflow.protocol.topics import ALL, CONTROL, DLQ, EVENTS, INBOX, STATE, TASKS, WORKFLOWS
+from aiflow.protocol.topics import ALL, CONTROL, DLQ, EVENTS, INBOX, LOGS, STATE, TASKS, WORKFLOWS, tasks_role
 
-__all__ = ["ALL", "CONTROL", "DLQ", "EVENTS", "INBOX", "STATE", "TASKS", "WORKFLOWS", "TopicSpec", "TopicReport",
-           "create_topics", "describe_topics", "name", "partition_count", "specs"]
+__all__ = ["ALL", "CONTROL", "DLQ", "EVENTS", "INBOX", "LOGS", "STATE", "TASKS", "WORKFLOWS", "TopicSpec",
+           "TopicReport",
+           "create_topics", "ensure_queue_topics", "queue_spec", "describe_topics", "name", "partition_count", "specs"]
 
 
 STATE_SEGMENT_MS = 3600 * 1000  # the state topic's segment.ms and min.compaction.lag.ms
@@ -92,6 +94,11 @@ def specs(config: Config) -> list[TopicSpec]:
         spec(DLQ, 1, {"cleanup.policy": "delete", "retention.ms": str(config.values["topics.dlq_retention_ms"]),
                       "max.message.bytes": str(PRODUCER_MAX_BYTES)},
              "records that could not be decoded or applied, with the reason in headers"),
+        # Task output, keyed by try: time-based retention, compressed as the workers' producers send it
+        # (lz4: the broker stores their batches as they are instead of compressing them again).
+        spec(LOGS, parts, {"cleanup.policy": "delete", "retention.ms": str(config.values["topics.logs_retention_ms"]),
+                           "compression.type": "lz4"},
+             "the output of task tries, in chunks keyed by try"),
     ]
 
 
@@ -156,6 +163,49 @@ def create_topics(config: Config, timeout: float = 30.0) -> list[TopicReport]:
     return sorted(reports, key=lambda r: order[r.name])
 
 
+def queue_spec(config: Config, queue: str) -> TopicSpec:
+    """The tasks topic of a queue: the default queue's is `<prefix>.tasks`, another's `<prefix>.tasks.<queue>`,
+    with the same partitions and policy."""
+    base = next(s for s in specs(config) if s.role == TASKS)
+    role = tasks_role(queue)
+    return replace(base, role=role, name=name(config, role), purpose=f"task START commands of queue {queue!r}")
+
+
+_queue_topics: set[tuple[str, str]] = set()  # (bootstrap, topic) known to exist, in this process
+
+
+def ensure_queue_topics(config: Config, queues: Iterable[str], timeout: float = 30.0) -> list[str]:
+    """Create the tasks topics of `queues` that are missing, and return their names. A queue's topic
+    is created on demand, by the first of a worker serving it (at its start) and a scheduler about to
+    send it a START; `aiflow topics create` makes only the default queue's. Once known to exist, a
+    topic is not asked about again by this process. KafkaUnavailable if one cannot be created."""
+    wanted = [queue_spec(config, q) for q in dict.fromkeys(queues)]
+    wanted = [s for s in wanted if (config.bootstrap, s.name) not in _queue_topics]
+    if not wanted:
+        return []
+    admin = clients.admin(config)
+    try:
+        existing = admin.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"cannot list topics: {exc.args[0]}") from None
+    missing = [s for s in wanted if s.name not in existing]
+    created = []
+    if missing:
+        futures = admin.create_topics(
+            [NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor,
+                      config=s.settings) for s in missing], operation_timeout=timeout, request_timeout=timeout)
+        for topic, future in futures.items():
+            try:
+                future.result()
+                created.append(topic)
+            except KafkaException as exc:
+                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                    raise KafkaUnavailable(f"cannot create topic {topic}: {exc.args[0].str()}") from None
+        _wait_for_leaders(admin, [s.name for s in missing], timeout)
+    _queue_topics.update((config.bootstrap, s.name) for s in wanted)
+    return created
+
+
 def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
     """Return once every partition of the new topics has a leader, so the first reader does not
     meet NOT_LEADER_FOR_PARTITION while the metadata spreads."""
@@ -185,6 +235,8 @@ def describe_topics(config: Config, timeout: float = 10.0) -> list[dict[str, obj
     clients.check_reachable(config)
     metadata = clients.admin(config).list_topics(timeout=timeout).topics
     wanted = specs(config)
+    queue_prefix = name(config, TASKS) + "."  # the tasks topics of queues other than the default one
+    wanted += [queue_spec(config, t[len(queue_prefix):]) for t in sorted(metadata) if t.startswith(queue_prefix)]
     present = [s.name for s in wanted if s.name in metadata]
     settings = describe_configs(config, present) if present else {}
     rows: list[dict[str, object]] = []

@@ -12,12 +12,15 @@ module here that talks to Kafka.
 from aiflow.ops.executions import (
     ExecutionInfo,
     TaskExecutionInfo,
+    TaskLog,
     delete_workflow_execution,
+    follow_task_log,
     get_task_execution,
     get_workflow_execution,
     list_task_executions,
     list_workflow_executions,
     new_execution_id,
+    read_task_log,
     restart_task_execution,
     start_task_execution,
     start_workflow_execution,
@@ -83,8 +86,9 @@ __all__ = [
     "SnapshotInfo", "delete_workflow_snapshot", "delete_workflow_snapshots", "get_workflow_snapshot",
     "list_workflow_snapshots",
     # executions and tasks
-    "ExecutionInfo", "TaskExecutionInfo", "delete_workflow_execution", "get_task_execution", "get_workflow_execution",
-    "list_task_executions", "list_workflow_executions", "new_execution_id", "restart_task_execution",
+    "ExecutionInfo", "TaskExecutionInfo", "TaskLog", "delete_workflow_execution", "follow_task_log",
+    "get_task_execution", "get_workflow_execution", "list_task_executions", "list_workflow_executions",
+    "new_execution_id", "read_task_log", "restart_task_execution",
     "start_task_execution", "start_workflow_execution", "stop_task_execution", "stop_workflow_execution",
     "stop_workflow_executions", "task_log_path", "wait_for_execution",
     # triggers and schedules

@@ -4,8 +4,10 @@ and reading what the scheduler stored about them."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aiflow.config import Config
-from aiflow.errors import Conflict, NotFound
+from aiflow.errors import Conflict, KafkaUnavailable, NotFound
 from aiflow.ops._common import _config, _Info, _latest_snapshot, _maybe, _ns, _owned_row, _via_api, _workflow_session
 from aiflow.ops._publish import Command, check_reachable, send_inbox_command
 from aiflow.sdk.status import TASK_ALIVE_SET, WORKFLOW_FINISHED_SET, TaskStatus, WorkflowStatus
@@ -229,3 +231,195 @@ def task_log_path(workflow_execution_id: str, task_name: str, try_number: int | 
     execution = get_workflow_execution(workflow_execution_id, config=config)
     assert execution is not None
     return config.home / "logs" / execution.workflow / workflow_execution_id / task_name / f"{info.try_number}.log"
+
+
+# -- task output -----------------------------------------------------------------------------
+# How long a reader waits for the last chunk of a try that has ended (its worker ships the rest of the
+# file within a batch or so); a try whose worker died never sends one.
+LOG_END_GRACE = 10.0
+# How long a reading of the logs topic may make no progress (Kafka away) before it gives up.
+LOG_READ_TIMEOUT = 30.0
+
+
+@dataclass
+class TaskLog(_Info):
+    """A piece of a try's output: `text` is its bytes from `start` to `position` (UTF-8, bad bytes
+    replaced); `ended` once the try has ended and its output is complete; `source` is the local log file or
+    the logs topic."""
+
+    execution_id: str
+    task: str
+    try_number: int
+    text: str
+    start: int
+    position: int
+    ended: bool
+    source: str
+
+
+def _utf8_prefix(data: bytes) -> int:
+    """The length of `data` without an incomplete UTF-8 sequence at its end (the rest comes later)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # the start of the last sequence (or plain ASCII)
+            need = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte & 0xF8 == 0xF0 else 1
+            return len(data) - back if need > back else len(data)
+    return len(data)
+
+
+class _Output:
+    """Where a try's output is read from: this machine's log file if there is one, else the logs topic."""
+
+    def __init__(self, config: Config, execution_id: str, task: str, try_number: int | None, start: int) -> None:
+        self.config = config
+        self.info = get_task_execution(execution_id, task, try_number, config=config)
+        execution = get_workflow_execution(execution_id, config=config)
+        if execution is None:
+            raise NotFound(f"workflow execution {execution_id} does not exist")
+        self.path = config.home / "logs" / execution.workflow / execution_id / task / f"{self.info.try_number}.log"
+        self.local = self.path.is_file()
+        self.position = max(0, start)  # the bytes before it are had (given as text, or left out)
+        self.read_at = self.position  # of the local file: where the next read starts
+        self.reader = None
+        if not self.local:
+            from aiflow.kafka.readers import TryLogReader
+            from aiflow.kafka.topics import LOGS, name
+
+            self.source = name(config, LOGS)
+            self.reader = TryLogReader(config, execution_id, task, self.info.try_number, start=start,
+                                       since=self.info.begin_date)
+        else:
+            self.source = str(self.path)
+        self.ended = False
+        self._pending = b""  # bytes of an incomplete UTF-8 sequence, held back until the rest comes
+        self._over_since: float | None = None  # when the try was first seen ended, waiting for its last chunk
+        self._checked = 0.0
+
+    def alive(self) -> bool:
+        self.info = get_task_execution(self.info.execution_id, self.info.task, self.info.try_number,
+                                       config=self.config)
+        return TaskStatus(self.info.status) in TASK_ALIVE_SET
+
+    def take(self, timeout: float) -> bytes:
+        """New bytes, waiting up to `timeout` for some (less when there are some)."""
+        if self.reader is not None:
+            data = self.reader.read(timeout)
+            self.ended = self.reader.ended
+            return data
+        with open(self.path, "rb") as f:
+            f.seek(self.read_at)
+            data = f.read(1024 * 1024)
+        self.read_at += len(data)
+        if not data:
+            time.sleep(timeout)
+        return data
+
+    def at_end(self) -> bool:
+        """No more output is coming: the last chunk was read, or (looked at every 2 s) the try has ended
+        and the file is read to its end or the logs topic has had nothing more for LOG_END_GRACE."""
+        if self.ended:
+            return True
+        now = time.monotonic()
+        if now - self._checked < 2.0:
+            return False
+        self._checked = now
+        if self.alive():
+            self._over_since = None
+            return False
+        if self.reader is None:
+            self.ended = True
+        else:
+            self._over_since = self._over_since or now
+            self.ended = self.reader.caught_up and now - self._over_since >= LOG_END_GRACE
+        return self.ended
+
+    def text(self, data: bytes, final: bool = False) -> tuple[str, int]:
+        """The text of the held-back bytes and `data`, and the position after it."""
+        data = self._pending + data
+        cut = len(data) if final else _utf8_prefix(data)
+        self._pending = data[cut:]
+        self.position += cut
+        return data[:cut].decode("utf-8", errors="replace"), self.position
+
+    def piece(self, start: int, text: str) -> TaskLog:
+        return TaskLog(self.info.execution_id, self.info.task, self.info.try_number, text, start, self.position,
+                       self.ended, self.source)
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+
+
+def read_task_log(workflow_execution_id: str, task_name: str, try_number: int | None = None, *, start: int = 0,
+                  tail: int | None = None, config: Config | None = None) -> TaskLog:
+    """A try's output as it is now (the latest try unless `try_number` is given), from byte `start` on — only
+    its last `tail` bytes, when given. It comes from this machine's log file when the try ran here, else
+    from the logs topic (any machine that reaches Kafka; in client mode too). NotFound when the try ended
+    and neither has any of it (it ran elsewhere before the logs topic existed, or its output is past
+    `topics.logs_retention_ms`)."""
+    output = _Output(_config(config), workflow_execution_id, task_name, try_number, start)
+    try:
+        if output.local and tail is not None:
+            output.position = output.read_at = max(output.position, output.path.stat().st_size - tail)
+        first = output.position
+        data = bytearray()
+        deadline = time.monotonic() + LOG_READ_TIMEOUT
+        while True:
+            new = output.take(0.2 if output.reader is not None else 0)
+            if new:
+                data += new
+                deadline = time.monotonic() + LOG_READ_TIMEOUT
+                if tail is not None and len(data) > 2 * tail:  # keep the reading bounded
+                    first += len(data) - tail
+                    output.position += len(data) - tail
+                    del data[:len(data) - tail]
+            reader = output.reader
+            if reader is None:
+                if not new:
+                    break
+            elif reader.ended or reader.caught_up:
+                break
+            elif time.monotonic() > deadline:
+                raise KafkaUnavailable(f"could not read {output.source} to its end in {LOG_READ_TIMEOUT:.0f} s")
+        if tail is not None and len(data) > tail:
+            first += len(data) - tail
+            output.position += len(data) - tail
+            del data[:len(data) - tail]
+        alive = output.alive()
+        if output.reader is not None and not output.reader.found and not alive:
+            raise NotFound(f"no output of task {task_name!r} try {output.info.try_number} of execution "
+                           f"{workflow_execution_id}: no log file at {output.path} and none in {output.source} "
+                           f"(it ran elsewhere before that topic existed, or it is past topics.logs_retention_ms)")
+        output.ended = output.ended or (output.reader is None and not alive)
+        text, _ = output.text(bytes(data), final=True)
+        return output.piece(first, text)
+    finally:
+        output.close()
+
+
+def follow_task_log(workflow_execution_id: str, task_name: str, try_number: int | None = None, *, start: int = 0,
+                    idle: float = 1.0, stop: threading.Event | None = None,
+                    config: Config | None = None) -> Generator[TaskLog, None, None]:
+    """A try's output from byte `start` on as it comes, until it is complete (its last piece has `ended`) or
+    `stop` is set: from this machine's log file when the try runs here, else from the logs topic. A
+    piece with no text comes every `idle` seconds without output, so the caller can look up from time to
+    time. Output is complete once the try's last chunk is read, or the try has ended and nothing more
+    came for LOG_END_GRACE seconds (a try whose worker died sends no last chunk)."""
+    output = _Output(_config(config), workflow_execution_id, task_name, try_number, start)
+    try:
+        quiet_since = time.monotonic()
+        while stop is None or not stop.is_set():
+            first = output.position
+            data = output.take(min(idle, 0.5))
+            done = not data and output.at_end()
+            text, _ = output.text(data, final=done)
+            if text or done:
+                quiet_since = time.monotonic()
+                yield output.piece(first, text)
+            elif time.monotonic() - quiet_since >= idle:
+                quiet_since = time.monotonic()
+                yield output.piece(first, "")
+            if done:
+                return
+    finally:
+        output.close()

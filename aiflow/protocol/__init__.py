@@ -9,6 +9,7 @@ from aiflow.protocol.messages import (
     Event,
     InboxKind,
     InboxMessage,
+    LogChunk,
     StateRecord,
     TaskCommand,
     TaskStatusReport,
@@ -29,7 +30,7 @@ from aiflow.protocol.records import (
 
 __all__ = [
     "DEFAULT_NAMESPACE", "MAX_EVENT_BYTES", "MAX_RECORD_BYTES", "NAMESPACE_HEADER", "Command", "ControlCommand",
-    "Event", "InboxKind", "InboxMessage", "RawRecord", "Record", "StateRecord", "TaskCommand", "TaskStatusReport",
-    "WorkflowDefinition", "WorkflowDeleted", "dead_letter", "decode_or_dead_letter", "inbox_partition",
-    "read_workflow_record", "source_of", "workflow_key",
+    "Event", "InboxKind", "InboxMessage", "LogChunk", "RawRecord", "Record", "StateRecord", "TaskCommand",
+    "TaskStatusReport", "WorkflowDefinition", "WorkflowDeleted", "dead_letter", "decode_or_dead_letter",
+    "inbox_partition", "read_workflow_record", "source_of", "workflow_key",
 ]

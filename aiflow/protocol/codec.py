@@ -32,6 +32,7 @@ TASK_STATUS_REPORT = "aiflow.TaskStatusReport"
 INBOX_MESSAGE = "aiflow.InboxMessage"
 WORKFLOW_DEFINITION = "aiflow.WorkflowDefinition"
 STATE_RECORD = "aiflow.StateRecord"
+LOG_CHUNK = "aiflow.LogChunk"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from aiflow.protocol.codec import (
     CONTROL_COMMAND,
     EVENT,
     INBOX_MESSAGE,
+    LOG_CHUNK,
     STATE_RECORD,
     TASK_COMMAND,
     WORKFLOW_DEFINITION,
@@ -32,6 +33,7 @@ from aiflow.protocol.codec import (
 )
 from aiflow.protocol.records import (
     MAX_EVENT_BYTES,
+    MAX_LOG_CHUNK_BYTES,
     NAMESPACE_HEADER,
     RawRecord,
     Record,
@@ -40,6 +42,7 @@ from aiflow.protocol.records import (
     header,
     key_text,
     record_time,
+    try_key,
     value_bytes,
     workflow_key,
 )
@@ -286,10 +289,17 @@ class InboxMessage(_Message):
         return cls(namespace, workflow, InboxKind.EVENT, event=event, source=source, execution_id=event.execution_id)
 
     @classmethod
-    def for_worker(cls, worker: str, free_slots: int) -> InboxMessage:
-        """A worker's beacon, with how many more tries it could take now; produced to every inbox
-        partition, so every scheduler hears it."""
-        return cls("", worker, InboxKind.WORKER, args={"free_slots": str(free_slots)})
+    def for_worker(cls, worker: str, free_slots: int,
+                   queues: tuple[str, ...] = (topics.DEFAULT_QUEUE,)) -> InboxMessage:
+        """A worker's beacon, with how many more tries it could take now and the queues it serves;
+        produced to every inbox partition, so every scheduler hears it."""
+        return cls("", worker, InboxKind.WORKER, args={"free_slots": str(free_slots), "queues": ",".join(queues)})
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """Of a beacon: the queues its worker serves (a worker from before queues: the default one)."""
+        return tuple(q for q in self.args.get("queues", topics.DEFAULT_QUEUE).split(",") if q) or (
+            topics.DEFAULT_QUEUE,)
 
     @property
     def free_slots(self) -> int:
@@ -344,10 +354,14 @@ class TaskCommand(_Message):
     timeout_seconds: float | None = None
     command_id: str = field(default_factory=_new_id)
     create_time: datetime = field(default_factory=_now)
+    queue: str = topics.DEFAULT_QUEUE  # written to that queue's tasks topic (`to_record`)
 
     @property
     def record_key(self) -> str:
         return self.execution_id
+
+    def to_record(self, partition: int | None = None) -> Record:
+        return Record(topics.tasks_role(self.queue), self.record_key, self.encode(), partition)
 
     @property
     def try_key(self) -> tuple[str, str, int]:
@@ -358,14 +372,14 @@ class TaskCommand(_Message):
                 "execution_id": self.execution_id, "task": self.task, "try_number": self.try_number,
                 "snapshot_uri": self.snapshot_uri, "snapshot_sha256": self.snapshot_sha256,
                 "workflow_file": self.workflow_file, "timeout_seconds": self.timeout_seconds,
-                "create_time": self.create_time}
+                "create_time": self.create_time, "queue": self.queue}
 
     @classmethod
     def from_avro(cls, record: dict[str, Any]) -> TaskCommand:
         check_snapshot_ref(record["snapshot_sha256"], record["workflow_file"])
         return cls(record["namespace"], record["workflow"], record["execution_id"], record["task"],
                    record["try_number"], record["snapshot_uri"], record["snapshot_sha256"], record["workflow_file"],
-                   record["timeout_seconds"], record["command_id"], record["create_time"])
+                   record["timeout_seconds"], record["command_id"], record["create_time"], record["queue"])
 
     def report(self, status: str | None, message: str = "", worker: str = "", pid: int | None = None) -> InboxMessage:
         """The inbox message that reports on this try (status None: a heartbeat)."""
@@ -405,6 +419,56 @@ class ControlCommand(_Message):
     def from_avro(cls, record: dict[str, Any]) -> ControlCommand:
         return cls(record["kind"], record["execution_id"], record["task"], record["try_number"], record["reason"],
                    record["command_id"], record["create_time"])
+
+
+# -- task output -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LogChunk(_Message):
+    """A piece of a try's output, as its worker shipped it from the try's log file: `data` are the file's
+    bytes from `position` on. The last chunk of a try has `end` set (and may carry the last bytes).
+
+    Positions make reading idempotent: a reader keeps the position it has reached and skips, or cuts,
+    what it has already seen, so a chunk shipped twice prints once.
+    """
+
+    SCHEMA: ClassVar[str] = LOG_CHUNK
+    ROLE: ClassVar[str] = topics.LOGS
+
+    namespace: str
+    workflow: str
+    execution_id: str
+    task: str
+    try_number: int
+    position: int
+    data: bytes = b""
+    end: bool = False
+    worker: str = ""
+    create_time: datetime = field(default_factory=_now)
+
+    @property
+    def record_key(self) -> str:
+        return try_key(self.execution_id, self.task, self.try_number)
+
+    @property
+    def end_position(self) -> int:
+        """The position after this chunk's data."""
+        return self.position + len(self.data)
+
+    def to_avro(self) -> dict[str, Any]:
+        return {"namespace": self.namespace, "workflow": self.workflow, "execution_id": self.execution_id,
+                "task": self.task, "try_number": self.try_number, "position": self.position, "data": self.data,
+                "end": self.end, "worker": self.worker, "create_time": self.create_time}
+
+    @classmethod
+    def from_avro(cls, record: dict[str, Any]) -> LogChunk:
+        chunk = cls(record["namespace"], record["workflow"], record["execution_id"], record["task"],
+                    record["try_number"], record["position"], record["data"], record["end"], record["worker"],
+                    record["create_time"])
+        if chunk.position < 0:
+            raise ValueError(f"a log chunk at position {chunk.position}")
+        if len(chunk.data) > MAX_LOG_CHUNK_BYTES:
+            raise ValueError(f"a log chunk of {len(chunk.data):,} bytes, over {MAX_LOG_CHUNK_BYTES:,}")
+        return chunk
 
 
 # -- the scheduler's changelog ---------------------------------------------------------------

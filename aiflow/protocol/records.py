@@ -171,3 +171,19 @@ def inbox_partition(key: str, partitions: int) -> int:
     """The inbox partition of a workflow. Chosen by aiflow, not by the client's partitioner, so a
     scheduler knows which workflows it owns (for their schedules) before any of their input arrives."""
     return zlib.crc32(key.encode("utf-8", errors="surrogatepass")) % partitions
+
+
+# The most output one record of the logs topic carries: far under MAX_RECORD_BYTES, so a chatty task
+# makes records of a size brokers and readers handle well, and one chunk never waits long to fill.
+MAX_LOG_CHUNK_BYTES = 64 * 1024
+
+
+def try_key(execution_id: str, task: str, try_number: int) -> str:
+    """The record key of a try's log chunks: every chunk of one try goes to one partition, in order."""
+    return f"{execution_id}/{task}/{try_number}"
+
+
+def log_partition(key: str, partitions: int) -> int:
+    """The logs partition of a try. Chosen by aiflow (like the inbox partition), so a reader knows the one
+    partition to read without depending on a client's partitioner."""
+    return zlib.crc32(key.encode("utf-8", errors="surrogatepass")) % partitions

@@ -18,7 +18,10 @@ Invariants kept here:
   silent for `heartbeat_timeout`;
 - time in which the scheduler heard no worker at all (`heard_since` None: an outage, its partitions
   moving, or no worker running) never counts toward the heartbeat and queue timeouts: when workers
-  are heard again, every try gets a full timeout from then.
+  are heard again, every try gets a full timeout from then;
+- a START goes to its task's queue (`StartTry.queue`); a QUEUED try whose queue has no live worker
+  while others are heard waits without a queue timeout, and says so in its `message`
+  (`waiting: no live worker for queue 'gpu'`) until a worker of that queue is heard (`Queues`).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from aiflow.sdk.status import (
     WorkflowStatus,
     task_status_event_key,
 )
-from aiflow.sdk.workflow import Workflow
+from aiflow.sdk.workflow import DEFAULT_QUEUE, Workflow
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +153,12 @@ def trim_history(ex: Execution) -> None:
 # -- outputs ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StartTry:
-    """Send a START command for this try."""
+    """Send a START command for this try, to the tasks topic of its task's queue."""
 
     execution: Execution
     task: str
     try_number: int
+    queue: str = DEFAULT_QUEUE
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,28 @@ class StatusChanged:
 
 
 Output = StartTry | StopTry | StatusChanged
+
+
+WAITING_PREFIX = "waiting: no live worker for queue "
+
+
+def waiting_message(queue: str) -> str:
+    """What a QUEUED try says while no worker of its queue is heard."""
+    return f"{WAITING_PREFIX}{queue!r}"
+
+
+@dataclass(frozen=True)
+class Queues:
+    """What the scheduler has heard of the workers of each queue, for `on_tick` and `next_deadline`.
+
+    `room_since`: each queue with a live worker (one heard recently) -> since when a worker of it has had
+    a free slot without a break (None: they are all full, and a START waiting is a backlog). A queue
+    missing from it has no live worker. `known`: workers have been heard long enough (a full beacon
+    window, without a break) for a missing queue to mean that none serves it, rather than that its
+    workers' beacons have not arrived yet (a scheduler just started) or that Kafka is away."""
+
+    room_since: Mapping[str, float | None] = field(default_factory=dict)
+    known: bool = True
 
 
 @dataclass
@@ -223,7 +249,7 @@ class _Run:
             return
         new = TaskTry(task, number, TaskStatus.QUEUED.value, cause, attempt, queued_time=self.now)
         self.ex.tries.setdefault(task, []).append(new)
-        self.out.append(StartTry(self.ex, task, number))
+        self.out.append(StartTry(self.ex, task, number, _queue(self.wf, task)))
         self.changed(new)
 
     def stop(self, attempt: TaskTry, reason: str, kill: bool = False) -> None:
@@ -500,6 +526,8 @@ def on_report(ex: Execution, workflow: Workflow, task: str, try_number: int, sta
         if attempt.status == TaskStatus.QUEUED.value:
             attempt.status = TaskStatus.RUNNING.value
             attempt.begin_time = now
+            if attempt.message.startswith(WAITING_PREFIX):
+                attempt.message = ""
             run.changed(attempt)
         return run.out
     if TaskStatus(status) not in TASK_FINISHED_SET:
@@ -510,13 +538,15 @@ def on_report(ex: Execution, workflow: Workflow, task: str, try_number: int, sta
 
 
 def on_tick(ex: Execution, workflow: Workflow, now: float, settings: Settings,
-            heard_since: float | None = 0.0, room_since: float | None = 0.0, rules: bool = True) -> list[Output]:
+            heard_since: float | None = 0.0, room_since: float | None = 0.0, rules: bool = True,
+            queues: Queues | None = None) -> list[Output]:
     """Time-driven decisions: retries due, timeouts, lost heartbeats, STARTs nobody took, STOPs not
-    confirmed, periodic restarts. `heard_since`: since when workers have been heard without a break
-    (None: none is heard now); `room_since`: since when some worker has had a free slot without a
-    break (None: every worker is full, and a START waiting is a backlog, not a loss). The defaults
-    treat workers as always heard and with room. `rules` False (the workflow is disabled): the status
-    changes it makes fire no rule."""
+    confirmed, periodic restarts, and what a QUEUED try says about its queue. `heard_since`: since when
+    workers have been heard without a break (None: none is heard now); `room_since`: since when some
+    worker has had a free slot without a break (None: every worker is full, and a START waiting is a
+    backlog, not a loss); `queues`: the same per queue (None: every queue as `room_since` says, and no
+    try is marked waiting). The defaults treat workers as always heard and with room. `rules` False
+    (the workflow is disabled): the status changes it makes fire no rule."""
     run = _Run(ex, workflow, now, rules)
     for task, tries in ex.tries.items():
         attempt = tries[-1]
@@ -528,8 +558,9 @@ def on_tick(ex: Execution, workflow: Workflow, now: float, settings: Settings,
             attempt.status = TaskStatus.QUEUED.value
             attempt.queued_time = now
             attempt.retry_at = None
-            run.out.append(StartTry(ex, task, attempt.try_number))
+            run.out.append(StartTry(ex, task, attempt.try_number, _queue(workflow, task)))
             run.changed(attempt)
+            _placed(attempt, _queue(workflow, task), queues, room_since)
         elif attempt.status == TaskStatus.RUNNING.value:
             timeout = _timeout(workflow, task)
             if timeout is not None and attempt.begin_time is not None and now - attempt.begin_time > timeout:
@@ -539,12 +570,14 @@ def on_tick(ex: Execution, workflow: Workflow, now: float, settings: Settings,
                 run.out.append(StopTry(ex.id, task, attempt.try_number, "heartbeat", kill=True))
                 run.fail_or_retry(attempt, f"no heartbeat for {settings.heartbeat_timeout:.0f} s "
                                            f"(worker {attempt.worker or 'unknown'})")
-        elif attempt.status == TaskStatus.QUEUED.value and \
-                _silent(attempt.queued_time, room_since, now, settings.queue_timeout):
-            # Should a worker take the command after all, it is told to stop (and reports the try stale).
-            run.out.append(StopTry(ex.id, task, attempt.try_number, "queue", kill=True))
-            run.fail_or_retry(attempt, f"no worker took it within {settings.queue_timeout:.0f} s "
-                                       "(scheduler.queue_timeout)")
+        elif attempt.status == TaskStatus.QUEUED.value:
+            # The queue timeout counts only while a worker of the try's queue with a free slot is heard.
+            room = _placed(attempt, _queue(workflow, task), queues, room_since)
+            if _silent(attempt.queued_time, room, now, settings.queue_timeout):
+                # Should a worker take the command after all, it is told to stop (and reports the try stale).
+                run.out.append(StopTry(ex.id, task, attempt.try_number, "queue", kill=True))
+                run.fail_or_retry(attempt, f"no worker took it within {settings.queue_timeout:.0f} s "
+                                           "(scheduler.queue_timeout)")
     for task, due in sorted(ex.next_periodic.items()):
         if due <= now and not ex.finished:
             op = workflow.tasks[task]
@@ -556,7 +589,8 @@ def on_tick(ex: Execution, workflow: Workflow, now: float, settings: Settings,
 
 
 def next_deadline(ex: Execution, workflow: Workflow, settings: Settings,
-                  heard_since: float | None = 0.0, room_since: float | None = 0.0) -> float | None:
+                  heard_since: float | None = 0.0, room_since: float | None = 0.0,
+                  queues: Queues | None = None) -> float | None:
     """When `on_tick` may next have something to do for this execution (None: never, unless an input
     arrives first or workers are heard again)."""
     times: list[float | None] = [] if ex.finished else list(ex.next_periodic.values())
@@ -577,7 +611,10 @@ def next_deadline(ex: Execution, workflow: Workflow, settings: Settings,
                 times.append(attempt.begin_time + timeout)
             times.append(_silence_end(attempt.last_heartbeat, heard_since, settings.heartbeat_timeout))
         elif attempt.status == TaskStatus.QUEUED.value:
-            times.append(_silence_end(attempt.queued_time, room_since, settings.queue_timeout))
+            queue = _queue(workflow, task)
+            if _marking_due(attempt, queue, queues):
+                times.append(attempt.queued_time or 0.0)
+            times.append(_silence_end(attempt.queued_time, _room_of(queue, queues, room_since), settings.queue_timeout))
     found = [t for t in times if t is not None]
     return min(found) if found else None
 
@@ -592,6 +629,36 @@ def _silence_end(since: float | None, heard_since: float | None, timeout: float)
 def _silent(since: float | None, heard_since: float | None, now: float, timeout: float) -> bool:
     end = _silence_end(since, heard_since, timeout)
     return end is not None and now > end
+
+
+def _queue(workflow: Workflow, task: str) -> str:
+    op = workflow.tasks.get(task)
+    return op.queue if op is not None else DEFAULT_QUEUE
+
+
+def _room_of(queue: str, queues: Queues | None, room_since: float | None) -> float | None:
+    """Since when a worker of `queue` has had a free slot (None: none has now, so a queue timeout waits)."""
+    if queues is None:
+        return room_since
+    return queues.room_since.get(queue)
+
+
+def _marking_due(attempt: TaskTry, queue: str, queues: Queues | None) -> bool:
+    """Whether what the QUEUED try says of its queue is out of date."""
+    if queues is None:
+        return False
+    waiting = attempt.message.startswith(WAITING_PREFIX)
+    if queue in queues.room_since:
+        return waiting
+    return queues.known and not waiting
+
+
+def _placed(attempt: TaskTry, queue: str, queues: Queues | None, room_since: float | None) -> float | None:
+    """Bring what the QUEUED try says of its queue up to date (`waiting: no live worker for queue ...`
+    while none is heard, nothing once one is), and return since when its queue has had room."""
+    if _marking_due(attempt, queue, queues):
+        attempt.message = "" if attempt.message.startswith(WAITING_PREFIX) else waiting_message(queue)
+    return _room_of(queue, queues, room_since)
 
 
 def _timeout(workflow: Workflow, task: str) -> float | None:

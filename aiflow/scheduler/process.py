@@ -100,7 +100,7 @@ def run_scheduler(config: Config, stop: threading.Event | None = None, say: Say 
 
 
 def run_worker(config: Config, slots: int | None = None, stop: threading.Event | None = None,
-               say: Say | None = None) -> None:
+               say: Say | None = None, queues: tuple[str, ...] = ("default",)) -> None:
     from aiflow.worker.service import Worker
 
     stop = stop or threading.Event()
@@ -111,5 +111,5 @@ def run_worker(config: Config, slots: int | None = None, stop: threading.Event |
         return
     worker = Worker(config, slots=slots or int(config.values["worker.slots"]),
                     heartbeat_interval=float(config.values["worker.heartbeat_interval"]),
-                    stop_grace=float(config.values["worker.stop_grace"]))
+                    stop_grace=float(config.values["worker.stop_grace"]), queues=queues)
     run_services("worker", [("worker", worker.run)], stop, say)

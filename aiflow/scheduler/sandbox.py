@@ -19,13 +19,13 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from aiflow.config import without_credentials
 from aiflow.errors import AIFlowError, WorkflowFileError
+from aiflow.process import python_module
 from aiflow.protocol.messages import Event
 from aiflow.sdk.conditions import (
     Condition,
@@ -38,7 +38,7 @@ from aiflow.sdk.conditions import (
 )
 from aiflow.sdk.state import Context, MemoryContext
 from aiflow.sdk.status import TaskAction, TaskStatus
-from aiflow.sdk.workflow import Operator, Workflow
+from aiflow.sdk.workflow import DEFAULT_QUEUE, Operator, Workflow
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class SnapshotHost:
     def load(self) -> dict[str, Any]:
         """Start the process and return what it describes (WorkflowFileError if it cannot)."""
         self.close()
-        argv = [sys.executable, "-m", "aiflow.sdk.host", "--memory-mb", str(self.memory_mb), *self.args]
+        argv = [*python_module("aiflow.sdk.host"), "--memory-mb", str(self.memory_mb), *self.args]
         self._process = subprocess.Popen(argv, cwd=self.cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          start_new_session=True, env=without_credentials(os.environ))
         self._buffer = b""
@@ -221,7 +221,7 @@ class SnapshotHost:
         with wf:
             for t in description["tasks"]:
                 Operator(t["name"], periodic_expression=t["periodic_expression"], max_retries=t["max_retries"],
-                         retry_delay=t["retry_delay"], timeout=t["timeout"])
+                         retry_delay=t["retry_delay"], timeout=t["timeout"], queue=t.get("queue", DEFAULT_QUEUE))
         built: dict[int, Condition] = {}
         wf.rules = {task: [TaskRule(self._condition(r["condition"], built), TaskAction(r["action"]), r["line"])
                            for r in rules] for task, rules in description["rules"].items()}

@@ -13,6 +13,10 @@ Guarantees (see aiflow/kafka/transactions.py for the mechanism):
   partition each heartbeat interval. While no worker at all is heard (Kafka unreachable, partitions
   being reassigned, no worker running) heartbeat and queue timeouts wait; once workers are heard
   again every try gets a full timeout (core.on_tick's `heard_since`).
+- Placement: a START goes to the tasks topic of its task's queue (`<prefix>.tasks` for the default
+  queue, `<prefix>.tasks.<queue>` for another, created here before the first START to it). Beacons say
+  which queues their worker serves; a queue whose workers are not heard counts no queue timeout, and
+  its QUEUED tries say that they wait for one (core.Queues).
 - Input read twice (a consumer group's offsets lost) changes nothing: each workflow's state records
   the last inbox offset and event position it applied (core.first_sight).
 - Bad input never stops the loop: a record that cannot be decoded or applied goes to the dead-letter
@@ -130,6 +134,12 @@ class Scheduler:
         self._hearing_since: float | None = None
         self._last_room: float | None = None
         self._room_since: float | None = None
+        # Per queue, from the beacons: when a worker serving it was last heard, and since when (and when
+        # last) one with a free slot has been, without a break.
+        self._queue_heard: dict[str, float] = {}
+        self._queue_room_since: dict[str, float] = {}
+        self._queue_last_room: dict[str, float] = {}
+        self._queues = core.Queues(known=False)
         self._replayed = 0  # inbox messages of this step that had been applied before
         self.workflows = WorkflowCache(config)
         self.executions: dict[str, _Owned] = {}
@@ -169,6 +179,10 @@ class Scheduler:
         wanted = {p.partition for p in partitions}
         if fresh:  # until workers are heard on the partitions it now owns, no try of them is timed out
             self._last_heard = self._hearing_since = self._last_room = self._room_since = None
+            self._queue_heard.clear()
+            self._queue_room_since.clear()
+            self._queue_last_room.clear()
+            self._queues = core.Queues(known=False)
         restored = 0
         settled: dict[str, int] = {}
         for (entity, entity_id), (partition, record) in read_state(self.config, wanted, "scheduler",
@@ -236,7 +250,7 @@ class Scheduler:
     def _apply(self, m: InboxMessage, partition: int, offset: int) -> None:
         now = time.time()
         if m.kind is InboxKind.WORKER:
-            self._heard(now, room=m.free_slots > 0)
+            self._heard(now, room=m.free_slots > 0, queues=m.queues)
             return
         wid = (m.namespace, m.workflow)
         # A heartbeat changes liveness only (in memory), so it writes no state, not even the workflow's
@@ -299,8 +313,17 @@ class Scheduler:
         return definition is None or definition.enabled
 
     # -- liveness -----------------------------------------------------------------------------
-    def _heard(self, now: float, room: bool = False) -> None:
-        """A worker was heard (with a free slot, says `room`)."""
+    def _heard(self, now: float, room: bool = False, queues: tuple[str, ...] = ()) -> None:
+        """A worker was heard (with a free slot, says `room`; a beacon says which `queues` it serves)."""
+        for queue in queues:
+            new = queue not in self._queue_heard or (room and queue not in self._queue_room_since)
+            self._queue_heard[queue] = now
+            if room:
+                self._queue_room_since.setdefault(queue, now)
+                self._queue_last_room[queue] = now
+            if new:
+                self._queues = self._queue_view(now)
+                self._track_all()
         if self._hearing_since is None:
             if self._last_heard is not None:
                 log.warning("scheduler: workers heard again after %.0f s of silence; every running try gets a "
@@ -326,7 +349,27 @@ class Scheduler:
         if self._room_since is not None and self._last_room is not None and now - self._last_room > self.silence_after:
             self._room_since = None  # every worker is full: waiting STARTs are a backlog
             self._track_all()
+        for queue, last in list(self._queue_heard.items()):
+            if now - last > self.silence_after:
+                log.warning("scheduler: no worker of queue %r heard for %.0f s: its tries wait for one", queue,
+                            now - last)
+                del self._queue_heard[queue]
+        for queue, last in list(self._queue_last_room.items()):
+            if now - last > self.silence_after or queue not in self._queue_heard:
+                del self._queue_last_room[queue]
+                self._queue_room_since.pop(queue, None)
+        queues = self._queue_view(now)
+        if queues != self._queues:
+            self._queues = queues
+            self._track_all()
         return self._hearing_since, self._room_since
+
+    def _queue_view(self, now: float) -> core.Queues:
+        """The queues with a live worker, and whether a queue without one is known to have none: only once
+        workers have been heard for a whole beacon window, so a scheduler that just took its partitions
+        (or heard Kafka again) does not take beacons still on their way for absent workers."""
+        known = self._hearing_since is not None and now - self._hearing_since >= self.silence_after
+        return core.Queues({q: self._queue_room_since.get(q) for q in sorted(self._queue_heard)}, known)
 
     def _owned(self, execution_id: str | None, m: InboxMessage) -> _Owned | None:
         owned = self.executions.get(execution_id or "")
@@ -506,8 +549,11 @@ class Scheduler:
             if isinstance(out, core.StartTry):
                 op = self._workflow_of(ex).tasks.get(out.task)
                 s = ex.snapshot
+                # Its queue's topic exists before the START is produced (usually created ahead, in _load_ahead).
+                topics.ensure_queue_topics(self.config, [out.queue])
                 self._pending.append(TaskCommand(ex.namespace, ex.workflow, ex.id, out.task, out.try_number, s.uri,
-                                                 s.sha256, s.workflow_file, op.timeout if op else None).to_record())
+                                                 s.sha256, s.workflow_file, op.timeout if op else None,
+                                                 queue=out.queue).to_record())
             elif isinstance(out, core.StopTry):
                 self._pending.append(ControlCommand("KILL" if out.kill else "STOP", out.execution_id, out.task,
                                                     out.try_number, out.reason).to_record())
@@ -524,7 +570,7 @@ class Scheduler:
         """Remember when the execution next needs a tick, so finding due ones is a scan of floats."""
         try:
             deadline = core.next_deadline(owned.execution, self._workflow_of(owned.execution), self.settings,
-                                          self._hearing_since, self._room_since)
+                                          self._hearing_since, self._room_since, self._queues)
         except AIFlowError:
             deadline = None
         if deadline is None:
@@ -638,7 +684,8 @@ class Scheduler:
             if owned.execution.id in self.executions:
                 ex = owned.execution
                 self._emit(owned, core.on_tick(ex, self._workflow_for(owned, now), now, self.settings, heard_since,
-                                               room_since, self._rules_on((ex.namespace, ex.workflow))))
+                                               room_since, self._rules_on((ex.namespace, ex.workflow)),
+                                               self._queues))
         if schedules_due:
             self._schedules(schedules_due, now)
         if self._replayed:
@@ -671,6 +718,7 @@ class Scheduler:
                     raise KafkaUnavailable("the workflows topic could not be read to its end to check a START")
                 if self.definitions.announced(wid, *ref):
                     self.workflows.load(*wid, snapshot.uri, snapshot.sha256, snapshot.workflow_file)
+                    self._create_queue_topics(wid, snapshot.uri, snapshot.sha256, snapshot.workflow_file)
             elif m.kind is InboxKind.EVENT:
                 self._load_latest(wid)
         for wid in schedules_due:
@@ -684,6 +732,19 @@ class Scheduler:
         triggers, schedules = self._parsed_definition(wid, definition)
         if triggers or schedules:
             self.workflows.load(*wid, definition.snapshot_uri, definition.snapshot_sha256, definition.workflow_file)
+            self._create_queue_topics(wid, definition.snapshot_uri, definition.snapshot_sha256,
+                                      definition.workflow_file)
+
+    def _create_queue_topics(self, wid: WorkflowId, uri: str, sha256: str, workflow_file: str) -> None:
+        """Create the tasks topics of the queues a workflow just loaded uses, before the transaction that
+        may send them STARTs opens (once per queue and process: `topics.ensure_queue_topics`)."""
+        try:
+            workflow = self.workflows.get(*wid, uri, sha256, workflow_file)
+        except WorkflowFileError:
+            return  # the step fails the execution with the reason
+        created = topics.ensure_queue_topics(self.config, {op.queue for op in workflow.tasks.values()})
+        if created:
+            log.info("scheduler: created the tasks topics %s for %s.%s", ", ".join(created), *wid)
 
     def run(self, stop: threading.Event) -> None:
         self.definitions.catch_up(stop)

@@ -93,7 +93,8 @@ def describe_for_scheduler(wf: Workflow) -> tuple[dict[str, Any], list[Condition
     description = {
         "name": wf.name, "namespace": wf.namespace,
         "tasks": [{"name": op.name, "periodic_expression": op.periodic_expression, "max_retries": op.max_retries,
-                   "retry_delay": op.retry_delay, "timeout": op.timeout} for op in wf.tasks.values()],
+                   "retry_delay": op.retry_delay, "timeout": op.timeout, "queue": op.queue}
+                  for op in wf.tasks.values()],
         "rules": {task: [{"action": r.action.value, "line": r.line, "condition": specs.of(r.condition)}
                          for r in rules] for task, rules in wf.rules.items()},
     }

@@ -35,6 +35,10 @@ from aiflow.sdk.status import TaskAction, TaskStatus
 
 NAMESPACE_ENV = "AIFLOW_NAMESPACE"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+# A queue names a Kafka topic (`<prefix>.tasks.<queue>`) and a consumer's subscription: lower-case
+# letters, digits, '_' and '-' only, so it is the same name on every platform and in every tool.
+QUEUE_PATTERN = re.compile(r"^[a-z0-9_-]{1,64}$")
+DEFAULT_QUEUE = "default"
 _PACKAGE_DIRS = tuple(os.path.dirname(os.path.dirname(p)) + os.sep for p in (__file__,))
 _context = threading.local()
 
@@ -48,6 +52,14 @@ def user_line() -> int | None:
             return frame.f_lineno
         frame = frame.f_back
     return None
+
+
+def check_queue(queue: object) -> str:
+    """The queue name, or ValueError saying what a queue name may be."""
+    if not isinstance(queue, str) or not QUEUE_PATTERN.match(queue):
+        raise ValueError(f"queue name {queue!r} is invalid: use lower-case letters, digits, '_' and '-' "
+                         "(1 to 64 of them)")
+    return queue
 
 
 def check_name(kind: str, name: object) -> str:
@@ -194,12 +206,14 @@ class Operator:
 
     `periodic_expression` ('cron@...' or 'interval@...') restarts it on that schedule while its
     execution runs; `max_retries` and `retry_delay` (seconds or timedelta) retry a failed try;
-    `timeout` (seconds or timedelta) fails a try that runs longer.
+    `timeout` (seconds or timedelta) fails a try that runs longer. `queue` names the workers that may
+    run it: only a worker started with `--queue <queue>` takes its tries (default: "default", the queue
+    of every worker started without `--queue`).
     """
 
     def __init__(self, name: str, *, periodic_expression: str | None = None, max_retries: int = 0,
                  retry_delay: float | timedelta = 0, timeout: float | timedelta | None = None,
-                 **config: Any) -> None:
+                 queue: str = DEFAULT_QUEUE, **config: Any) -> None:
         workflow = current_workflow()
         self.name = check_name("task", name)
         if workflow is None:
@@ -211,6 +225,10 @@ class Operator:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise WorkflowDefinitionError(f"task {name!r}: max_retries must be a whole number >= 0",
                                           line=user_line())
+        try:
+            self.queue = check_queue(queue)
+        except ValueError as exc:
+            raise WorkflowDefinitionError(f"task {name!r}: {exc}", line=user_line()) from None
         self.periodic: Expression | None = None
         if periodic_expression is not None:
             try:
@@ -291,7 +309,7 @@ class Operator:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "operator": type(self).__name__, "periodic_expression": self.periodic_expression,
                 "max_retries": self.max_retries, "retry_delay": self.retry_delay, "timeout": self.timeout,
-                "config": {k: repr(v) for k, v in self.config.items()}, "line": self.line}
+                "queue": self.queue, "config": {k: repr(v) for k, v in self.config.items()}, "line": self.line}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -1,7 +1,14 @@
 """Where workflow snapshots are kept. A blob store is chosen by the scheme of `blob.uri`.
 
-Only `file://<folder>` ships today; an S3-compatible store implements the same three methods and
-registers its scheme in `STORES`.
+`file://<folder>` (one machine, or a folder every machine mounts) and `s3://<bucket>/<prefix>`
+(`aiflow.store.s3`) ship with aiflow. Another store implements the three methods of `BlobStore` and
+registers a factory for its scheme: `register_blob_store("gs", factory)` in code that runs before the
+store is used, or, from a package of its own, an entry point in the group `aiflow.blob_stores` named
+after the scheme (`gs = "mypackage.blobs:factory"`), found the first time that scheme is configured.
+A factory receives the configuration and the parsed `blob.uri` and makes no network call.
+
+Every store refuses a URI outside its own folder, bucket or prefix: blob URIs arrive in records, and a
+command naming any other file or object must be refused, not read.
 """
 
 from __future__ import annotations
@@ -9,11 +16,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
-from aiflow.config import Config
+from aiflow.config import Config, mask_uri
 from aiflow.errors import AIFlowError, ConfigError, NotFound
 
 
@@ -66,9 +75,51 @@ class LocalBlobStore:
         self._path(uri).unlink(missing_ok=True)
 
 
+BlobStoreFactory = Callable[[Config, ParseResult], BlobStore]
+ENTRY_POINT_GROUP = "aiflow.blob_stores"
+_FACTORIES: dict[str, BlobStoreFactory] = {}
+
+
+def register_blob_store(scheme: str, factory: BlobStoreFactory) -> None:
+    """Make `blob.uri: <scheme>://...` use the store `factory(config, parsed_uri)` returns (a later
+    registration of the same scheme replaces the earlier one)."""
+    _FACTORIES[scheme.lower()] = factory
+
+
+def _entry_point_schemes() -> dict[str, EntryPoint]:
+    return {ep.name.lower(): ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def known_schemes() -> list[str]:
+    return sorted(set(_FACTORIES) | set(_entry_point_schemes()))
+
+
+def _local_store(config: Config, parsed: ParseResult) -> BlobStore:
+    return LocalBlobStore(Path(parsed.path))
+
+
+def _s3_store(config: Config, parsed: ParseResult) -> BlobStore:
+    from aiflow.store.s3 import S3BlobStore  # imports boto3 only when an s3:// store is configured
+
+    return S3BlobStore.from_config(config, parsed)
+
+
+register_blob_store("file", _local_store)
+register_blob_store("s3", _s3_store)
+
+
 def blob_store(config: Config) -> BlobStore:
+    """The store of `blob.uri`, by its scheme; ConfigError naming the known schemes for any other."""
     uri = str(config.values["blob.uri"])
     parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        return LocalBlobStore(Path(parsed.path))
-    raise ConfigError(f"blob.uri: no blob store for scheme {parsed.scheme!r} ({uri}); use file://<folder>")
+    factory = _FACTORIES.get(parsed.scheme)
+    if factory is None:
+        entry_point = _entry_point_schemes().get(parsed.scheme)
+        if entry_point is not None:
+            factory = entry_point.load()
+            register_blob_store(parsed.scheme, factory)
+    if factory is None:
+        known = ", ".join(f"{s}://" for s in known_schemes())
+        raise ConfigError(f"blob.uri: no blob store for scheme {parsed.scheme!r} ({mask_uri(uri)}); "
+                          f"known schemes: {known}")
+    return factory(config, parsed)

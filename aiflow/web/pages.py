@@ -37,7 +37,7 @@ from fastapi.routing import APIRoute
 
 from aiflow import ops
 from aiflow.config import Config
-from aiflow.errors import AIFlowError, NotFound
+from aiflow.errors import AIFlowError, KafkaUnavailable, NotFound
 from aiflow.protocol.records import parse_source
 from aiflow.sdk.status import TASK_ALIVE_SET, WORKFLOW_FINISHED_SET, TaskStatus, WorkflowStatus
 from aiflow.web.errors import http_status
@@ -490,50 +490,55 @@ def router(config: Config, token: str | None = None) -> APIRouter:
         return _back(f"/executions/{quote(execution_id, safe='')}", f"{action} of {task} requested")
 
     # -- logs ----------------------------------------------------------------------------------
+    # A try's output comes from this server's $AIFLOW_HOME/logs when the try ran on this machine, else from
+    # the logs topic (ops.read_task_log, ops.follow_task_log); positions are bytes of the try's log file
+    # either way, so a stream resumes at the same place whichever it reads.
     @pages.get("/executions/{execution_id}/tasks/{task}/tries/{try_number}/log", response_class=HTMLResponse)
     def log_page(execution_id: str, task: str, try_number: int) -> HTMLResponse:
         attempt = ops.get_task_execution(execution_id, task, try_number, config=config)
-        path = ops.task_log_path(execution_id, task, try_number, config=config)
-        text, size = "", 0
-        if path.is_file():
-            with path.open("rb") as f:
-                size = f.seek(0, 2)
-                f.seek(max(0, size - LOG_TAIL))
-                text = f.read(size).decode("utf-8", errors="replace")
-        return html("log.html", title=f"{task} try {try_number}", attempt=attempt, path=path, text=text,
-                    size=size, cut=size > LOG_TAIL, exists=path.is_file(),
+        problem = ""
+        try:
+            piece: ops.TaskLog | None = ops.read_task_log(execution_id, task, try_number, tail=LOG_TAIL,
+                                                          config=config)
+        except (NotFound, KafkaUnavailable) as exc:
+            piece, problem = None, str(exc)
+        text = piece.text if piece is not None else ""
+        size = piece.position if piece is not None else 0
+        return html("log.html", title=f"{task} try {try_number}", attempt=attempt,
+                    source=piece.source if piece is not None else "", text=text, size=size,
+                    cut=piece is not None and piece.start > 0, exists=bool(text), problem=problem,
                     alive=TaskStatus(attempt.status) in TASK_ALIVE_SET)
 
     @streams.get("/executions/{execution_id}/tasks/{task}/tries/{try_number}/log/stream")
     async def log_stream(request: Request, execution_id: str, task: str, try_number: int,
                          start: int = 0) -> StreamingResponse:
-        """What the log file gets from byte `start` on, as `{"text": ...}` chunks; `end` once the try has
-        ended and everything is sent. Each chunk's id is the position after it, so a browser that
-        reconnects (its `Last-Event-ID`) goes on from there instead of receiving the text again."""
-        path = await run_in_threadpool(ops.task_log_path, execution_id, task, try_number, config=config)
+        """The try's output from byte `start` on, as `{"text": ...}` chunks; `end` once the try has ended
+        and everything is sent. Each chunk's id is the position after it, so a browser that reconnects
+        (its `Last-Event-ID`) goes on from there instead of receiving the text again."""
+        await run_in_threadpool(ops.get_task_execution, execution_id, task, try_number, config=config)
         resumed = request.headers.get("last-event-id", "")
         first = int(resumed) if resumed.isdigit() else max(0, start)
 
         async def chunks() -> AsyncIterator[str]:
-            position = first
-            while not await request.is_disconnected():
-                attempt = await run_in_threadpool(ops.get_task_execution, execution_id, task, try_number,
-                                                  config=config)
-                sent = False
-                if path.is_file():
-                    with path.open("rb") as f:
-                        f.seek(position)
-                        data = f.read(LOG_CHUNK)
-                    if data:
-                        position += len(data)
-                        sent = True
-                        yield f"id: {position}\n" + _sse({"text": data.decode("utf-8", errors="replace"),
-                                                           "position": position})
-                if not sent and TaskStatus(attempt.status) not in TASK_ALIVE_SET:
-                    yield _sse({"status": attempt.status}, "end")
-                    return
-                if not sent:
-                    await asyncio.sleep(POLL_SECONDS)
+            # A generator: it finds the try's output (file or topic) at its first `next`, in the thread pool.
+            pieces = ops.follow_task_log(execution_id, task, try_number, start=first, idle=POLL_SECONDS,
+                                         config=config)
+            try:
+                while not await request.is_disconnected():
+                    piece = await run_in_threadpool(next, pieces, None)
+                    if piece is None:
+                        return
+                    if piece.text:
+                        yield f"id: {piece.position}\n" + _sse({"text": piece.text, "position": piece.position})
+                    if piece.ended:
+                        attempt = await run_in_threadpool(ops.get_task_execution, execution_id, task, try_number,
+                                                          config=config)
+                        yield _sse({"status": attempt.status}, "end")
+                        return
+            except (NotFound, KafkaUnavailable) as exc:
+                yield _sse({"detail": str(exc)}, "problem")
+            finally:
+                await run_in_threadpool(pieces.close)
 
         return StreamingResponse(chunks(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -14,6 +14,10 @@ Guarantees:
 - Workers own the tasks topic: a command that cannot be read goes to the dead-letter topic in the
   transaction that commits its offset. They read the control topic without owning it (the router
   checks it), so they skip what they cannot read there.
+- Placement: a worker serves the queues it was started with (`--queue`, default "default") and reads
+  only their tasks topics, as a member of the one worker group `<prefix>-worker`: Kafka assigns each
+  topic's partitions among the members subscribed to it. A command whose queue is not its topic's
+  is dead-lettered and its try reported FAILED.
 - Lost offsets start nothing old: when the group has no committed offset for a partition of the
   tasks topic (offsets expired after a quiet week, or deleted), the commands already in it are
   checked against the scheduler's state first, and only those whose try still waits for a worker
@@ -31,7 +35,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import DEVNULL, STDOUT, Popen
@@ -49,7 +53,10 @@ from aiflow.kafka.transactions import TransactionalLoop
 from aiflow.protocol.deadletter import dead_letter, decode_or_dead_letter
 from aiflow.protocol.messages import ControlCommand, InboxMessage, TaskCommand
 from aiflow.protocol.records import RawRecord, Record
+from aiflow.protocol.topics import DEFAULT_QUEUE, tasks_role
+from aiflow.sdk.workflow import check_queue
 from aiflow.store.snapshots import fetch, file_in
+from aiflow.worker.logship import LogShipper
 from aiflow.worker.runner import STOPPED_EXIT_CODE
 from aiflow.worker.zygote import LOST_EXIT_CODE, ForkServer
 
@@ -120,7 +127,7 @@ class _Unverified:
     """
 
     def __init__(self) -> None:
-        self.below: dict[int, int] = {}
+        self.below: dict[tuple[str, int], int] = {}  # (topic, partition): a worker may read several queues' topics
         self.queued: set[tuple[str, str, int]] = set()
 
     def add(self, config: Config, partitions: list[TopicPartition]) -> None:
@@ -128,18 +135,19 @@ class _Unverified:
         reader = clients.consumer(config, role="worker-verify")
         try:
             for tp in partitions:
-                self.below[tp.partition] = int(reader.get_watermark_offsets(tp, timeout=30)[1])
+                self.below[(tp.topic, tp.partition)] = int(reader.get_watermark_offsets(tp, timeout=30)[1])
         finally:
             reader.close()
         state = read_state(config, range(topics.partition_count(config, topics.STATE)), "worker")
         for _, record in state.values():
             self.queued |= record.queued_tries()
         log.warning("worker: no committed offsets for tasks partitions %s: their %s commands already there start "
-                    "only if their try still waits for a worker", sorted(tp.partition for tp in partitions),
-                    sum(self.below[tp.partition] for tp in partitions))
+                    "only if their try still waits for a worker",
+                    sorted(f"{tp.topic}/{tp.partition}" for tp in partitions),
+                    sum(self.below[(tp.topic, tp.partition)] for tp in partitions))
 
-    def waiting(self, partition: int, offset: int, command: TaskCommand) -> bool:
-        if offset >= self.below.get(partition, -1):
+    def waiting(self, topic: str, partition: int, offset: int, command: TaskCommand) -> bool:
+        if offset >= self.below.get((topic, partition), -1):
             return True
         return command.try_key in self.queued
 
@@ -147,9 +155,14 @@ class _Unverified:
 class Worker:
     def __init__(self, config: Config, slots: int = 4, name: str | None = None, heartbeat_interval: float = 5.0,
                  stop_grace: float = 10.0, fork_server: bool = True, leave_when_full_after: float = 5.0,
-                 shutdown_grace: float | None = None) -> None:
+                 shutdown_grace: float | None = None, queues: Sequence[str] = (DEFAULT_QUEUE,)) -> None:
         self.config = config
         self.slots = max(1, slots)
+        # The queues it serves, and the tasks topic of each: all of them in the one group `<prefix>-worker`,
+        # where Kafka gives each topic's partitions to the members that subscribe to it.
+        self.queues = tuple(dict.fromkeys(check_queue(q) for q in queues)) or (DEFAULT_QUEUE,)
+        self.queue_of_topic = {topics.name(config, tasks_role(q)): q for q in self.queues}
+        self._queue_topics_ready = self.queues == (DEFAULT_QUEUE,)  # the default one is made with the others
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.heartbeat_interval = heartbeat_interval
         self.stop_grace = stop_grace
@@ -158,7 +171,7 @@ class Worker:
         self.running: dict[TryKey, Running] = {}
         self.not_started: dict[TryKey, tuple[TaskCommand, str]] = {}  # taken, could not start, not yet reported
         self.stopped_before_start: dict[tuple[str, str | None, int | None], float] = {}
-        self.loop = TransactionalLoop(config, "worker", topics.name(config, topics.TASKS),
+        self.loop = TransactionalLoop(config, "worker", list(self.queue_of_topic),
                                       f"{config.topic_prefix}-worker", on_assign=self._assigned)
         self.control = clients.consumer(config, role="worker-control")
         # Only snapshots the workflows topic lists for their workflow run (WorkflowDefinition.snapshots).
@@ -174,6 +187,8 @@ class Worker:
         # Tries start as forks of a process that has imported the task runner already (zygote.py);
         # without it (or if it dies) each try is a new Python process.
         self.forks = ForkServer(self._task_env()) if fork_server else None
+        # Each try's log file is copied to the logs topic on a thread of its own (logship.py).
+        self.logs = LogShipper(config, self.name)
         self._fork_server_restarts = 0
         self._fork_server_next_start = 0.0
         self.working_dir_retention = float(config.values["worker.working_dir_retention"])
@@ -229,7 +244,7 @@ class Worker:
 
     def _still_waiting(self, msg: RawRecord, command: TaskCommand) -> bool:
         """False for an old command, read again because offsets were lost, whose try no longer waits."""
-        if self.unverified.waiting(msg.partition() or 0, msg.offset() or 0, command):
+        if self.unverified.waiting(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, command):
             return True
         log.info("worker: START of %s/%s try %s of %s passed over: read again without committed offsets, and "
                  "the try no longer waits for a worker", command.workflow, command.task, command.try_number,
@@ -285,6 +300,15 @@ class Worker:
         for msg, command in decoded:
             if command is None or not self._still_waiting(msg, command):
                 continue
+            topic_queue = self.queue_of_topic.get(msg.topic() or "")
+            if command.queue != topic_queue:  # written to another queue's topic by hand: not for these workers
+                reason = (f"a START of queue {command.queue!r} on the tasks topic of queue {topic_queue!r} "
+                          f"({msg.topic()}): refusing to run it")
+                log.warning("worker: START of %s/%s try %s of %s refused: %s", command.workflow, command.task,
+                            command.try_number, command.execution_id, reason)
+                self._produce(dead_letter(msg, reason, "worker"))
+                self._report(command, "FAILED", reason)
+                continue
             if not self._announced(command):
                 reason = (f"snapshot {command.snapshot_sha256[:12]} ({command.snapshot_uri}, "
                           f"{command.workflow_file}) is not one the workflows topic lists for "
@@ -317,6 +341,7 @@ class Worker:
         key: TryKey = command.try_key
         log_file = log_path(home, command.workflow, *key)
         log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.logs.follow(command, log_file)
         try:
             folder = fetch(self.config, command.snapshot_uri, command.snapshot_sha256,
                            working_dir(home, command.workflow, command.execution_id))
@@ -330,6 +355,7 @@ class Worker:
             log.exception("worker: could not start %s", key)
             with open(log_file, "a") as out:
                 out.write(f"aiflow worker {self.name}: could not start the task: {exc}\n")
+            self.logs.finish(key)
             # Reported with the next finished tries (`_reap`), so a failing report cannot keep the
             # commands after this one from starting.
             self.not_started[key] = (command, f"could not start the task: {exc}")
@@ -385,6 +411,7 @@ class Worker:
             if not run.ended:  # the task is gone: its children go with it (once: the group id may be reused)
                 self._kill_group(run)
                 run.ended = True
+                self.logs.finish(key)
             if code == LOST_EXIT_CODE:
                 status, message = "FAILED", "the worker's fork server died while the try ran"
             elif run.stop_reason:
@@ -426,7 +453,8 @@ class Worker:
         self._last_heartbeat = now
         self.loop.begin()
         for partition in range(topics.partition_count(self.config, topics.INBOX)):
-            self._produce(InboxMessage.for_worker(self.name, self.slots - len(self.running)).to_record(partition))
+            self._produce(InboxMessage.for_worker(self.name, self.slots - len(self.running),
+                                                  self.queues).to_record(partition))
         for run in self.running.values():
             if run.process.poll() is None:
                 self._report(run.command, None, pid=run.process.pid)
@@ -434,6 +462,11 @@ class Worker:
 
     # -- the loop ------------------------------------------------------------------------------
     def step(self) -> None:
+        if not self._queue_topics_ready:  # a worker may start before any workflow uses its queue
+            created = topics.ensure_queue_topics(self.config, self.queues)
+            if created:
+                log.info("worker %s: created the tasks topics %s", self.name, ", ".join(created))
+            self._queue_topics_ready = True
         self.definitions.poll()
         self._check_fork_server()
         self._read_control()
@@ -465,7 +498,7 @@ class Worker:
                      f" and {len(names) - 20} more" if len(names) > 20 else "")
 
     def run(self, stop: threading.Event) -> None:
-        log.info("worker %s: started with %d slots", self.name, self.slots)
+        log.info("worker %s: started with %d slots, serving queues %s", self.name, self.slots, ", ".join(self.queues))
         try:
             self.definitions.catch_up(stop)
             self.loop.run_until(stop, self.step)
@@ -494,6 +527,9 @@ class Worker:
             self.loop.commit()
         except KafkaException as exc:  # the scheduler's heartbeat timeout fails them instead
             log.error("worker: could not report the stopped tries: %s", exc)
+        for key in self.running:  # their output is complete: ship the rest and the end chunks
+            self.logs.finish(key)
+        self.logs.stop(grace=5.0)
         self.running.clear()
         if self.forks is not None:
             self.forks.close()

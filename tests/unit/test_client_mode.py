@@ -15,8 +15,10 @@ from aiflow.ops import remote
 
 # Public functions that touch the store only through other public functions, or not at all.
 TRANSPORT_FREE = {"delete_workflow_schedules", "delete_workflow_snapshots", "delete_workflow_triggers",
-                  "inspect_workflow_file", "new_execution_id", "stop_workflow_executions", "wait_for_execution"}
-REFUSED = {"task_log_path"}  # the log is a file on the worker's machine
+                  "inspect_workflow_file", "new_execution_id", "stop_workflow_executions", "wait_for_execution",
+                  # a try's output: the store through get_task_execution, the output from a file or Kafka
+                  "follow_task_log", "read_task_log"}
+REFUSED = {"task_log_path"}  # the log is a file on the worker's machine (read_task_log reads it from anywhere)
 
 
 def public_functions() -> dict[str, object]:

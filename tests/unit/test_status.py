@@ -37,6 +37,7 @@ def test_a_worker_shows_its_last_beacon_and_the_tries_it_still_runs() -> None:
     assert rows[0]["free_slots"] == 2 and rows[0]["seconds_ago"] == 1.0
     assert rows[0]["running_tries"] == ["wf/train#2 (e1)"]
     assert rows[1]["running_tries"] == []
+    assert rows[0]["queues"] == ["default"]  # what it serves, from its beacon
 
 
 def test_partitions_are_shown_by_topic_without_the_prefix(tmp_path: Any) -> None:
@@ -52,7 +53,8 @@ STATUS = {
                   "member_id": "m1"},
                  {"role": "worker", "group": "aiflow-worker", "state": "empty", "client_id": "", "host": "",
                   "partitions": "", "member_id": ""}],
-    "workers": [{"worker": "w1", "last_heard": "2025-01-01T12:00:00+00:00", "seconds_ago": 1.0, "free_slots": 2,
+    "workers": [{"worker": "w1", "queues": ["default", "gpu"],
+                 "last_heard": "2025-01-01T12:00:00+00:00", "seconds_ago": 1.0, "free_slots": 2,
                  "running_tries": ["wf/train#2 (e1)"]}],
     "lag": [{"group": "aiflow-scheduler", "topic": "aiflow.inbox", "partition": 0, "committed": 10, "end": 12,
              "lag": 2}],
@@ -64,7 +66,7 @@ def test_the_table_says_what_runs_in_one_line_then_each_part() -> None:
     lines = result.output.splitlines()
     assert lines[0] == ("Kafka 127.0.0.1:9092, topics aiflow.*: 1 schedulers, 0 routers, 0 projectors, 0 workers in "
                         "their groups; 1 workers heard; 2 records not yet committed")
-    assert "w1\t2025-01-01T12:00:00+00:00\t1.0\t2\twf/train#2 (e1)" in lines
+    assert "w1\tdefault,gpu\t2025-01-01T12:00:00+00:00\t1.0\t2\twf/train#2 (e1)" in lines
 
 
 def test_json_is_the_whole_status() -> None:

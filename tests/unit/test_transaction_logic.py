@@ -88,6 +88,8 @@ class _Loop:
 
 
 def test_the_worker_forgets_a_finished_try_only_once_its_report_has_committed(tmp_path: Path) -> None:
+    from aiflow.config import Config
+    from aiflow.worker.logship import LogShipper
     from aiflow.worker.service import Running, Worker
 
     worker = Worker.__new__(Worker)  # no Kafka: the loop is the stand-in above
@@ -95,6 +97,7 @@ def test_the_worker_forgets_a_finished_try_only_once_its_report_has_committed(tm
     worker.loop = _Loop()  # type: ignore[assignment]
     worker.not_started = {}
     worker.running = {("e1", "train", 1): Running(command, _Process(), tmp_path / "1.log", 0.0)}  # type: ignore[arg-type]
+    worker.logs = LogShipper(Config.load(home=tmp_path, environ={}))  # told of nothing: it starts no thread
     reports: list[tuple[str, str | None]] = []
     worker._kill_group = lambda run: None  # type: ignore[method-assign]
     worker._report = (  # type: ignore[method-assign]

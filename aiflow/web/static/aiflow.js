@@ -38,6 +38,7 @@ function followLog(pre) {
     if (atBottom) pre.scrollTop = pre.scrollHeight;
   };
   source.addEventListener("end", (m) => { source.close(); setLive("ended: " + JSON.parse(m.data).status, false); });
+  source.addEventListener("problem", (m) => setLive("waiting: " + JSON.parse(m.data).detail, false));
   source.onerror = () => setLive("reconnecting…", false);
 }
 

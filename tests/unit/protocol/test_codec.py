@@ -14,7 +14,7 @@ SAMPLES = {
     "aiflow.Event": Event(key="k", value="v", send_time=NOW).to_avro(),
     "aiflow.TaskCommand": {"command_id": "c", "namespace": "default", "workflow": "w", "execution_id": "e",
                            "task": "t", "try_number": 1, "snapshot_uri": "file:///s.zip", "snapshot_sha256": "ab",
-                           "workflow_file": "w.py", "timeout_seconds": None, "create_time": NOW},
+                           "workflow_file": "w.py", "timeout_seconds": None, "create_time": NOW, "queue": "gpu"},
     "aiflow.ControlCommand": {"command_id": "c", "kind": "STOP", "execution_id": "e", "task": "t",
                               "try_number": 2, "reason": "asked", "create_time": NOW},
     "aiflow.TaskStatusReport": {"execution_id": "e", "task": "t", "try_number": 1, "status": "RUNNING",
@@ -31,6 +31,9 @@ SAMPLES = {
                                   "update_time": NOW},
     "aiflow.StateRecord": {"entity": "EXECUTION", "entity_id": "e", "namespace": "default", "workflow": "w",
                            "version": 7, "body": "{}", "update_time": NOW},
+    "aiflow.LogChunk": {"namespace": "default", "workflow": "w", "execution_id": "e", "task": "t", "try_number": 1,
+                        "position": 4096, "data": b"epoch 1 loss 0.25\n\xff\n", "end": False, "worker": "w1",
+                        "create_time": NOW},
 }
 
 

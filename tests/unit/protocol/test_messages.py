@@ -193,3 +193,32 @@ def test_a_definition_lists_the_snapshots_that_may_run_and_older_records_their_l
     assert not decoded.announces(old[0], old[1], "other.py")
     written_before = WorkflowDefinition("default", "w", 2, *new)  # no list: its latest snapshot alone
     assert written_before.announces(*new) and not written_before.announces(*old)
+
+
+# -- worker placement ----------------------------------------------------------------------------
+def test_a_start_goes_to_the_tasks_topic_of_its_queue_and_names_it() -> None:
+    default = TaskCommand("default", "w", "e1", "t", 1, "file:///s.zip", "ab" * 32, "w.py")
+    gpu = TaskCommand("default", "w", "e1", "t", 1, "file:///s.zip", "ab" * 32, "w.py", queue="gpu")
+    assert default.to_record().role == topics.TASKS == "tasks"  # the default queue keeps the topic of old
+    assert gpu.to_record().role == topics.tasks_role("gpu") == "tasks.gpu"
+    assert TaskCommand.decode(gpu.encode()).queue == "gpu"
+    assert topics.queue_of_role("tasks.gpu") == "gpu" and topics.queue_of_role("tasks") == "default"
+    assert topics.queue_of_role("inbox") is None and topics.queue_of_role("tasks.") is None
+
+
+def test_a_task_command_written_before_queues_reads_as_one_of_the_default_queue() -> None:
+    from aiflow.protocol.codec import TASK_COMMAND, default_codec, schema_dir
+
+    v1 = json.loads((schema_dir() / "history" / "aiflow.TaskCommand.v1.avsc").read_text())
+    command = TaskCommand("default", "w", "e1", "t", 2, "file:///s.zip", "ab" * 32, "w.py", 30.0)
+    record = {k: v for k, v in command.to_avro().items() if k != "queue"}
+    data = default_codec().encode_with(v1, record)
+    assert data[2:10] != default_codec().fingerprint_of(TASK_COMMAND)  # really the old writer schema
+    assert TaskCommand.decode(data) == command  # the default queue
+
+
+def test_a_beacon_says_which_queues_its_worker_serves_and_an_old_one_the_default() -> None:
+    beacon = InboxMessage.decode(InboxMessage.for_worker("w1", 2, ("gpu", "default")).encode())
+    assert beacon.queues == ("gpu", "default") and beacon.free_slots == 2
+    old = InboxMessage("", "w0", InboxKind.WORKER, args={"free_slots": "1"})  # from a worker before queues
+    assert old.queues == ("default",)

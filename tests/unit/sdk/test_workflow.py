@@ -260,6 +260,9 @@ def test_several_workflows_per_file(tmp_path: Path) -> None:
      "with Workflow(name='b'):\n    Operator('y').start_after(x)\n", 5, "rules can only name tasks of their own"),
     ("from aiflow import Workflow, Operator\nwith Workflow(name='w'):\n    a = Operator('a')\n    b = Operator('b')\n"
      "    a.start_after(b)\n    b.start_after(a)\n", 5, "start_after cycle"),
+    ("from aiflow import Workflow, BashOperator\nwith Workflow(name='w'):\n"
+     "    BashOperator('t', bash_command='true', queue='GPU!')\n", 3,
+     "task 't': queue name 'GPU!' is invalid: use lower-case letters, digits, '_' and '-' (1 to 64 of them)"),
     ("import json\n\ndef f(:\n    pass\n", 3, "SyntaxError"),
     ("import os\nraise RuntimeError('broken at import')\n", 2, "RuntimeError: broken at import"),
     ("import no_such_module_here\n", 1, "ModuleNotFoundError"),
@@ -277,3 +280,19 @@ def test_a_file_without_workflows_is_refused(tmp_path: Path) -> None:
         load_workflows(write(tmp_path, "x = 1\n"))
     with pytest.raises(WorkflowFileError, match="no such file"):
         load_workflows(tmp_path / "missing.py")
+
+
+@pytest.mark.parametrize("queue", ["", "GPU", "a.b", "x" * 65, 7, None])
+def test_a_bad_queue_name_is_refused_with_the_line(queue: object) -> None:
+    with Workflow(name="w"), pytest.raises(WorkflowDefinitionError, match="queue name .* is invalid") as info:
+        Operator("t", queue=queue)  # type: ignore[arg-type]
+    assert info.value.line is not None
+
+
+def test_a_task_runs_on_the_default_queue_unless_it_names_one() -> None:
+    with Workflow(name="w") as wf:
+        plain = Operator("plain")
+        gpu = PythonOperator("train", python_callable=print, queue="gpu")
+        BashOperator("big", bash_command="true", queue="x" * 64)
+    assert plain.queue == "default" and gpu.queue == "gpu" and "queue" not in gpu.config
+    assert [t["queue"] for t in wf.describe()["tasks"]] == ["default", "gpu", "x" * 64]
