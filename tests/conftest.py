@@ -379,7 +379,11 @@ def db_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database: SQLite in a temporary folder, or a new database on the PostgreSQL server."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/aiflow.db"
-    server = request.getfixturevalue("postgres_server")
+    return new_database(request.getfixturevalue("postgres_server"))
+
+
+def new_database(server: PostgresCluster | str) -> str:
+    """The URI of a new, empty database on the session's PostgreSQL (ours, or one named by URI)."""
     if isinstance(server, PostgresCluster):
         return server.create_database()
     import psycopg

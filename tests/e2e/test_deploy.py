@@ -35,7 +35,7 @@ import click
 import pytest
 import yaml
 
-from tests.conftest import REPO, PostgresCluster, free_port, processes_of, wait_until
+from tests.conftest import REPO, PostgresCluster, free_port, new_database, processes_of, wait_until
 from tests.s3server import S3Server, running_s3_server
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
@@ -225,17 +225,6 @@ def aiflow_command(argv: list[str]) -> click.Command:
 
 
 # -- the real parts ---------------------------------------------------------------------------------
-
-def new_database(server: PostgresCluster | str) -> str:
-    if isinstance(server, PostgresCluster):
-        return server.create_database()
-    import psycopg
-
-    name = f"t{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return f"{server}/{name}"
-
 
 @pytest.fixture
 def s3() -> Iterator[S3Server]:
