@@ -6,24 +6,30 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from aiflow.config import Config
 from aiflow.errors import StoreError, StoreUnavailable
 
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+# Alembic is imported where migrations run, not here: most commands only read and write rows, and
+# importing it costs about 100 ms of every CLI call.
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# The newest revision in migrations/versions (a test checks it against Alembic's own view): a database
+# already there is recognised with one query, without importing Alembic.
+HEAD_REVISION = "0002"
 _engines: dict[str, Engine] = {}
 
 
 def _alembic_config(engine: Engine, connection: Any) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
@@ -31,6 +37,8 @@ def _alembic_config(engine: Engine, connection: Any) -> AlembicConfig:
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
     assert head is not None
     return head
@@ -73,25 +81,36 @@ class Store:
 
     def current_revision(self) -> str | None:
         with self.engine.connect() as conn:
+            from alembic.runtime.migration import MigrationContext
+
             return MigrationContext.configure(conn).get_current_revision()
 
     def upgrade(self, revision: str = "head") -> None:
         with self.engine.begin() as conn:
+            from alembic import command
+
             command.upgrade(_alembic_config(self.engine, conn), revision)
 
     def downgrade(self, revision: str = "-1") -> None:
         with self.engine.begin() as conn:
+            from alembic import command
+
             command.downgrade(_alembic_config(self.engine, conn), revision)
 
     def reset(self) -> None:
         """Drop every table (data included) and create the schema again."""
         with self.engine.begin() as conn:
+            from alembic import command
+
             command.downgrade(_alembic_config(self.engine, conn), "base")
         self.upgrade()
 
     def ensure_schema(self) -> None:
         """Create the schema in an empty database; refuse one at another revision."""
         if self._checked:
+            return
+        if self._at_head():
+            self._checked = True
             return
         # Several processes may find the database empty at once (a scheduler starting while a command
         # runs): one creates the schema, the others fail to and then find it made.
@@ -122,6 +141,15 @@ class Store:
                     raise StoreError(f"cannot use the database {self._safe_uri()}: {reason}") from None
                 time.sleep(0.2)
         self._checked = True
+
+    def _at_head(self) -> bool:
+        """Whether the database is at HEAD_REVISION, read straight from Alembic's table; False when that
+        cannot be told this way (no table yet, another revision, an error): ensure_schema then looks closer."""
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD_REVISION
+        except SQLAlchemyError:
+            return False
 
     @contextmanager
     def session(self) -> Iterator[Session]:
