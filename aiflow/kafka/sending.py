@@ -8,6 +8,8 @@ instead of retrying it forever; everything else librdkafka reports is transient.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -41,11 +43,32 @@ def produce(producer: Producer, config: Config, record: Record,
             producer.poll(0.05)
 
 
+# One producer per process, configuration and role for `send`: a script that calls ops a thousand
+# times opens one connection, not a thousand. Keyed by pid too, as a producer must not cross a fork.
+_shared: dict[tuple[int, str, str, tuple[tuple[str, str], ...]], Producer] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_producer(config: Config, role: str = "sender") -> Producer:
+    """This process's producer for `role` on the configured cluster, made on first use."""
+    key = (os.getpid(), role, config.bootstrap, tuple(sorted((k, str(v)) for k, v in config.kafka_properties.items())))
+    with _shared_lock:
+        producer = _shared.get(key)
+        if producer is None:
+            producer = _shared[key] = clients.producer(config, role=role)
+        return producer
+
+
 def send(config: Config, record: Record, role: str = "sender", producer: Producer | None = None) -> None:
     """Produce one record outside any transaction and return once it is durable; KafkaUnavailable if not."""
-    producer = producer or clients.producer(config, role=role)
+    shared = producer is None
+    producer = producer or shared_producer(config, role)
     errors: list[str] = []
     produce(producer, config, record, lambda err, _m: errors.append(err.str()) if err else None)
     if producer.flush(30) or errors:
+        if shared:  # it may be the producer that is broken (a fatal error): the next send makes a new one
+            with _shared_lock:
+                for key in [k for k, v in _shared.items() if v is producer]:
+                    del _shared[key]
         raise KafkaUnavailable(f"could not write to {topics.name(config, record.role)}: "
                                f"{errors[0] if errors else 'timed out'}")
