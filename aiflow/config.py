@@ -40,8 +40,8 @@ class Key:
 
 KEYS: tuple[Key, ...] = (
     Key("kafka.bootstrap", str, "", "AIFLOW_KAFKA_BOOTSTRAP",
-        "Kafka bootstrap servers; empty means the local broker at 127.0.0.1:<broker.port> (every node's port "
-        "with broker.nodes > 1)"),
+        "Kafka bootstrap servers; empty means the local broker at <broker.host>:<broker.port> (every node's "
+        "port with broker.nodes > 1)"),
     Key("kafka.session_timeout_ms", int, 6000, "AIFLOW_KAFKA_SESSION_TIMEOUT_MS",
         "consumer-group session timeout: how long a killed member holds its partitions"),
     Key("kafka.transaction_timeout_ms", int, 10000, "AIFLOW_KAFKA_TRANSACTION_TIMEOUT_MS",
@@ -117,6 +117,9 @@ KEYS: tuple[Key, ...] = (
         "one of its tries runs on this worker (0 keeps them)"),
     Key("worker.isolated_namespaces", str, "", "AIFLOW_WORKER_ISOLATED_NAMESPACES",
         "namespaces whose tasks may send events only into their own namespace (comma-separated; * for all)"),
+    Key("broker.host", str, "127.0.0.1", "AIFLOW_BROKER_HOST",
+        "address the local broker listens on and advertises to clients (this machine's address, for clients "
+        "on other machines)"),
     Key("broker.port", int, 9092, "AIFLOW_BROKER_PORT", "client port of the local broker"),
     Key("broker.controller_port", int, 9093, "AIFLOW_BROKER_CONTROLLER_PORT",
         "KRaft controller port of the local broker"),
@@ -316,6 +319,11 @@ class Config:
         for name in self.isolated_namespaces - {"*"}:
             if not all(c.isalnum() or c in "._-" for c in name):
                 raise ConfigError(f"worker.isolated_namespaces: {name!r} is not a namespace name")
+        host = str(self.values["broker.host"])
+        # Clients connect to the address the broker advertises: a wildcard or a name with a port cannot be one.
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]*", host) or host in ("0.0.0.0", "0"):
+            raise ConfigError(f"broker.host: {host!r} is not an address clients can connect to (an IPv4 address "
+                              "or a host name of this machine)")
         for name in ("broker.port", "broker.controller_port"):
             if not 0 < self.values[name] < 65536:
                 raise ConfigError(f"{name}: {self.values[name]} is not a TCP port")
@@ -350,7 +358,8 @@ class Config:
         if self.values["kafka.bootstrap"]:
             return str(self.values["kafka.bootstrap"])
         port, nodes = int(self.values["broker.port"]), int(self.values["broker.nodes"])
-        return ",".join(f"127.0.0.1:{port + 2 * i}" for i in range(nodes))
+        host = str(self.values["broker.host"])
+        return ",".join(f"{host}:{port + 2 * i}" for i in range(nodes))
 
     @property
     def uses_local_broker(self) -> bool:

@@ -4,7 +4,8 @@ several on loopback (`broker.nodes`).
 No Docker engine is needed: the Apache Kafka broker jars are fetched once per machine from Maven
 Central with `mvn dependency:copy-dependencies` into the user's cache (`default_cache_dir()`, or
 `broker.cache_dir`; or taken from `$KAFKA_HOME/libs`), showing the download's progress, a KRaft log
-directory is formatted under `$AIFLOW_HOME/broker/`, and `kafka.Kafka` runs on loopback.
+directory is formatted under `$AIFLOW_HOME/broker/`, and `kafka.Kafka` runs on loopback (or on the
+address `broker.host` names, which it then advertises, for clients on other machines).
 
 The broker's settings lower the timeouts that bound failover, so that a killed scheduler or worker
 is replaced in seconds rather than the minute the broker's defaults allow (see docs/operations.md
@@ -139,6 +140,8 @@ class LocalBroker:
         self.pid_file = self.nodes[0].pid_file
         self.log_file = self.nodes[0].log_file
         self.version = str(config.values["broker.kafka_version"])
+        # Where every node listens and what it advertises: loopback, or this machine's address (broker.host).
+        self.host = str(config.values["broker.host"])
         self.processes: dict[int, subprocess.Popen[bytes]] = {}  # the nodes this object started
 
     def node(self, node_id: int) -> Node:
@@ -214,11 +217,12 @@ class LocalBroker:
     # -- files -----------------------------------------------------------------------------
     def write_properties(self, node: Node) -> None:
         node.dir.mkdir(parents=True, exist_ok=True)
+        host = self.host
         lines = {
             "process.roles": "broker,controller",
             "node.id": str(node.id),
-            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
+            "listeners": f"PLAINTEXT://{host}:{node.port},CONTROLLER://{host}:{node.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{host}:{node.port}",
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name": "PLAINTEXT",
@@ -227,9 +231,9 @@ class LocalBroker:
             **replication_settings(len(self.nodes)),
         }
         if len(self.nodes) == 1:  # a quorum of one, formatted with --standalone
-            lines["controller.quorum.bootstrap.servers"] = f"127.0.0.1:{node.controller_port}"
+            lines["controller.quorum.bootstrap.servers"] = f"{host}:{node.controller_port}"
         else:  # a fixed quorum of every node
-            lines["controller.quorum.voters"] = ",".join(f"{n.id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+            lines["controller.quorum.voters"] = ",".join(f"{n.id}@{host}:{n.controller_port}" for n in self.nodes)
         node.properties_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
 
     def _java_command(self, main: str, *args: str, heap: str = "256m") -> list[str]:

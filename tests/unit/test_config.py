@@ -87,3 +87,12 @@ def test_init_file_loads_back_to_the_defaults(tmp_path: Path) -> None:
         {k: v for k, v in defaults.values.items() if k not in home_relative}
     assert from_file.db_uri == f"sqlite:///{tmp_path}/aiflow.db"
     assert set(from_file.sources.values()) == {"file"}
+
+
+def test_the_local_broker_address_follows_broker_host(tmp_path: Path) -> None:
+    assert Config.load(home=tmp_path, environ={}).bootstrap == "127.0.0.1:9092"
+    config = Config.load(home=tmp_path, environ={"AIFLOW_BROKER_HOST": "10.7.0.1", "AIFLOW_BROKER_NODES": "3"})
+    assert config.bootstrap == "10.7.0.1:9092,10.7.0.1:9094,10.7.0.1:9096"
+    for bad in ("0.0.0.0", "10.7.0.1:9092", " host"):
+        with pytest.raises(ConfigError, match="broker.host"):
+            Config.load(home=tmp_path, environ={"AIFLOW_BROKER_HOST": bad})
