@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from aiflow.config import Config
 from aiflow.errors import Conflict, KafkaUnavailable, NotFound
 from aiflow.ops._common import _config, _Info, _latest_snapshot, _maybe, _ns, _owned_row, _via_api, _workflow_session
-from aiflow.ops._publish import Command, check_reachable, send_inbox_command
+from aiflow.ops._publish import check_reachable, send_inbox_command
+from aiflow.protocol.commands import Command
 from aiflow.sdk.status import TASK_ALIVE_SET, WORKFLOW_FINISHED_SET, TaskStatus, WorkflowStatus
 from aiflow.store.db import Store
 from aiflow.store.models import ExecutionRow, TaskExecutionRow, WorkflowRow

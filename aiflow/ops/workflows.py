@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,7 +28,7 @@ from aiflow.ops._common import (
     _via_api,
     _workflow_session,
 )
-from aiflow.ops._publish import WorkflowDefinition, publish_definition, publish_deletion
+from aiflow.ops._publish import publish_definition, publish_deletion
 from aiflow.process import python_module
 from aiflow.sdk.conditions import condition_from_spec
 from aiflow.sdk.workflow import NAMESPACE_ENV
@@ -36,6 +36,9 @@ from aiflow.store import snapshots
 from aiflow.store.blobs import blob_store
 from aiflow.store.db import Store
 from aiflow.store.models import NamespaceRow, ScheduleRow, SnapshotRow, TriggerRow, WorkflowRow
+
+if TYPE_CHECKING:
+    from aiflow.protocol.messages import WorkflowDefinition
 
 
 @dataclass
@@ -106,6 +109,8 @@ def _definition(s: Session, row: WorkflowRow, snapshot: SnapshotRow) -> Workflow
     for t in triggers:
         if not t["paused"]:
             trigger_keys.update(dict.fromkeys(condition_from_spec(t["condition"]).subscriptions(row.namespace)))
+    from aiflow.protocol.messages import WorkflowDefinition
+
     return WorkflowDefinition(
         namespace=row.namespace, workflow=row.name, version=snapshot.version, snapshot_uri=snapshot.uri,
         snapshot_sha256=snapshot.sha256, workflow_file=snapshot.workflow_file, enabled=row.is_enabled,

@@ -31,6 +31,7 @@ from aiflow.protocol.codec import (
     WORKFLOW_DEFINITION,
     default_codec,
 )
+from aiflow.protocol.commands import Command
 from aiflow.protocol.records import (
     MAX_EVENT_BYTES,
     MAX_LOG_CHUNK_BYTES,
@@ -242,16 +243,6 @@ class InboxKind(str, Enum):
     TASK_STATUS = "TASK_STATUS"
     HEARTBEAT = "HEARTBEAT"
     WORKER = "WORKER"  # a worker's beacon: it is alive and reaches Kafka, whether or not it runs tries
-
-
-class Command(str, Enum):
-    """What a COMMAND inbox message asks of the scheduler."""
-
-    START_EXECUTION = "START_EXECUTION"
-    STOP_EXECUTION = "STOP_EXECUTION"
-    START_TASK = "START_TASK"
-    STOP_TASK = "STOP_TASK"
-    RESTART_TASK = "RESTART_TASK"
 
 
 @dataclass(frozen=True)
