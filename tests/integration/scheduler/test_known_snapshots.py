@@ -40,6 +40,10 @@ def test_a_task_command_naming_another_workflows_snapshot_is_refused_by_the_work
     system.upload(FLOW)
     system.upload(FLOW.replace('name="known"', 'name="other"'), name="other.py")
     [other] = ops.list_workflow_snapshots("other", config=system.config)
+    # The worker must hold the tasks partitions first: a command already there when a partition without
+    # committed offsets is assigned counts as old, and is checked against the state instead (lost offsets).
+    warm_up = ops.start_workflow_execution("known", config=system.config)
+    system.wait_for(lambda: system.status(warm_up) == "SUCCESS", what="a first execution")
     # A real snapshot, in the blob store, but of another workflow: the worker must not run it as "known".
     command = TaskCommand("default", "known", "e" * 12, "only", 1, other.uri, other.sha256, other.workflow_file)
     sending.send(system.config, command.to_record())
