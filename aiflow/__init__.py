@@ -8,48 +8,63 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aiflow.errors import AIFlowError
-from aiflow.sdk import (
-    BashOperator,
-    Condition,
-    Context,
-    MeetAllCondition,
-    MeetAnyCondition,
-    Operator,
-    PythonOperator,
-    SingleEventCondition,
-    State,
-    StateDescriptor,
-    TaskAction,
-    TaskStatus,
-    TaskStatusAllMetCondition,
-    TaskStatusCondition,
-    ValueState,
-    ValueStateDescriptor,
-    Workflow,
-    WorkflowRule,
-    WorkflowStatus,
-)
 
 if TYPE_CHECKING:
     from aiflow.events.client import EventClient, ListenerProcessor
     from aiflow.protocol.messages import Event
+    from aiflow.sdk import (
+        BashOperator,
+        Condition,
+        Context,
+        MeetAllCondition,
+        MeetAnyCondition,
+        Operator,
+        PythonOperator,
+        SingleEventCondition,
+        State,
+        StateDescriptor,
+        TaskAction,
+        TaskStatus,
+        TaskStatusAllMetCondition,
+        TaskStatusCondition,
+        ValueState,
+        ValueStateDescriptor,
+        Workflow,
+        WorkflowRule,
+        WorkflowStatus,
+    )
 
 __version__ = "0.1.0"
 
+# Where each public name lives. They are imported on first use (PEP 562), so `import aiflow` — which
+# every `aiflow.x` import runs first — loads only the package: the CLI, the services and the pure core
+# load the SDK (its cron parser), the event client (confluent-kafka) and Event (the codec and its
+# schemas) only when they use them.
+_HOMES = {
+    **dict.fromkeys(("BashOperator", "Condition", "Context", "MeetAllCondition", "MeetAnyCondition", "Operator",
+                     "PythonOperator", "SingleEventCondition", "State", "StateDescriptor", "TaskAction", "TaskStatus",
+                     "TaskStatusAllMetCondition", "TaskStatusCondition", "ValueState", "ValueStateDescriptor",
+                     "Workflow", "WorkflowRule", "WorkflowStatus"), "aiflow.sdk"),
+    "EventClient": "aiflow.events.client",
+    "ListenerProcessor": "aiflow.events.client",
+    "Event": "aiflow.protocol.messages",
+}
+
 
 def __getattr__(name: str) -> Any:
-    # The event client loads confluent-kafka: imported on first use, so `import aiflow` (and the pure
-    # core: the SDK, the protocol, the scheduler's core) loads no Kafka client. Event loads the codec
-    # and its schemas, which most CLI commands never need.
-    if name in ("EventClient", "ListenerProcessor"):
-        from aiflow.events import client
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'aiflow' has no attribute {name!r}")
+    import importlib
 
-        return getattr(client, name)
-    if name == "Event":
-        from aiflow.protocol.messages import Event
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # found once: later lookups do not come back here
+    return value
 
-        return Event
-    raise AttributeError(f"module 'aiflow' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "AIFlowError", "BashOperator", "Condition", "Context", "Event", "EventClient", "ListenerProcessor",

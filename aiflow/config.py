@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from aiflow.errors import ConfigError
 
 CONFIG_FILE = "aiflow.yaml"
@@ -266,6 +264,8 @@ class Config:
 
         path = home_path / CONFIG_FILE
         if path.exists():
+            import yaml  # here: a home configured by environment alone never loads the YAML parser
+
             try:
                 data = yaml.safe_load(path.read_text()) or {}
             except yaml.YAMLError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -30,12 +31,27 @@ def execution_group() -> None:
 @namespace_option
 @output_option
 def start(workflow: str, wait: bool, timeout: float | None, namespace: str | None, fmt: str) -> None:
-    """Start an execution of WORKFLOW's latest version; prints its id (`-o json`: an object with "id")."""
+    """Start an execution of WORKFLOW's latest version: returns once Kafka holds the command and prints the
+    execution's id (the scheduler records it a moment later; `-o json` waits for that and prints the
+    execution, with its "id")."""
     from aiflow import ops
 
     if timeout is not None and not wait:
         raise click.UsageError("--timeout goes with --wait")
     config = load_config()
+    ops.prepare_to_send(config=config)  # Kafka connects while the store loads
+    if not wait and fmt in ("table", "plain"):
+        # Whether a scheduler runs is asked beside the start (a Kafka round trip of its own), not after it.
+        running: list[bool | None] = []
+        asking = threading.Thread(target=lambda: running.append(ops.scheduler_running(config=config)), daemon=True)
+        asking.start()
+        execution_id = ops.start_workflow_execution(workflow, namespace, config=config, wait=0)
+        click.echo(f"Workflow execution: {execution_id} submitted.")
+        asking.join()
+        if running == [False]:
+            click.echo("note: no scheduler is running; the execution starts when one does "
+                       "(`aiflow scheduler start -d`)", err=True)
+        return
     execution_id = ops.start_workflow_execution(workflow, namespace, config=config, wait=0)
     if not ops.wait_for_execution(execution_id, 10, config=config):
         click.echo("note: no scheduler has taken it yet; it starts when one runs (`aiflow scheduler start -d`)",

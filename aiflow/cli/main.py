@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -13,9 +14,47 @@ from aiflow import __version__
 from aiflow.cli.output import emit_result, output_option
 from aiflow.errors import AIFlowError
 
+# Every command but `version`, by name: the module that defines it and the object's name there. A module is
+# imported when its command runs (or when help or completion lists the commands), so `aiflow workflow-execution
+# list` loads neither the broker's launcher nor the web server's nor the Kafka client.
+COMMANDS: dict[str, str] = {
+    "standalone": "aiflow.cli.standalone_cmd:group",
+    "config": "aiflow.cli.config_cmd:group",
+    "broker": "aiflow.cli.broker_cmd:group",
+    "topics": "aiflow.cli.topics_cmd:group",
+    "db": "aiflow.cli.db_cmd:group",
+    "event": "aiflow.cli.event_cmd:group",
+    "dead-letter": "aiflow.cli.dead_letter_cmd:group",
+    "namespace": "aiflow.cli.namespace_cmd:group",
+    "workflow": "aiflow.cli.workflow_cmd:group",
+    "connector": "aiflow.cli.connector_cmd:group",
+    "webserver": "aiflow.cli.webserver_cmd:group",
+    "workflow-snapshot": "aiflow.cli.workflow_cmd:snapshot_group",
+    "workflow-execution": "aiflow.cli.execution_cmd:execution_group",
+    "task-execution": "aiflow.cli.execution_cmd:task_group",
+    "workflow-trigger": "aiflow.cli.trigger_cmd:trigger_group",
+    "workflow-schedule": "aiflow.cli.trigger_cmd:schedule_group",
+    "scheduler": "aiflow.cli.service_cmd:scheduler_group",
+    "worker": "aiflow.cli.service_cmd:worker_group",
+    "status": "aiflow.cli.status_cmd:status",
+}
+
 
 class AIFlowGroup(click.Group):
-    """Turns aiflow's errors into one line on stderr and exit code 1, never a traceback."""
+    """The root command: loads the module of a subcommand when it is asked for (COMMANDS), and turns
+    aiflow's errors into one line on stderr and exit code 1, never a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = self.commands.get(cmd_name)
+        if command is None and cmd_name in COMMANDS:
+            module, _, attr = COMMANDS[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attr)
+            assert isinstance(command, click.Command) and command.name == cmd_name, COMMANDS[cmd_name]
+            self.add_command(command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -26,9 +65,8 @@ class AIFlowGroup(click.Group):
             click.echo("interrupted", err=True)
             ctx.exit(130)
         except Exception as exc:
-            from confluent_kafka import KafkaException
-
-            if isinstance(exc, KafkaException):
+            kafka = sys.modules.get("confluent_kafka")  # not loaded: the error cannot be one of its own
+            if kafka is not None and isinstance(exc, kafka.KafkaException):
                 raise click.ClickException(f"Kafka: {exc.args[0]}") from None
             raise
 
@@ -51,37 +89,6 @@ def version(fmt: str) -> None:
             "confluent_kafka": confluent_kafka.__version__, "librdkafka": confluent_kafka.libversion()[0]}
     emit_result(f"aiflow {data['aiflow']} (Python {data['python']}, confluent-kafka {data['confluent_kafka']}, "
                 f"librdkafka {data['librdkafka']})", data, fmt)
-
-
-def _register() -> None:
-    from aiflow.cli import (
-        broker_cmd,
-        config_cmd,
-        connector_cmd,
-        db_cmd,
-        dead_letter_cmd,
-        event_cmd,
-        execution_cmd,
-        namespace_cmd,
-        service_cmd,
-        standalone_cmd,
-        status_cmd,
-        topics_cmd,
-        trigger_cmd,
-        webserver_cmd,
-        workflow_cmd,
-    )
-
-    for module in (standalone_cmd, config_cmd, broker_cmd, topics_cmd, db_cmd, event_cmd, dead_letter_cmd,
-                   namespace_cmd, workflow_cmd, connector_cmd, webserver_cmd):
-        cli.add_command(module.group)
-    for command in (workflow_cmd.snapshot_group, execution_cmd.execution_group, execution_cmd.task_group,
-                    trigger_cmd.trigger_group, trigger_cmd.schedule_group, service_cmd.scheduler_group,
-                    service_cmd.worker_group, status_cmd.status):
-        cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

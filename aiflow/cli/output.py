@@ -8,6 +8,8 @@ saying what they did as `json` or `yaml`, so a script never cuts text apart.
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,6 +52,9 @@ def emit(data: Sequence[Mapping[str, Any]] | Mapping[str, Any], fmt: str, column
     if not rows:
         click.echo("(none)")
         return
+    cells = [[_cell(row.get(c)) for c in cols] for row in rows]
+    if _aligned(cols, cells):
+        return
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -63,6 +68,23 @@ def emit(data: Sequence[Mapping[str, Any]] | Mapping[str, Any], fmt: str, column
     if not console.is_terminal:  # piped: never cut a cell to fit an imagined screen width
         console = Console(width=100_000)
     console.print(table)
+
+
+def _aligned(cols: Sequence[str], cells: Sequence[Sequence[str]]) -> bool:
+    """Print the table as rich prints it (below) when that is plain padding: every cell one line of printable
+    ASCII and the table as wide as the screen at most (a pipe has no width). It saves loading rich and its
+    layout, a tenth of a second for a hundred rows. False, printing nothing, when rich is needed (to wrap
+    cells to the screen, to measure wide characters, to lay out lines)."""
+    if not all(c.isascii() and c.isprintable() for line in (cols, *cells) for c in line):
+        return False
+    widths = [max(len(col), *(len(line[i]) for line in cells)) for i, col in enumerate(cols)]
+    terminal = sys.stdout.isatty()
+    if terminal and sum(widths) + 2 * (len(widths) - 1) > shutil.get_terminal_size().columns:
+        return False
+    click.echo(click.style("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)), bold=True))
+    for line in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
+    return True
 
 
 def emit_result(message: str, data: Mapping[str, Any], fmt: str) -> None:

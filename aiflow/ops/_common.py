@@ -1,63 +1,26 @@
-"""What every subject of ops needs: config and namespace defaults, UTC times, the base of the *Info records, and
-looking up a workflow's rows."""
+"""What the subjects of ops that use the store need: UTC times, the base of the *Info records, and looking up a
+workflow's rows (the config and namespace defaults and the client-mode switch are in `_dispatch`)."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from aiflow.config import Config
-from aiflow.errors import AIFlowError, NotFound
+from aiflow.errors import NotFound
+from aiflow.ops._dispatch import _ns
 from aiflow.sdk.status import WORKFLOW_FINISHED_SET
 from aiflow.store.db import Store
 from aiflow.store.models import ExecutionRow, ScheduleRow, SnapshotRow, TriggerRow, WorkflowRow
 
 # The rows that belong to one workflow and are named by their own id.
 OwnedRow = TypeVar("OwnedRow", ExecutionRow, TriggerRow, ScheduleRow)
-
-
-def _config(config: Config | None) -> Config:
-    return config or Config.load()
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _via_api(f: Callable[P, R]) -> Callable[P, R]:
-    """In client mode (`api.url` set) call the function of the same name in `aiflow.ops.remote`, which asks
-    the REST API, instead of `f`, which uses the database; a function the API does not offer yet is
-    refused there rather than run against a database the client should not need.
-
-    The configuration is loaded once here (when `config` is None) and handed on, so both sides get it.
-    """
-    @functools.wraps(f)
-    def either(*args: P.args, **kwargs: P.kwargs) -> R:
-        given = kwargs.get("config")
-        config = given if isinstance(given, Config) else Config.load()
-        kwargs["config"] = config
-        if not config.values["api.url"]:
-            return f(*args, **kwargs)
-        from aiflow.ops import remote
-
-        forward: Callable[P, R] | None = getattr(remote, f.__name__, None)
-        if forward is None:
-            raise AIFlowError(f"not available through the API yet: {f.__name__} (client mode, api.url = "
-                              f"{config.values['api.url']}); run it where the database is reachable")
-        return forward(*args, **kwargs)
-
-    return either
-
-
-def _ns(config: Config, namespace: str | None) -> str:
-    return namespace or config.namespace
 
 
 def _aware(moment: datetime) -> datetime:

@@ -1,13 +1,16 @@
-"""Everything ops sends to Kafka, and nothing else: the rest of ops reads and writes the store and calls these.
+"""Everything ops sends to or asks of Kafka, and nothing else: the rest of ops reads and writes the store and
+calls these.
 
 Keeping every Kafka call here lets the transport change by editing this file alone.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from aiflow.config import Config
+from aiflow.ops._dispatch import _config, _via_api
 
 if TYPE_CHECKING:
     from aiflow.protocol.messages import Command, WorkflowDefinition
@@ -15,11 +18,60 @@ if TYPE_CHECKING:
 # The Kafka client and the wire contract (confluent-kafka, fastavro and the schemas: about 80 ms) are
 # imported when something is sent: commands that only read the store never pay for them.
 
-__all__ = ["check_reachable", "publish_definition", "publish_deletion", "send_inbox_command"]
+__all__ = ["check_reachable", "prepare_to_publish", "prepare_to_send", "publish_definition", "publish_deletion",
+           "scheduler_members", "send_inbox_command"]
+
+
+# The producer (by role) that publishes definitions and deletions: the one prepare_to_publish makes ready.
+_DEFINITIONS = "workflows"
+
+
+class _Preparing(threading.Thread):
+    """What a send needs, done on a thread of its own: each new Kafka client waits about 50 ms for its first
+    connection, which can pass while the caller loads the store (a third of a second of imports)."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(name="aiflow-prepare-send", daemon=True)
+        self.config = config
+        self.error: Exception | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            from aiflow.kafka import clients, sending, topics
+
+            sending.shared_producer(self.config)  # connects on librdkafka's threads meanwhile
+            clients.check_reachable(self.config)
+            topics.partition_count(self.config, topics.INBOX)  # asked once per process, here rather than at the send
+            import aiflow.protocol.messages  # noqa: F401 - the codec and its schemas, for the send to come
+        except Exception as exc:  # handed to the caller's check_reachable, which raises it
+            self.error = exc
+
+
+# Begun by prepare_to_send, taken by the next check_reachable of the same cluster.
+_preparing: dict[tuple[str, str], _Preparing] = {}
+
+
+@_via_api
+def prepare_to_send(*, config: Config | None = None) -> None:
+    """Begin, without waiting, what sending to Kafka needs: load the client and the codec, make this process's
+    producer (it connects on its own threads) and check that the cluster answers. A command sent next (a
+    start, a stop) then finds them done; the CLI calls this before it loads the store."""
+    config = _config(config)
+    key = (config.bootstrap, config.topic_prefix)
+    if key not in _preparing:
+        _preparing[key] = _Preparing(config)
 
 
 def check_reachable(config: Config) -> None:
-    """Raise KafkaUnavailable with what to do when the configured cluster does not answer."""
+    """Raise KafkaUnavailable with what to do when the configured cluster does not answer (the outcome of
+    prepare_to_send's check when one was begun)."""
+    preparing = _preparing.pop((config.bootstrap, config.topic_prefix), None)
+    if preparing is not None:
+        preparing.join()
+        if preparing.error is not None:
+            raise preparing.error
+        return
     from aiflow.kafka import clients
 
     clients.check_reachable(config)
@@ -35,11 +87,22 @@ def send_inbox_command(config: Config, namespace: str, workflow: str, command: C
     sending.send(config, InboxMessage.for_command(namespace, workflow, command, execution_id, task, args).to_record())
 
 
+def prepare_to_publish(config: Config) -> None:
+    """Load the Kafka client and the codec and make the producer that publishes definitions, which connects in
+    the background: done while something slower runs (a workflow file loading), a publish then only sends."""
+    import importlib
+
+    from aiflow.kafka import sending
+
+    importlib.import_module("aiflow.protocol.messages")  # the codec and its schemas, for the publish to come
+    sending.shared_producer(config, _DEFINITIONS)
+
+
 def publish_definition(config: Config, definition: WorkflowDefinition) -> None:
     """Publish the workflow's definition on the workflows topic; returns once it is durable."""
     from aiflow.kafka import sending
 
-    sending.send(config, definition.to_record(), "workflows")
+    sending.send(config, definition.to_record(), _DEFINITIONS)
 
 
 def publish_deletion(config: Config, namespace: str, workflow: str) -> None:
@@ -47,4 +110,18 @@ def publish_deletion(config: Config, namespace: str, workflow: str) -> None:
     from aiflow.kafka import sending
     from aiflow.protocol.messages import WorkflowDeleted
 
-    sending.send(config, WorkflowDeleted(namespace, workflow).to_record(), "workflows")
+    sending.send(config, WorkflowDeleted(namespace, workflow).to_record(), _DEFINITIONS)
+
+
+def scheduler_members(config: Config, timeout: float = 3.0) -> int | None:
+    """How many schedulers are in their consumer group now (one request to the group's coordinator); None
+    when Kafka does not tell within `timeout` seconds."""
+    from aiflow.kafka import clients
+
+    group = f"{config.topic_prefix}-scheduler"
+    try:
+        # A probe: a refusal is an answer of None here, not a line in the user's terminal.
+        admin = clients.admin(config, log_level=0, error_cb=lambda _error: None)
+        return len(admin.describe_consumer_groups([group], request_timeout=timeout)[group].result().members)
+    except Exception:  # KafkaException, or a group the coordinator cannot describe yet
+        return None

@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from aiflow.config import Config
 from aiflow.errors import Conflict, KafkaUnavailable, NotFound
-from aiflow.ops._common import _config, _Info, _latest_snapshot, _maybe, _ns, _owned_row, _via_api, _workflow_session
-from aiflow.ops._publish import check_reachable, send_inbox_command
+from aiflow.ops._common import _Info, _latest_snapshot, _maybe, _owned_row, _workflow_session
+from aiflow.ops._dispatch import _config, _ns, _via_api
+from aiflow.ops._publish import check_reachable, scheduler_members, send_inbox_command
 from aiflow.protocol.commands import Command
 from aiflow.sdk.status import TASK_ALIVE_SET, WORKFLOW_FINISHED_SET, TaskStatus, WorkflowStatus
 from aiflow.store.db import Store
@@ -94,6 +95,14 @@ def start_workflow_execution(workflow_name: str, namespace: str | None = None, *
     if wait > 0:
         wait_for_execution(execution_id, wait, config=config)
     return execution_id
+
+
+@_via_api
+def scheduler_running(*, config: Config | None = None) -> bool | None:
+    """Whether a scheduler is in its consumer group now (one request to Kafka), so an execution started
+    is taken at once; None when that cannot be told (Kafka does not answer; in client mode, always)."""
+    members = scheduler_members(_config(config))
+    return None if members is None else members > 0
 
 
 def wait_for_execution(execution_id: str, timeout: float, *, config: Config | None = None) -> bool:

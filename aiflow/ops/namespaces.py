@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 
 from aiflow.config import Config
 from aiflow.errors import Conflict, NotFound
-from aiflow.ops._common import _aware, _config, _Info, _via_api
+from aiflow.ops._common import _aware, _Info
+from aiflow.ops._dispatch import _config, _via_api
 from aiflow.sdk.workflow import check_name
 from aiflow.store.db import Store
 from aiflow.store.models import NamespaceRow, WorkflowRow

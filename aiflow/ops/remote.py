@@ -34,7 +34,7 @@ from aiflow.errors import (
     WorkflowDefinitionError,
     WorkflowFileError,
 )
-from aiflow.ops._common import _config, _ns
+from aiflow.ops._dispatch import _config, _ns
 from aiflow.ops.executions import ExecutionInfo, TaskExecutionInfo, wait_for_execution
 from aiflow.ops.namespaces import NamespaceInfo
 from aiflow.ops.snapshots import SnapshotInfo
@@ -242,6 +242,14 @@ def start_workflow_execution(workflow_name: str, namespace: str | None = None, *
     if wait > 0:
         wait_for_execution(execution_id, wait, config=config)
     return execution_id
+
+
+def prepare_to_send(*, config: Config | None = None) -> None:
+    pass  # the server sends: nothing to make ready here
+
+
+def scheduler_running(*, config: Config | None = None) -> bool | None:
+    return None  # the API does not say, and Kafka need not be reachable from a client
 
 
 def get_workflow_execution(execution_id: str, *, config: Config | None = None) -> ExecutionInfo | None:

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from aiflow.config import Config
 from aiflow.errors import Conflict, NotFound
-from aiflow.ops._common import _aware, _config, _count_unfinished, _via_api, _workflow_session
+from aiflow.ops._common import _aware, _count_unfinished, _workflow_session
+from aiflow.ops._dispatch import _config, _via_api
 from aiflow.ops.workflows import _publish_workflow
 from aiflow.store.blobs import blob_store
 from aiflow.store.models import ExecutionRow, SnapshotRow, WorkflowRow

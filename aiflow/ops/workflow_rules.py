@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from aiflow.config import Config
 from aiflow.errors import WorkflowFileError
-from aiflow.ops._common import _aware, _config, _Info, _owned_row, _via_api, _workflow_session
+from aiflow.ops._common import _aware, _Info, _owned_row, _workflow_session
+from aiflow.ops._dispatch import _config, _via_api
 from aiflow.ops.workflows import _publish_workflow
 from aiflow.sdk.conditions import WorkflowRule, condition_to_spec
 from aiflow.sdk.expressions import parse_expression

@@ -1,13 +1,10 @@
-"""Workflows: loading a workflow file, uploading it, and what the store and the workflows topic say about each."""
+"""Workflows: storing and publishing those of an uploaded file (ops.uploads loads it), and what the store and the
+workflows topic say about each."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,28 +13,19 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aiflow.config import Config, without_credentials
-from aiflow.errors import Conflict, NotFound, WorkflowFileError
-from aiflow.ops._common import (
-    _aware,
-    _config,
-    _count_unfinished,
-    _get_workflow_row,
-    _latest_snapshot,
-    _ns,
-    _via_api,
-    _workflow_session,
-)
-from aiflow.ops._publish import publish_definition, publish_deletion
-from aiflow.process import python_module
+from aiflow.config import Config
+from aiflow.errors import AIFlowError, Conflict, NotFound
+from aiflow.ops._common import _aware, _count_unfinished, _get_workflow_row, _latest_snapshot, _workflow_session
+from aiflow.ops._dispatch import _config, _ns, _via_api
+from aiflow.ops._publish import prepare_to_publish, publish_definition, publish_deletion
 from aiflow.sdk.conditions import condition_from_spec
-from aiflow.sdk.workflow import NAMESPACE_ENV
 from aiflow.store import snapshots
 from aiflow.store.blobs import blob_store
 from aiflow.store.db import Store
 from aiflow.store.models import NamespaceRow, ScheduleRow, SnapshotRow, TriggerRow, WorkflowRow
 
 if TYPE_CHECKING:
+    from aiflow.ops.uploads import WorkflowLoading
     from aiflow.protocol.messages import WorkflowDefinition
 
 
@@ -66,34 +54,6 @@ class WorkflowInfo:
 def _workflow_info(row: WorkflowRow) -> WorkflowInfo:
     return WorkflowInfo(row.namespace, row.name, row.latest_version, row.is_enabled, row.workflow_file,
                         _aware(row.create_time), _aware(row.update_time), json.loads(row.definition))
-
-
-def inspect_workflow_file(path: Path, namespace: str, config: Config) -> list[dict[str, Any]]:
-    """Load the file in a separate Python process, within `workflows.load_timeout` and under
-    `workflows.load_memory_mb`; return its workflows' descriptions or raise with the file's line and
-    the error's last lines."""
-    env = {**without_credentials(os.environ), NAMESPACE_ENV: namespace}  # the file is code: no secrets for it
-    timeout = float(config.values["workflows.load_timeout"])
-    argv = [*python_module("aiflow.sdk.loader"), "--memory-mb", str(config.values["workflows.load_memory_mb"]),
-            str(path)]
-    process = subprocess.Popen(argv, cwd=path.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # the loader and whatever the file started
-        process.communicate()
-        raise WorkflowFileError(f"{path}: loading it timed out after {timeout:.0f} s (workflows.load_timeout): "
-                                "does it loop, or wait for something, at import?") from None
-    done = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
-    try:
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
-        raise WorkflowFileError(f"{path}: loading it crashed Python (exit {done.returncode}):\n{tail}") from None
-    if "error" in result:
-        raise WorkflowFileError(result["error"])
-    return list(result["workflows"])
 
 
 def _definition(s: Session, row: WorkflowRow, snapshot: SnapshotRow) -> WorkflowDefinition:
@@ -127,25 +87,22 @@ def _publish_workflow(s: Session, config: Config, row: WorkflowRow, snapshot: Sn
     publish_definition(config, _definition(s, row, snapshot or _latest_snapshot(s, row)))
 
 
-@_via_api
-def upload_workflows(workflow_file_path: str | os.PathLike[str],
-                     artifacts: Sequence[str | os.PathLike[str]] | None = None, *,
-                     namespace: str | None = None, config: Config | None = None) -> list[WorkflowInfo]:
-    """Validate the file, snapshot it with its artifacts, and store and publish each workflow in it.
-
-    A file that does not load is refused with its line and error, and nothing is stored. Uploading
-    the same content again creates no new version. A disabled workflow stays disabled.
-    """
-    config = _config(config)
-    path = Path(workflow_file_path).resolve()
-    if not path.is_file():
-        raise WorkflowFileError(f"{workflow_file_path}: no such file")
-    described = inspect_workflow_file(path, _ns(config, namespace), config)
-    store = Store(config)
-    blobs = blob_store(config)
-    results: list[WorkflowInfo] = []
+def store_upload(loading: WorkflowLoading, artifacts: list[Path], config: Config) -> list[WorkflowInfo]:
+    """The rest of `upload_workflows` once the file is loading: pack the snapshot, open the store and make
+    the Kafka producer ready while it loads, then store and publish each workflow it describes."""
+    path = loading.path
     with tempfile.TemporaryDirectory(prefix="aiflow-upload-") as tmp:
-        packed = snapshots.pack(path, [Path(a).resolve() for a in artifacts or []], Path(tmp))
+        try:
+            store = Store(config)
+            blobs = blob_store(config)
+            packed = snapshots.pack(path, artifacts, Path(tmp))
+            store.ensure_schema()
+            prepare_to_publish(config)
+        except AIFlowError:
+            loading.result()  # a file that does not load says so first, as when nothing was done before loading it
+            raise
+        described = loading.result()
+        results: list[WorkflowInfo] = []
         with store.session() as s:
             for wf in described:
                 if s.get(NamespaceRow, wf["namespace"]) is None:

@@ -42,8 +42,12 @@ def test_the_tutorial_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> None:
         started = run(env, "workflow-execution", "start", "online_machine_learning").stdout.strip()
         assert started.startswith("Workflow execution: ") and started.endswith(" submitted.")
         execution_id = started.removeprefix("Workflow execution: ").removesuffix(" submitted.")
+        # `start` returns once Kafka holds the command; the scheduler records the execution a moment later.
+        deadline = time.monotonic() + 30
+        while "pre_processing" not in run(env, "task-execution", "list", execution_id, check=False).stdout:
+            assert time.monotonic() < deadline, "the execution's tasks are not in the store after 30 s"
+            time.sleep(0.2)
         assert execution_id in run(env, "workflow-execution", "list", "online_machine_learning").stdout
-        assert "pre_processing" in run(env, "task-execution", "list", execution_id).stdout
 
         result = (home / "working_dir" / "online_machine_learning" / execution_id / "online_ml_workflow" / "tmp"
                   / "predict_result")

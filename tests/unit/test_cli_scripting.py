@@ -15,13 +15,20 @@ from aiflow.cli.main import cli
 from aiflow.process import JsonLogFormatter, log_formatter
 
 
+def _subcommands(group: click.Group) -> list[tuple[str, click.Command]]:
+    """A group's commands by name, through click's own lookup (the root imports a command's module on asking)."""
+    ctx = click.Context(group)
+    found = [(name, group.get_command(ctx, name)) for name in group.list_commands(ctx)]
+    return [(name, sub) for name, sub in found if sub is not None]
+
+
 def _commands(command: click.Command, path: tuple[str, ...] = ("aiflow",)) -> list[tuple[str, click.Command]]:
     """Every command a user can run: the leaves, and groups that run by themselves (`aiflow standalone`)."""
     found: list[tuple[str, click.Command]] = []
     if not isinstance(command, click.Group) or command.invoke_without_command:
         found.append((" ".join(path), command))
     if isinstance(command, click.Group):
-        for name, sub in sorted(command.commands.items()):
+        for name, sub in _subcommands(command):
             found += _commands(sub, (*path, name))
     return found
 
@@ -39,7 +46,7 @@ def test_the_tree_is_walked() -> None:
 def _all_commands(command: click.Command, path: tuple[str, ...] = ("aiflow",)) -> list[tuple[str, click.Command]]:
     found = [(" ".join(path), command)]
     if isinstance(command, click.Group):
-        for name, sub in sorted(command.commands.items()):
+        for name, sub in _subcommands(command):
             found += _all_commands(sub, (*path, name))
     return found
 

@@ -155,9 +155,12 @@ def test_the_cli_lists_workflows_and_executions_over_http(system: System, url: s
     env = client_env(url, system.tmp)
     started = CliRunner().invoke(cli, ["workflow-execution", "start", "chain"], env=env)
     assert started.exit_code == 0, started.output
-    assert "submitted" in started.output and "no scheduler" not in started.output  # it saw it over HTTP
+    assert "submitted" in started.output and "no scheduler" not in started.output  # Kafka is not asked here
     listed = CliRunner().invoke(cli, ["workflow", "list"], env=env)
     assert listed.exit_code == 0 and "chain" in listed.output, listed.output
+    # `start` returns once the command is sent; the execution is listed once the scheduler has taken it.
+    system.wait_for(lambda: started.output.split()[2] in CliRunner().invoke(
+        cli, ["workflow-execution", "list", "chain", "-o", "json"], env=env).output, what="the execution listed")
     executions = CliRunner().invoke(cli, ["workflow-execution", "list", "chain", "-o", "json"], env=env)
     assert executions.exit_code == 0 and started.output.split()[2] in executions.output, executions.output
     missing = CliRunner().invoke(cli, ["workflow-execution", "list", "nope"], env=env)

@@ -1,0 +1,131 @@
+"""What a CLI call loads and waits for: a command imports its own module only, a command that reads the store
+loads neither the Kafka client nor the web server, and `workflow-execution start` returns once the command
+is sent instead of waiting for the scheduler."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from aiflow.cli.main import COMMANDS, cli
+
+# Runs the CLI in a fresh interpreter, then prints the modules it had loaded (as JSON, on the last line).
+PROBE = """
+import json, sys
+from aiflow.cli.main import cli
+try:
+    cli.main(sys.argv[1:], prog_name="aiflow")
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)))
+"""
+HEAVY = ("sqlalchemy", "confluent_kafka", "alembic", "fastapi", "uvicorn", "fastavro", "httpx", "croniter",
+         "aiflow.sdk", "aiflow.ops", "aiflow.store", "aiflow.kafka")
+
+
+def loaded_by(args: list[str], home: Path) -> set[str]:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIFLOW_")}, "AIFLOW_HOME": str(home)}
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_version_loads_no_command_module_nor_the_store_nor_kafka(tmp_path: Path) -> None:
+    modules = loaded_by(["--version"], tmp_path)
+    assert {m for m in modules if m.startswith(HEAVY)} == set()
+    assert {m for m in modules if m.startswith("aiflow.cli.") and m.endswith("_cmd")} == set()
+
+
+def test_reading_the_store_loads_neither_kafka_nor_alembic_nor_other_commands(tmp_path: Path) -> None:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIFLOW_")}, "AIFLOW_HOME": str(tmp_path)}
+    subprocess.run([sys.executable, "-m", "aiflow.cli", "db", "init"], env=env, check=True, capture_output=True,
+                   timeout=60)
+    modules = loaded_by(["workflow-execution", "list", "nothing"], tmp_path)
+    assert "sqlalchemy" in modules and "aiflow.cli.execution_cmd" in modules  # it did run
+    assert {m for m in modules if m.startswith(("confluent_kafka", "alembic", "fastapi", "fastavro", "httpx",
+                                                "aiflow.kafka", "aiflow.web"))} == set()
+    assert {m for m in modules if m.startswith("aiflow.cli.") and m.endswith("_cmd")} == {"aiflow.cli.execution_cmd"}
+
+
+def test_every_command_is_found_by_name_and_help_lists_them_all() -> None:
+    ctx = click.Context(cli)
+    for name in COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name
+    assert set(cli.list_commands(ctx)) == {*COMMANDS, "version"}
+    shown = CliRunner().invoke(cli, ["--help"]).output
+    assert all(f"  {name} " in shown for name in COMMANDS), shown
+
+
+class FakeOps:
+    """The ops functions `start` calls, recording the waits for the store (where the execution never shows)."""
+
+    def __init__(self, scheduler: bool | None) -> None:
+        self.scheduler = scheduler
+        self.waited: list[str] = []
+
+    def start_workflow_execution(self, workflow: str, namespace: str | None, *, config: Any, wait: float) -> str:
+        assert wait == 0
+        return "e1"
+
+    def scheduler_running(self, *, config: Any) -> bool | None:
+        return self.scheduler
+
+    def prepare_to_send(self, *, config: Any) -> None:
+        pass
+
+    def wait_for_execution(self, execution_id: str, timeout: float, *, config: Any) -> bool:
+        self.waited.append(execution_id)
+        return False
+
+    def get_workflow_execution(self, execution_id: str, *, config: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def fake_ops(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeOps:
+    from aiflow import ops
+
+    fake = FakeOps(scheduler=True)
+    for name in ("start_workflow_execution", "scheduler_running", "wait_for_execution", "get_workflow_execution",
+                 "prepare_to_send"):
+        monkeypatch.setattr(ops, name, getattr(fake, name))
+    monkeypatch.setenv("AIFLOW_HOME", str(tmp_path))
+    return fake
+
+
+def test_start_returns_once_sent_without_waiting_for_the_store(fake_ops: FakeOps) -> None:
+    done = CliRunner().invoke(cli, ["workflow-execution", "start", "w"])
+    assert done.exit_code == 0 and done.stdout == "Workflow execution: e1 submitted.\n" and done.stderr == ""
+    assert fake_ops.waited == []
+
+
+@pytest.mark.parametrize("scheduler", [False, None])
+def test_start_says_so_only_when_no_scheduler_runs(fake_ops: FakeOps, scheduler: bool | None) -> None:
+    fake_ops.scheduler = scheduler  # None: cannot be told (client mode, Kafka silent): nothing said
+    done = CliRunner().invoke(cli, ["workflow-execution", "start", "w"])
+    assert done.exit_code == 0 and done.stdout == "Workflow execution: e1 submitted.\n"
+    assert ("no scheduler is running" in done.stderr) is (scheduler is False)
+
+
+def test_start_as_json_waits_for_the_stored_execution(fake_ops: FakeOps) -> None:
+    done = CliRunner().invoke(cli, ["workflow-execution", "start", "w", "-o", "json"])
+    assert done.exit_code == 0 and json.loads(done.stdout) == {"id": "e1", "workflow": "w", "status": None}
+    assert fake_ops.waited == ["e1"] and "no scheduler has taken it yet" in done.stderr
+
+
+def test_an_upload_starts_loading_the_file_before_it_imports_the_store_or_kafka() -> None:
+    probe = "import json, sys\nimport aiflow.ops.uploads\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    modules = set(json.loads(done.stdout))
+    assert {m for m in modules if m.startswith(("sqlalchemy", "confluent_kafka", "aiflow.store", "aiflow.kafka"))} \
+        == set()
