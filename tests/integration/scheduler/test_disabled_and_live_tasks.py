@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 
 from aiflow import EventClient, ops
 from aiflow.errors import Conflict
-from aiflow.ops._publish import Command, send_inbox_command
+from aiflow.ops._publish import send_inbox_command
+from aiflow.protocol.commands import Command
 from aiflow.web.api import create_app
 from tests.integration.scheduler.conftest import System
 
