@@ -70,7 +70,10 @@ def consumer(config: Config, *, role: str = "consumer", group_id: str | None = N
              read_committed: bool = True, settings: dict[str, Any] | None = None) -> Consumer:
     """A consumer; `settings` adds or replaces librdkafka properties for this one client."""
     extra = settings or {}
-    conf = _base(config, role)
+    # Latency: an idle fetch waits at most this long at the broker; one returns as soon as a record
+    # (or a transaction's commit marker) is there, whatever the wait. kafka.properties may change it:
+    # benchmarks/fetch_wait.py measures the idle cost against the latency.
+    conf = {"fetch.wait.max.ms": 50, **_base(config, role)}
     conf.update({
         # A group is required by librdkafka even for assign()-only readers; it commits nothing then.
         "group.id": group_id or f"aiflow-reader-{role}",
@@ -83,8 +86,6 @@ def consumer(config: Config, *, role: str = "consumer", group_id: str | None = N
         "session.timeout.ms": config.values["kafka.session_timeout_ms"],
         "heartbeat.interval.ms": max(100, config.values["kafka.session_timeout_ms"] // 3),
         "auto.offset.reset": "earliest",
-        # Latency: hand records over as soon as one is there.
-        "fetch.wait.max.ms": 50,
     })
     conf.update(extra)
     return Consumer(conf)
