@@ -1,9 +1,11 @@
-"""aiflow's benchmarks, against the targets in benchmarks/README.md: `python benchmarks/run.py [--quick] [NAME ...]`.
+"""aiflow's benchmarks, against the targets in benchmarks/README.md:
+`python benchmarks/run.py [--quick] [--compare EARLIER.json] [--kafka-property NAME=VALUE] [NAME ...]`.
 
 Starts what it needs on loopback — a local broker in a temporary aiflow home, and scheduler and
 worker processes — runs each benchmark, stops everything, prints a table and writes
-benchmarks/results.json. Each benchmark's docstring says how it measures. NAME is one of:
-event_latency, hop_latency, routing, task_throughput, failover, memory, restore.
+benchmarks/results.json (the rows of the benchmarks that ran replace theirs; the others' rows stay, each
+with the date of its run). Each benchmark's docstring says how it measures. NAME is one of:
+event_latency, hop_latency, routing, task_throughput, failover, memory, restore, cli, idle.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -26,15 +29,18 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from aiflow import EventClient, ops
-from aiflow.config import Config
+from aiflow.config import KAFKA_PROPERTY_ENV_PREFIX, Config
 from aiflow.kafka import clients, sending, topics
 from aiflow.kafka.local_broker import LocalBroker
 from aiflow.protocol.messages import Command, InboxMessage, WorkflowDefinition
 from aiflow.protocol.records import inbox_partition
 
 REPO = Path(__file__).resolve().parent.parent
+# idle, --idle-settle: the broker's JVM still compiles hot code for a minute or more after its start.
+IDLE_SETTLE_S = 20.0
 
 
 @dataclass
@@ -46,9 +52,10 @@ class Result:
     p99: float | None
     samples: int
     target: str
-    meets: bool
+    meets: bool | None  # None: a figure reported without a target
     method: str
     extra: dict[str, float] = field(default_factory=dict)
+    detail: list[str] = field(default_factory=list)  # printed under the row; never compared
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -65,14 +72,19 @@ def free_port() -> int:
 class Lab:
     """A temporary aiflow home with its own broker, and helpers to start aiflow processes in it."""
 
-    def __init__(self) -> None:
+    def __init__(self, kafka_properties: dict[str, str] | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="aiflow-bench-"))
         self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIFLOW_")},
                     "AIFLOW_HOME": str(self.dir / "home"), "AIFLOW_BROKER_PORT": str(free_port()),
                     "AIFLOW_BROKER_CONTROLLER_PORT": str(free_port()),
-                    "AIFLOW_KAFKA_SESSION_TIMEOUT_MS": "3000", "AIFLOW_KAFKA_TRANSACTION_TIMEOUT_MS": "5000"}
+                    "AIFLOW_KAFKA_SESSION_TIMEOUT_MS": "3000", "AIFLOW_KAFKA_TRANSACTION_TIMEOUT_MS": "5000",
+                    # --kafka-property: for every client of the benchmark and of the processes it starts.
+                    **{KAFKA_PROPERTY_ENV_PREFIX + name.upper().replace(".", "_"): value
+                       for name, value in (kafka_properties or {}).items()}}
         self.base = Config.load(home=self.dir / "home", environ=self.env)
         self.broker = LocalBroker(self.base)
+        self.broker_running = False
+        self.idle_settle = IDLE_SETTLE_S
         self.processes: list[subprocess.Popen[bytes]] = []
         self._logs: dict[int, Path] = {}
 
@@ -80,10 +92,19 @@ class Lab:
         return self._logs[process.pid]
 
     def start_broker(self) -> None:
-        self.broker.start()
+        """Started by the first benchmark that needs it (`idle` runs a broker of its own instead)."""
+        if not self.broker_running:
+            self.broker.start()
+            self.broker_running = True
+
+    def stop_broker(self) -> None:
+        if self.broker_running:
+            self.broker.stop()
+            self.broker_running = False
 
     def config(self) -> Config:
         """A fresh topic prefix on the lab's broker, with its topics."""
+        self.start_broker()
         prefix = f"b{uuid.uuid4().hex[:8]}"
         self.env["AIFLOW_TOPIC_PREFIX"] = prefix
         self.env["AIFLOW_DB_URI"] = f"sqlite:///{self.dir}/{prefix}.db"
@@ -91,11 +112,11 @@ class Lab:
         topics.create_topics(config)
         return config
 
-    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
+    def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         path = self.dir / f"{args[0]}-{len(self._logs)}.log"
         with open(path, "ab") as log:
-            process = subprocess.Popen([sys.executable, "-m", "aiflow.cli", *args], env=dict(self.env), stdout=log,
-                                       stderr=log, start_new_session=True)
+            process = subprocess.Popen([sys.executable, "-m", "aiflow.cli", *args], env=dict(env or self.env),
+                                       stdout=log, stderr=log, start_new_session=True)
         self._logs[process.pid] = path
         self.processes.append(process)
         return process
@@ -113,7 +134,7 @@ class Lab:
 
     def close(self) -> None:
         self.stop_processes()
-        self.broker.stop()
+        self.stop_broker()
 
     def upload(self, config: Config, source: str, name: str) -> None:
         path = self.dir / f"{name}.py"
@@ -418,10 +439,239 @@ def restore(lab: Lab, quick: bool) -> Result:
                   {"read_and_decode_every_key_s": figures["read_and_decode_every_key_s"]})
 
 
-BENCHMARKS: dict[str, Callable[[Lab, bool], Result]] = {
+# The command as users type it: the console script next to this Python (`python -m aiflow.cli` without one).
+_SCRIPT = Path(sys.executable).with_name("aiflow")
+AIFLOW = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "aiflow.cli"]
+# The issue's figures for the same commands (median of 5 whole processes, `aiflow standalone` running).
+ISSUE_MS = {"--version": 207.0, "upload quickstart": 1340.0, "start": 1049.0, "list": 692.0}
+CLI_TARGET_MS = 300.0
+TUTORIAL_UPLOAD_TARGET_MS = 1500.0
+
+
+def cli(lab: Lab, quick: bool) -> list[Result]:
+    """Whole `aiflow` processes as a user types them, with a scheduler and a worker running (SQLite
+    store): wall time from the spawn to the exit of `aiflow --version`, `workflow upload` of the
+    quickstart and of the tutorial (with its dataset: the upload imports the file, so scikit-learn),
+    `workflow-execution start quickstart` (as the command is: since 12f09aa it returns once Kafka holds
+    the start command), `workflow-execution list quickstart` and `task-execution list ID`. One warm-up
+    run, then the median, min and max of 5 (3 with --quick); after each start the execution is left to
+    end before the next run.
+    Bytecode is cached as in an installed package (PYTHONDONTWRITEBYTECODE is dropped). The import
+    times of `workflow-execution list` (`PYTHONPROFILEIMPORTTIME=1`, like `python -X importtime`) are
+    printed under its row."""
+    config = lab.config()
+    lab.spawn("scheduler", "start")
+    lab.spawn("worker", "start")
+    env = {k: v for k, v in lab.env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    tutorial = lab.dir / "tutorial"
+    tutorial.mkdir(exist_ok=True)
+    shutil.copy(REPO / "samples" / "online_machine_learning" / "online_ml_workflow.py", tutorial)
+    subprocess.run([sys.executable, str(REPO / "samples" / "online_machine_learning" / "make_dataset.py"),
+                    str(tutorial / "dataset")], env=env, check=True, capture_output=True)
+    runs = 3 if quick else 5
+    started: list[str] = []
+
+    def execution_ended(output: str) -> None:
+        found = re.search(r"Workflow execution: (\S+) submitted", output)
+        if found is None:
+            raise RuntimeError(f"no execution id in {output!r}")
+        started.append(found.group(1))
+        try:
+            wait_until(_ended, 60, "the quickstart execution", config, found.group(1))
+        except TimeoutError:
+            ops.stop_workflow_execution(found.group(1), config=config)
+
+    def row(name: str, args: list[str], target_ms: float | None, issue: str | None = None, cwd: Path | None = None,
+            after: Callable[[str], None] | None = None) -> Result:
+        walls = [_wall(args, env, cwd, after) for _ in range(runs + 1)][1:]
+        p50 = statistics.median(walls)
+        extra = {"min_ms": min(walls), "max_ms": max(walls)}
+        if issue is not None:
+            extra["issue_ms"] = ISSUE_MS[issue]
+        return Result(f"cli: aiflow {name}", "ms", p50, None, None, runs,
+                      f"<= {target_ms:.0f}" if target_ms is not None else "-",
+                      p50 <= target_ms if target_ms is not None else None, cli.__doc__ or "", extra)
+
+    quickstart = str(REPO / "samples" / "quickstart" / "quickstart_workflow.py")
+    results = [
+        row("--version", ["--version"], None, "--version"),
+        row("workflow upload (quickstart)", ["workflow", "upload", quickstart], None, "upload quickstart"),
+        row("workflow upload (tutorial, with its dataset)",
+            ["workflow", "upload", "online_ml_workflow.py", "--files", "dataset"], TUTORIAL_UPLOAD_TARGET_MS,
+            cwd=tutorial),
+        row("workflow-execution start", ["workflow-execution", "start", "quickstart"], CLI_TARGET_MS, "start",
+            after=execution_ended),
+        row("workflow-execution list", ["workflow-execution", "list", "quickstart"], CLI_TARGET_MS, "list"),
+        row("task-execution list", ["task-execution", "list", started[-1]], CLI_TARGET_MS),
+    ]
+    results[4].detail = _import_times([*AIFLOW, "workflow-execution", "list", "quickstart"], env)
+    lab.stop_processes()
+    return results
+
+
+def _ended(config: Config, execution_id: str) -> bool:
+    info = ops.get_workflow_execution(execution_id, config=config)
+    return info is not None and info.status not in ("INIT", "RUNNING")
+
+
+def _wall(args: list[str], env: dict[str, str], cwd: Path | None, after: Callable[[str], None] | None) -> float:
+    """Milliseconds from the spawn of `aiflow ARGS` to its exit; `after` gets its output, untimed."""
+    began = time.perf_counter()
+    done = subprocess.run([*AIFLOW, *args], env=env, cwd=cwd, capture_output=True, text=True)
+    wall = (time.perf_counter() - began) * 1000
+    if done.returncode != 0:
+        raise RuntimeError(f"aiflow {' '.join(args)} exited with {done.returncode}: {done.stderr[-2000:]}")
+    if after is not None:
+        after(done.stdout + done.stderr)
+    return wall
+
+
+def _import_times(command: list[str], env: dict[str, str], top: int = 10) -> list[str]:
+    """The `top` modules by cumulative import time of one run of `command` (PYTHONPROFILEIMPORTTIME)."""
+    done = subprocess.run(command, env={**env, "PYTHONPROFILEIMPORTTIME": "1"}, capture_output=True, text=True)
+    rows = []  # (cumulative us, self us, module, depth)
+    for line in done.stderr.splitlines():
+        found = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
+        if found:
+            rows.append((int(found.group(2)), int(found.group(1)), found.group(4), (len(found.group(3)) - 1) // 2))
+    total = sum(cumulative for cumulative, _, _, depth in rows if depth == 0)
+    lines = [f"imports: {total / 1000:.0f} ms in all, {len(rows)} modules; the top {top} by cumulative time:"]
+    for cumulative, own, module, depth in sorted(rows, reverse=True)[:top]:
+        lines.append(f"  {cumulative / 1000:7.1f} ms  (self {own / 1000:5.1f})  {module}"
+                     + (f"  [imported at depth {depth}]" if depth else ""))
+    return lines
+
+
+def idle(lab: Lab, quick: bool) -> Result:
+    """`aiflow standalone` with nothing to do, as users start it (the web server included; its own
+    broker in a fresh aiflow home, default settings; the lab's broker is stopped meanwhile). After
+    it is ready and 20 s of settling, the CPU time (utime + stime in /proc/PID/stat, every thread) of
+    every process of its tree — the broker's JVM, and the aiflow services: the standalone process
+    and the worker's fork server — is read every 5 s for 60 s (10 s and 20 s with --quick). Figure:
+    % of one core of the whole tree, median of the 5 s windows; the extras split the 60 s mean into
+    broker and services and give each one's PSS (/proc/PID/smaps_rollup) at the end."""
+    lab.stop_broker()
+    home = lab.dir / "idle-home"
+    env = {k: v for k, v in lab.env.items() if not k.startswith("AIFLOW_") or k.startswith(KAFKA_PROPERTY_ENV_PREFIX)}
+    env.update({"AIFLOW_HOME": str(home), "AIFLOW_BROKER_PORT": str(free_port()),
+                "AIFLOW_BROKER_CONTROLLER_PORT": str(free_port()), "AIFLOW_WEBSERVER_PORT": str(free_port()),
+                "AIFLOW_METRICS_SCHEDULER_PORT": str(free_port()), "AIFLOW_METRICS_WORKER_PORT": str(free_port())})
+    settle, window, step = (10.0, 20.0, 5.0) if quick else (lab.idle_settle, 60.0, 5.0)
+    standalone = lab.spawn("standalone", env=env)
+    try:
+        wait_until(_ready, 180, "aiflow standalone", standalone, home / "run" / "standalone.status")
+        time.sleep(settle)
+        snapshots = [_cpu_snapshot(standalone.pid)]
+        while len(snapshots) <= window / step:
+            time.sleep(max(0.0, step - (time.monotonic() - snapshots[-1].taken)))
+            if standalone.poll() is not None:
+                raise RuntimeError(f"aiflow standalone exited with {standalone.returncode}: "
+                                   f"see {lab.log_of(standalone)}")
+            snapshots.append(_cpu_snapshot(standalone.pid))
+        pss = {kind: sum(_pss(pid) for pid, k in snapshots[-1].kinds.items() if k == kind)
+               for kind in ("broker", "services")}
+    finally:
+        lab.stop_processes()
+        LocalBroker(Config.load(home=home, environ=env)).stop(timeout=5)
+    windows = [b.percent_of_core(a) for a, b in zip(snapshots, snapshots[1:], strict=False)]
+    totals = [sum(w.values()) for w in windows]
+    whole = snapshots[-1].percent_of_core(snapshots[0])
+    p50 = statistics.median(totals)
+    threads = snapshots[-1].threads_percent(snapshots[0])
+    detail = [f"{window:.0f} s after {settle:.0f} s of settling; the busiest threads (% of one core, "
+              f"{window:.0f} s mean; digits in names as N):"]
+    detail += [f"  {percent:5.2f} %  {kind:8} {name}" for (kind, name), percent in threads[:10]]
+    jit = sum(percent for (kind, name), percent in threads if kind == "broker" and "CompilerThre" in name)
+    return Result("idle standalone: CPU of all its processes", "%", p50, percentile(totals, 95),
+                  percentile(totals, 99), len(totals), "<= 2", p50 <= 2, idle.__doc__ or "",
+                  {"total_mean_pct": sum(whole.values()), "broker_pct": whole["broker"],
+                   "broker_jit_compiler_pct": jit, "services_pct": whole["services"],
+                   "broker_pss_mb": pss["broker"], "services_pss_mb": pss["services"],
+                   # one "rdk:main" thread per librdkafka client: each consumer keeps a fetch waiting at the broker
+                   "kafka_clients": sum(name == "rdk:main" for name, _ in snapshots[-1].ticks.values())}, detail)
+
+
+def _ready(process: subprocess.Popen[bytes], status_file: Path) -> bool:
+    if process.poll() is not None:
+        raise RuntimeError(f"aiflow standalone exited with {process.returncode} while starting")
+    return status_file.exists() and status_file.read_text().strip() == "ready"
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class CpuSnapshot:
+    """CPU ticks of every thread of a process tree at one moment, each process marked broker or services."""
+
+    taken: float
+    kinds: dict[int, str]  # pid -> "broker" | "services"
+    ticks: dict[tuple[int, int], tuple[str, int]]  # (pid, tid) -> (thread name, utime + stime)
+
+    def percent_of_core(self, before: CpuSnapshot) -> dict[str, float]:
+        """% of one core used by the broker and by the services between `before` and this snapshot (a
+        thread born in between counts from 0; one that ended in between is not counted)."""
+        used = {"broker": 0, "services": 0}
+        for key, (_, ticks) in self.ticks.items():
+            used[self.kinds[key[0]]] += ticks - before.ticks.get(key, ("", 0))[1]
+        return {kind: 100 * t / CLOCK_TICKS / (self.taken - before.taken) for kind, t in used.items()}
+
+    def threads_percent(self, before: CpuSnapshot) -> list[tuple[tuple[str, str], float]]:
+        """% of one core by thread name (digits dropped: a pool is one line), busiest first."""
+        used: dict[tuple[str, str], int] = {}
+        for key, (name, ticks) in self.ticks.items():
+            group = (self.kinds[key[0]], re.sub(r"[0-9]+", "N", name))
+            used[group] = used.get(group, 0) + ticks - before.ticks.get(key, ("", 0))[1]
+        seconds = self.taken - before.taken
+        return sorted(((g, 100 * t / CLOCK_TICKS / seconds) for g, t in used.items()), key=lambda x: -x[1])
+
+
+def _cpu_snapshot(root: int) -> CpuSnapshot:
+    taken = time.monotonic()
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    kinds: dict[int, str] = {}
+    ticks: dict[tuple[int, int], tuple[str, int]] = {}
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            broker = b"kafka.Kafka" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            for task in os.scandir(f"/proc/{pid}/task"):
+                stat = Path(f"/proc/{pid}/task/{task.name}/stat").read_text()
+                fields = stat.rsplit(")", 1)[1].split()
+                ticks[(pid, int(task.name))] = (stat[stat.index("(") + 1:stat.rindex(")")],
+                                                int(fields[11]) + int(fields[12]))
+        except OSError:  # ended meanwhile
+            continue
+        kinds[pid] = "broker" if broker else "services"
+    return CpuSnapshot(taken, kinds, {k: v for k, v in ticks.items() if k[0] in kinds})
+
+
+def _pss(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+BENCHMARKS: dict[str, Callable[[Lab, bool], Result | list[Result]]] = {
     "event_latency": event_latency, "hop_latency": hop_latency, "routing": routing,
     "task_throughput": task_throughput, "failover": failover, "memory": memory, "restore": restore,
+    "cli": cli, "idle": idle,
 }
+# Within this many percent of the earlier figure, --compare says "same"; beyond WORSE_PCT it flags a regression.
+SAME_PCT, WORSE_PCT = 2.0, 10.0
 
 
 def main() -> None:
@@ -429,31 +679,100 @@ def main() -> None:
     parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], help="benchmarks to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="fewer samples: a smoke run")
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results.json"))
+    parser.add_argument("--compare", metavar="FILE", type=Path,
+                        help="an earlier results.json: print each figure's ratio against it after the table")
+    parser.add_argument("--kafka-property", metavar="NAME=VALUE", action="append", default=[],
+                        help="a librdkafka property for every client (as AIFLOW_KAFKA_PROPERTY_<NAME>; repeatable)")
+    parser.add_argument("--idle-settle", metavar="SECONDS", type=float, default=IDLE_SETTLE_S,
+                        help=f"idle: seconds from the services' start to the measurement (default {IDLE_SETTLE_S:g})")
     args = parser.parse_args()
-    lab = Lab()
+    earlier = json.loads(args.compare.read_text()) if args.compare else None  # read before --output is written
+    properties = dict(p.split("=", 1) for p in args.kafka_property)
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
+               "load_before": [round(x, 2) for x in os.getloadavg()], "kafka_properties": properties,
+               "commit": _commit(),
+               **({"idle_settle_s": args.idle_settle} if "idle" in (args.names or BENCHMARKS) else {})}
+    lab = Lab(properties)
+    lab.idle_settle = args.idle_settle
     results: list[Result] = []
     try:
-        lab.start_broker()
         for name in args.names or list(BENCHMARKS):
             print(f"running {name} ...", file=sys.stderr, flush=True)
             started = time.monotonic()
             result = BENCHMARKS[name](lab, args.quick)
             print(f"  done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
-            results.append(result)
+            results.extend(result if isinstance(result, list) else [result])
     finally:
         lab.close()
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick}
-    Path(args.output).write_text(json.dumps({"machine": machine, "results": [asdict(r) for r in results]}, indent=2))
-    print(f"\n{'benchmark':48} {'median':>10} {'p95':>9} {'p99':>9} {'n':>7}  {'target':22} ok")
+    machine["load_after"] = [round(x, 2) for x in os.getloadavg()]  # others' work during the run shows here
+    write_results(Path(args.output), machine, results)
+    width = max(48, *(len(r.name) for r in results))
+    print(f"\n{'benchmark':{width}} {'median':>10} {'p95':>9} {'p99':>9} {'n':>7}  {'target':22} ok")
     for r in results:
         p95 = f"{r.p95:.1f}" if r.p95 is not None else "-"
         p99 = f"{r.p99:.1f}" if r.p99 is not None else "-"
-        print(f"{r.name:48} {r.median:>10.1f} {p95:>9} {p99:>9} {r.samples:>7}  {r.target + ' ' + r.unit:22} "
-              f"{'yes' if r.meets else 'NO'}")
+        print(f"{r.name:{width}} {r.median:>10.1f} {p95:>9} {p99:>9} {r.samples:>7}  {r.target + ' ' + r.unit:22} "
+              f"{'-' if r.meets is None else 'yes' if r.meets else 'NO'}")
         for key, value in r.extra.items():
             print(f"    {key}: {value:.1f}")
+        for line in r.detail:
+            print(f"    {line}")
+    if earlier is not None:
+        print(f"\ncompared with {args.compare} ({earlier['machine'].get('date', 'undated')}):")
+        for line in compare(results, earlier):
+            print(line)
     print(f"\nresults written to {args.output}")
+
+
+def _commit() -> str:
+    """The checked-out commit, "-dirty" when the work tree has changes (the figures are of the work tree)."""
+    done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
+def write_results(path: Path, machine: dict[str, object], results: list[Result]) -> None:
+    """Write this run's rows in place of the same rows of the file, keeping the others (each row
+    carries the date of the run it came from, and whether it was --quick)."""
+    rows: dict[str, dict[str, object]] = {}
+    if path.exists():
+        try:
+            before = json.loads(path.read_text())
+        except ValueError:
+            before = {}
+        stamp = {"date": before.get("machine", {}).get("date"), "quick": before.get("machine", {}).get("quick")}
+        rows = {row["name"]: {**stamp, **row} for row in before.get("results", [])}
+    for r in results:
+        rows[r.name] = {**asdict(r), "date": machine["date"], "quick": machine["quick"]}
+    path.write_text(json.dumps({"machine": machine, "results": list(rows.values())}, indent=2) + "\n")
+
+
+def compare(results: list[Result], earlier: dict[str, Any]) -> list[str]:
+    """One line per figure found in both runs: before -> now, the ratio now/before, and whether that is
+    better (lower, or higher for rates); worse by more than WORSE_PCT is flagged."""
+    before = {row["name"]: row for row in earlier.get("results", [])}
+    lines = []
+    for r in results:
+        old = before.get(r.name)
+        if old is None:
+            lines.append(f"{r.name}: not in the earlier run")
+            continue
+        label = " p50" if r.p95 is not None or r.p99 is not None else ""
+        figures = [(label, r.median, old.get("median"), r.unit), (" p95", r.p95, old.get("p95"), r.unit),
+                   (" p99", r.p99, old.get("p99"), r.unit)]
+        figures += [(f" {key}", value, old.get("extra", {}).get(key), "") for key, value in r.extra.items()
+                    if not key.startswith(("issue_", "min_", "max_"))]  # a spread, or a fixed figure
+        for name, now, then, unit in figures:
+            if now is None or not then:
+                continue
+            ratio = now / then
+            worse = ratio < 1 if r.unit.endswith("/s") else ratio > 1
+            change = abs(ratio - 1) * 100
+            verdict = "same" if change < SAME_PCT else "worse" if worse else "better"
+            flag = f"   <<< WORSE by {change:.0f} %" if worse and change > WORSE_PCT else ""
+            lines.append(f"{r.name}{name}: {then:,.1f} \u2192 {now:,.1f}{' ' + unit if unit else ''} "
+                         f"({ratio:.2f}x, {verdict}){flag}")
+    return lines
 
 
 if __name__ == "__main__":
