@@ -41,7 +41,7 @@ from pathlib import Path
 from subprocess import DEVNULL, STDOUT, Popen
 from typing import Protocol
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaException, Message, TopicPartition
 
 from aiflow import housekeeping, metrics
 from aiflow.config import Config, without_credentials
@@ -225,6 +225,13 @@ class Worker:
                          stderr=STDOUT, stdin=DEVNULL, start_new_session=True)
 
     # -- reports -------------------------------------------------------------------------------
+    def _refuse(self, msg: Message, command: TaskCommand, reason: str) -> None:
+        """A START this worker must not run: dead-lettered with the reason, and its try reported FAILED."""
+        log.warning("worker: START of %s/%s try %s of %s refused: %s", command.workflow, command.task,
+                    command.try_number, command.execution_id, reason)
+        self._produce(dead_letter(msg, reason, "worker"))
+        self._report(command, "FAILED", reason)
+
     def _report(self, command: TaskCommand, status: str | None, message: str = "", pid: int | None = None) -> None:
         self._produce(command.report(status, message[-4000:], self.name, pid).to_record())
 
@@ -302,21 +309,13 @@ class Worker:
                 continue
             topic_queue = self.queue_of_topic.get(msg.topic() or "")
             if command.queue != topic_queue:  # written to another queue's topic by hand: not for these workers
-                reason = (f"a START of queue {command.queue!r} on the tasks topic of queue {topic_queue!r} "
-                          f"({msg.topic()}): refusing to run it")
-                log.warning("worker: START of %s/%s try %s of %s refused: %s", command.workflow, command.task,
-                            command.try_number, command.execution_id, reason)
-                self._produce(dead_letter(msg, reason, "worker"))
-                self._report(command, "FAILED", reason)
+                self._refuse(msg, command, f"a START of queue {command.queue!r} on the tasks topic of queue "
+                                           f"{topic_queue!r} ({msg.topic()}): refusing to run it")
                 continue
             if not self._announced(command):
-                reason = (f"snapshot {command.snapshot_sha256[:12]} ({command.snapshot_uri}, "
-                          f"{command.workflow_file}) is not one the workflows topic lists for "
-                          f"{command.namespace}.{command.workflow}: refusing to run it")
-                log.warning("worker: START of %s/%s try %s of %s refused: %s", command.workflow, command.task,
-                            command.try_number, command.execution_id, reason)
-                self._produce(dead_letter(msg, reason, "worker"))
-                self._report(command, "FAILED", reason)
+                self._refuse(msg, command, f"snapshot {command.snapshot_sha256[:12]} ({command.snapshot_uri}, "
+                                           f"{command.workflow_file}) is not one the workflows topic lists for "
+                                           f"{command.namespace}.{command.workflow}: refusing to run it")
                 continue
             if self._stopped_already(command):
                 self._report(command, "STOPPED", "stopped before it started")

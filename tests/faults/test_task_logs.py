@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiflow import ops
 from aiflow.kafka.readers import TryLogReader
-from tests.conftest import fault_setup, make_config, start_aiflow, stop_processes
+from tests.conftest import fault_setup, make_config, start_aiflow, stop_processes, wait_until
 
 PRINTER = """
 import time
@@ -42,14 +42,13 @@ def test_what_a_sigkilled_worker_shipped_is_readable_and_following_it_ends(kafka
     witness = None
     try:
         execution_id = ops.start_workflow_execution("printer", config=config, wait=60)
-        deadline = time.monotonic() + 60
-        while ops.get_task_execution(execution_id, "printer", config=config).status != "RUNNING":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_until(lambda: ops.get_task_execution(execution_id, "printer", config=config).status == "RUNNING", 60,
+                   "the printer to run")
         # A second worker, so the scheduler hears workers and fails the dead one's try by heartbeat.
         witness = start_aiflow(["worker", "start", "--slots", "1"], env, tmp_path / "worker-2.log")
         reader = TryLogReader(config, execution_id, "printer", 1)
         seen = b""
+        deadline = time.monotonic() + 60
         while len(ticks(seen.decode())) < 40:
             assert time.monotonic() < deadline, "the try's output is not shipped"
             seen += reader.read(0.5)
