@@ -106,6 +106,9 @@ KEYS: tuple[Key, ...] = (
     Key("worker.slots", int, 4, "AIFLOW_WORKER_SLOTS", "tries one worker runs at once"),
     Key("worker.heartbeat_interval", int, 5, "AIFLOW_WORKER_HEARTBEAT_INTERVAL",
         "seconds between a worker's heartbeats (for each running try, and a beacon to every inbox partition)"),
+    Key("worker.preload", bool, True, "AIFLOW_WORKER_PRELOAD",
+        "whether the fork server keeps warm forks that have imported, once, the modules workflow files import "
+        "(numpy, scikit-learn, ...), so a try only forks and runs the file"),
     Key("worker.task_credentials", bool, False, "AIFLOW_WORKER_TASK_CREDENTIALS",
         "whether tasks inherit the worker's database URI and Kafka secrets in their environment"),
     Key("worker.stop_grace", int, 10, "AIFLOW_WORKER_STOP_GRACE",

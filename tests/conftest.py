@@ -28,6 +28,7 @@ import pytest
 
 from aiflow.config import Config
 from aiflow.kafka import topics
+from aiflow.worker.zygote import WARM_NAME
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -80,10 +81,19 @@ def processes_of(home: Path, marker: str = "") -> dict[int, int]:
 
 
 def task_processes(home: Path) -> list[int]:
-    """The task processes of this home's workers: forks of a fork server, or task runners."""
+    """The task processes of this home's workers: forks of a fork server (or of a warm one, itself a
+    fork of the fork server but not a task), or task runners."""
     servers = processes_of(home, "aiflow.worker.zygote")
     runners = processes_of(home, "aiflow.worker.runner")
-    return sorted([pid for pid, parent in servers.items() if parent in servers] + list(runners))
+    return sorted([pid for pid, parent in servers.items() if parent in servers and not _is_warm_server(pid)]
+                  + list(runners))
+
+
+def _is_warm_server(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_bytes().strip() == WARM_NAME
+    except OSError:
+        return False
 
 
 def process_env(tmp_path: Path, bootstrap: str, **extra: str) -> tuple[dict[str, str], str]:

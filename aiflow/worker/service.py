@@ -28,8 +28,10 @@ Guarantees:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import queue
 import signal
 import socket
 import sys
@@ -48,10 +50,10 @@ from aiflow.config import Config, without_credentials
 from aiflow.errors import KafkaUnavailable
 from aiflow.events.context import ENV_ISOLATED_NAMESPACES, TaskContext
 from aiflow.kafka import clients, sending, topics
-from aiflow.kafka.readers import DefinitionFollower, read_state
+from aiflow.kafka.readers import DefinitionFollower, WorkflowId, read_state
 from aiflow.kafka.transactions import TransactionalLoop
 from aiflow.protocol.deadletter import dead_letter, decode_or_dead_letter
-from aiflow.protocol.messages import ControlCommand, InboxMessage, TaskCommand
+from aiflow.protocol.messages import ControlCommand, InboxMessage, TaskCommand, WorkflowDefinition
 from aiflow.protocol.records import RawRecord, Record
 from aiflow.protocol.topics import DEFAULT_QUEUE, tasks_role
 from aiflow.sdk.workflow import check_queue
@@ -175,7 +177,7 @@ class Worker:
                                       f"{config.topic_prefix}-worker", on_assign=self._assigned)
         self.control = clients.consumer(config, role="worker-control")
         # Only snapshots the workflows topic lists for their workflow run (WorkflowDefinition.snapshots).
-        self.definitions = DefinitionFollower(config, "worker")
+        self.definitions = DefinitionFollower(config, "worker", self._on_definition)
         self._control_assigned = False
         self.paused = False
         self.unverified = _Unverified()
@@ -186,7 +188,12 @@ class Worker:
         self._full_since: float | None = None
         # Tries start as forks of a process that has imported the task runner already (zygote.py);
         # without it (or if it dies) each try is a new Python process.
-        self.forks = ForkServer(self._task_env()) if fork_server else None
+        self.preload = bool(config.values["worker.preload"])
+        self.forks = ForkServer(self._task_env(), self.preload) if fork_server else None
+        # Workflows uploaded while it runs: their warm fork servers are made ready on a thread (the
+        # snapshot is downloaded for it), so even their first try finds the file's imports loaded.
+        self._to_preload: queue.SimpleQueue[WorkflowDefinition | None] = queue.SimpleQueue()
+        self._preloader: threading.Thread | None = None
         # Each try's log file is copied to the logs topic on a thread of its own (logship.py).
         self.logs = LogShipper(config, self.name)
         self._fork_server_restarts = 0
@@ -197,6 +204,35 @@ class Worker:
 
     def _task_env(self) -> dict[str, str]:
         return task_environment(os.environ, self.config)
+
+    def _on_definition(self, workflow: WorkflowId, definition: WorkflowDefinition | None) -> None:
+        if definition is None or not self.definitions.caught_up or not self.preload or self.forks is None:
+            return  # the definitions read at the start are not warmed: their tries warm them as they come
+        if definition.enabled and self._queues_of(definition) & set(self.queues):
+            if self._preloader is None:
+                self._preloader = threading.Thread(target=self._preload, name="aiflow-preload", daemon=True)
+                self._preloader.start()
+            self._to_preload.put(definition)
+
+    @staticmethod
+    def _queues_of(definition: WorkflowDefinition) -> set[str]:
+        try:
+            return {str(t.get("queue") or DEFAULT_QUEUE) for t in json.loads(definition.definition).get("tasks", [])}
+        except (ValueError, AttributeError):
+            return {DEFAULT_QUEUE}
+
+    def _preload(self) -> None:
+        while (definition := self._to_preload.get()) is not None:
+            try:
+                folder = fetch(self.config, definition.snapshot_uri, definition.snapshot_sha256,
+                               working_dir(self.config.home, definition.workflow,
+                                           f"preload-{definition.snapshot_sha256[:16]}"))
+                forks = self.forks
+                if forks is not None and forks.alive():
+                    forks.warm(str(file_in(folder, definition.workflow_file)))
+            except Exception as exc:  # its tries warm it instead
+                log.warning("worker %s: could not preload %s.%s: %s", self.name, definition.namespace,
+                            definition.workflow, exc)
 
     def _check_fork_server(self) -> None:
         """Start a new fork server when the old one died: at once the first time, then after a
@@ -210,7 +246,7 @@ class Worker:
         log.error("worker %s: the fork server died (exit code %s); starting a new one", self.name,
                   self.forks.process.returncode)
         self.forks.close()
-        self.forks = ForkServer(self._task_env())
+        self.forks = ForkServer(self._task_env(), self.preload)
         self._fork_server_restarts += 1
         self._fork_server_next_start = now + min(60.0, 0.5 * 2 ** self._fork_server_restarts)
 
@@ -530,6 +566,9 @@ class Worker:
             self.logs.finish(key)
         self.logs.stop(grace=5.0)
         self.running.clear()
+        if self._preloader is not None:
+            self._to_preload.put(None)
+            self._preloader.join(timeout=5.0)
         if self.forks is not None:
             self.forks.close()
         self.control.close()

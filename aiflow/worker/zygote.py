@@ -1,28 +1,62 @@
-"""A fork server for task processes: `python -m aiflow.worker.zygote`, started by each worker.
+"""A fork server for task processes: `python -m aiflow.worker.zygote [--no-preload]`, started by each worker.
 
 It imports the task runner (the SDK and the event client) once; each task try is then a `fork()` of
 it instead of a new Python process, which saves the interpreter start and those imports (about 0.2 s
 of CPU per try on the machines we measured: benchmarks/README.md). Nothing in it has opened a Kafka
 client or a thread when it forks, so the child starts clean.
 
-Protocol, one JSON object per line. Requests on stdin: `{"argv", "env", "cwd", "log"}`; replies on
-stdout: `{"pid": N}` for each request (or `{"error": "..."}`), and `{"exit": N, "code": C}` when a
-child ends (C as `subprocess` reports it: negative for a signal). The child runs in a session of its
-own (so the worker can stop its whole process group) with stdout and stderr in the log file.
+Warm fork servers. A workflow file's own imports (numpy, scikit-learn, ...) can take a second or
+more, paid again by every try that loads the file. So for each set of modules that workflow files
+import, the fork server forks a *warm* one that imports them once (never the file itself: its code
+still runs in every try, in the try's folder and environment, as without a fork server) and then
+forks the tries of the files that import that set. What may be imported ahead, from the file's
+`import` statements anywhere in it: absolute imports found on the fork server's path and not
+shadowed by a module beside the file. Until its warm server is ready a try forks from this one, as
+before; one whose imports fail is kept, without them. One whose imports start a Python thread is
+not used (a forked child would lack the thread). At most MAX_WARM of them live; one unused for
+WARM_IDLE seconds, or the oldest when a new one is needed, stops taking tries and exits when its
+tries have ended. `--no-preload` (the `worker.preload` key off) turns them off.
+
+Protocol, one JSON object per line. Requests on stdin: `{"argv", "env", "cwd", "log"}` to start a
+try, `{"warm": FILE}` to make ready, ahead of a try, the warm server of a workflow file; replies on
+stdout: `{"pid": N}` for each start request (or `{"error": "..."}`), and `{"exit": N, "code": C}`
+when a child ends (C as `subprocess` reports it: negative for a signal; LOST_EXIT_CODE when the warm
+server that forked it died first). The child runs in a session of its own (so the worker can stop
+its whole process group) with stdout and stderr in the log file. A warm server speaks the same
+protocol with this one over a pair of pipes; this one passes its replies on.
 """
 
 from __future__ import annotations
 
+import ast
+import hashlib
+import importlib
+import importlib.util
 import json
 import os
 import select
 import signal
 import sys
-from typing import Any
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+# What `ForkedTask.poll` returns for a child whose fork server died before reporting its exit.
+LOST_EXIT_CODE = -1000
+# Warm fork servers: how many at most, how long one may go unused, how long it may take to import.
+MAX_WARM = 4
+WARM_IDLE = 600.0
+WARM_IMPORT_TIMEOUT = 120.0
+WARM_NAME = b"aiflow-warm"  # a warm server's process name (/proc/PID/comm): its command line is this one's
+_TASK_NAME = b"python"  # the process name its tries get back
 
 
-def _child(request: dict[str, Any], keep: set[int]) -> None:
-    """In the forked child: become the task process; never returns."""
+def _child(request: dict[str, Any], keep: set[int], shadowable: frozenset[str] | None = None) -> NoReturn:
+    """In the forked child: become the task process; never returns. `shadowable`, in the child of a
+    warm server: the modules it imported, of which those a module beside the workflow file shadows are
+    forgotten, so the file imports its own as it would in a process of its own."""
     code = 1
     try:
         os.setsid()
@@ -40,6 +74,9 @@ def _child(request: dict[str, Any], keep: set[int]) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        if shadowable is not None:  # forked by a warm server: a try again by its name too
+            _set_process_name(_TASK_NAME)
+            _forget_shadowed(shadowable, Path(request["cwd"]))
         sys.argv = ["aiflow.worker.runner", *request["argv"]]
         from aiflow.worker import runner
 
@@ -56,32 +93,140 @@ def _child(request: dict[str, Any], keep: set[int]) -> None:
             os._exit(code)
 
 
-def main() -> int:
-    from aiflow.worker import runner  # noqa: F401  (imported once here, inherited by every child)
+# -- which modules a workflow file imports ---------------------------------------------------------
 
-    requests = sys.stdin.buffer
-    replies = os.dup(1)
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stray prints must not corrupt the reply stream
-    children: set[int] = set()
-    buffered = b""
-    # A child's exit wakes the select at once (the signal's byte lands in this pipe), so the worker
-    # learns of it without waiting for a poll interval.
+def local_modules(folder: Path) -> set[str]:
+    """Top-level module names a folder defines (`x.py`, `x/`, `x.cpython-311-....so`)."""
+    names: set[str] = set()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return names
+    for entry in entries:
+        name = entry.name
+        if entry.is_dir():
+            names.add(name)
+        elif name.endswith((".py", ".so", ".pyd")):
+            names.add(name.split(".", 1)[0])
+    return names
+
+
+def _forget_shadowed(modules: frozenset[str], folder: Path) -> None:
+    local = local_modules(folder)
+    for name in [m for m in modules if m.split(".", 1)[0] in local]:
+        sys.modules.pop(name, None)
+
+
+def imported_names(source: bytes) -> list[str]:
+    """The absolute imports of a Python source, anywhere in it: `a.b` for `import a.b` and
+    `from a.b import c`, and `a.b.c?` for the latter's `c`, which may be a submodule."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    found: dict[str, None] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update((alias.name, None) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found[node.module] = None
+            found.update((f"{node.module}.{alias.name}?", None) for alias in node.names if alias.name != "*")
+    return list(found)
+
+
+class _Preloads:
+    """For each workflow file, the modules its warm server imports (empty: none to import ahead)."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, list[str]] = {}  # source's sha1 -> its imports
+        self._findable: dict[str, bool] = {}
+
+    def of(self, workflow_file: str) -> tuple[str, ...]:
+        path = Path(workflow_file)
+        try:
+            source = path.read_bytes()
+        except OSError:
+            return ()
+        digest = hashlib.sha1(source).hexdigest()
+        names = self._names.get(digest)
+        if names is None:
+            names = self._names[digest] = imported_names(source)
+        local = local_modules(path.parent)
+        return tuple(sorted(n for n in names if n.rstrip("?") not in sys.modules and self._may_import(n, local)))
+
+    def _may_import(self, name: str, local: set[str]) -> bool:
+        top = name.split(".", 1)[0].rstrip("?")
+        if top in local or top == "__future__":
+            return False
+        parent = name.rstrip("?").rpartition(".")[0]
+        if name.endswith("?") and parent in sys.modules:  # `from aiflow import Workflow`: a name, no module
+            try:
+                return importlib.util.find_spec(name.rstrip("?")) is not None
+            except (ImportError, ValueError):
+                return False
+        if top not in self._findable:
+            try:
+                self._findable[top] = importlib.util.find_spec(top) is not None
+            except (ImportError, ValueError):
+                self._findable[top] = False
+        return self._findable[top]
+
+
+# -- a warm fork server ----------------------------------------------------------------------------
+
+def _set_process_name(name: bytes) -> None:
+    try:
+        Path(f"/proc/{os.getpid()}/comm").write_bytes(name)
+    except OSError:
+        pass
+
+
+def _serve_warm(modules: tuple[str, ...], requests: int, replies: int, parent: int) -> NoReturn:
+    """In a warm fork server (a fork of the fork server): import `modules`, say it is ready, then fork
+    tries for the requests that come until the request pipe closes, and exit when they have ended (at
+    once if the fork server is gone: its tries then stop themselves, as a fork server's do)."""
+    global _TASK_NAME
+    try:
+        _TASK_NAME = Path(f"/proc/{os.getpid()}/comm").read_bytes().strip() or _TASK_NAME
+    except OSError:
+        pass
+    _set_process_name(WARM_NAME)
+    signal.set_wakeup_fd(-1)
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
 
     def reply(message: dict[str, Any]) -> None:
         os.write(replies, (json.dumps(message) + "\n").encode())
 
-    while True:
-        ready, _, _ = select.select([requests, wake_read], [], [], 1.0)
+    before = set(sys.modules)
+    failed = []
+    for name in modules:
+        try:
+            importlib.import_module(name.rstrip("?"))
+        except BaseException as exc:  # noqa: BLE001 - a module may raise anything, SystemExit included
+            if not name.endswith("?"):
+                failed.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
+    if threading.active_count() > 1:
+        threads = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
+        reply({"unusable": f"importing {', '.join(modules)} started threads ({threads})"})
+        os._exit(0)
+    imported = frozenset(set(sys.modules) - before)
+    reply({"ready": True, "failed": failed})
+    children: set[int] = set()
+    keep = {requests, replies, wake_read, wake_write}
+    open_ = True
+    buffered = b""
+    while open_ or children:
+        if os.getppid() != parent:
+            break
+        ready, _, _ = select.select([requests, wake_read] if open_ else [wake_read], [], [], 1.0)
         if wake_read in ready:
             os.read(wake_read, 4096)
         if requests in ready:
-            chunk = os.read(requests.fileno(), 65536)
+            chunk = os.read(requests, 65536)
             if not chunk:
-                break  # the worker is gone: so is the fork server (running children go on)
+                open_ = False
             buffered += chunk
             while b"\n" in buffered:
                 line, buffered = buffered.split(b"\n", 1)
@@ -93,23 +238,213 @@ def main() -> int:
                     continue
                 if pid == 0:
                     signal.set_wakeup_fd(-1)
-                    _child(request, {requests.fileno(), replies, wake_read, wake_write})
+                    _child(request, keep, imported)
                 children.add(pid)
                 reply({"pid": pid})
-        for pid in list(children):
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                children.discard(pid)
-                reply({"exit": pid, "code": os.waitstatus_to_exitcode(status)})
+        for pid, code in _ended(children):
+            reply({"exit": pid, "code": code})
+    os._exit(0)
+
+
+def _ended(children: set[int]) -> list[tuple[int, int]]:
+    """Children that have ended, taken out of `children`, with their exit codes."""
+    ended = []
+    for pid in list(children):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            children.discard(pid)
+            ended.append((pid, os.waitstatus_to_exitcode(status)))
+    return ended
+
+
+@dataclass
+class _Warm:
+    """The fork server's handle on one warm server."""
+
+    modules: tuple[str, ...]
+    pid: int
+    to: int  # its request pipe
+    replies: int  # its reply pipe
+    started: float
+    last_used: float
+    ready: bool = False
+    closing: bool = False
+    pending: bool = False  # a request passed on, not answered yet
+    tries: set[int] = field(default_factory=set)
+    buffered: bytes = b""
+
+
+# -- the fork server -------------------------------------------------------------------------------
+
+class _Server:
+    def __init__(self, requests: int, replies: int, preload: bool) -> None:
+        self.requests = requests
+        self.replies = replies
+        self.preload = preload
+        self.preloads = _Preloads()
+        self.children: set[int] = set()  # tries forked here
+        self.warm: dict[tuple[str, ...], _Warm] = {}
+        self.unusable: set[tuple[str, ...]] = set()  # module sets whose warm server failed: tries fork here
+        # A child's exit wakes the select at once (the signal's byte lands in this pipe), so the worker
+        # learns of it without waiting for a poll interval.
+        self.wake_read, self.wake_write = os.pipe()
+        os.set_blocking(self.wake_write, False)
+        signal.set_wakeup_fd(self.wake_write)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+
+    def reply(self, message: dict[str, Any]) -> None:
+        os.write(self.replies, (json.dumps(message) + "\n").encode())
+
+    def fds(self) -> set[int]:
+        """Every descriptor a child must close."""
+        fds = {self.requests, self.replies, self.wake_read, self.wake_write}
+        for warm in self.warm.values():
+            fds |= {warm.to, warm.replies}
+        return fds
+
+    def serve(self) -> None:
+        buffered = b""
+        while True:
+            ready, _, _ = select.select([self.requests, self.wake_read, *(w.replies for w in self.warm.values())],
+                                        [], [], 1.0)
+            if self.wake_read in ready:
+                os.read(self.wake_read, 4096)
+            for warm in [w for w in self.warm.values() if w.replies in ready]:
+                self._read_warm(warm)
+            if self.requests in ready:
+                chunk = os.read(self.requests, 65536)
+                if not chunk:
+                    return  # the worker is gone: so is the fork server (running children go on)
+                buffered += chunk
+                while b"\n" in buffered:
+                    line, buffered = buffered.split(b"\n", 1)
+                    self._request(line)
+            for pid, code in _ended(self.children):
+                self.reply({"exit": pid, "code": code})
+            self._tend_warm()
+
+    def _request(self, line: bytes) -> None:
+        try:
+            request = json.loads(line)
+        except ValueError as exc:
+            self.reply({"error": str(exc)})
+            return
+        if "warm" in request:
+            self._warm_for(str(request["warm"]))
+            return
+        warm = self._warm_for(str(request["argv"][0])) if request.get("argv") else None
+        if warm is not None and warm.ready and not warm.closing:
+            warm.pending = True
+            warm.last_used = time.monotonic()
+            os.write(warm.to, line + b"\n")
+            return
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            self.reply({"error": str(exc)})
+            return
+        if pid == 0:
+            signal.set_wakeup_fd(-1)
+            _child(request, self.fds())
+        self.children.add(pid)
+        self.reply({"pid": pid})
+
+    def _warm_for(self, workflow_file: str) -> _Warm | None:
+        """The warm server of a workflow file, started if it has none (None when it needs none)."""
+        if not self.preload:
+            return None
+        modules = self.preloads.of(workflow_file)
+        if not modules or modules in self.unusable:
+            return None
+        warm = self.warm.get(modules)
+        if warm is None or warm.closing:
+            warm = self._start_warm(modules)
+        return warm
+
+    def _start_warm(self, modules: tuple[str, ...]) -> _Warm | None:
+        open_ = [w for w in self.warm.values() if not w.closing]
+        if len(open_) >= MAX_WARM:
+            self._close(min(open_, key=lambda w: w.last_used))
+        if modules in self.warm:  # closing, its tries still running: the new one takes over its name
+            self.warm[(*modules, f"closing-{self.warm[modules].pid}")] = self.warm.pop(modules)
+        to_read, to_write = os.pipe()
+        from_read, from_write = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (to_read, to_write, from_read, from_write):
+                os.close(fd)
+            return None
+        if pid == 0:
+            for fd in self.fds() | {to_write, from_read}:
+                os.close(fd)
+            _serve_warm(modules, to_read, from_write, os.getppid())
+        os.close(to_read)
+        os.close(from_write)
+        now = time.monotonic()
+        warm = self.warm[modules] = _Warm(modules, pid, to_write, from_read, now, now)
+        return warm
+
+    def _close(self, warm: _Warm) -> None:
+        """Stop giving a warm server tries; it exits once those it has end."""
+        if not warm.closing:
+            warm.closing = True
+            os.close(warm.to)
+
+    def _read_warm(self, warm: _Warm) -> None:
+        chunk = os.read(warm.replies, 65536)
+        warm.buffered += chunk
+        while b"\n" in warm.buffered:
+            line, warm.buffered = warm.buffered.split(b"\n", 1)
+            message = json.loads(line)
+            if "ready" in message:
+                warm.ready = True
+            elif "unusable" in message:
+                self.unusable.add(warm.modules)
+                self._close(warm)
+            elif "pid" in message or "error" in message:
+                warm.pending = False
+                if "pid" in message:
+                    warm.tries.add(int(message["pid"]))
+                self.reply(message)
+            elif "exit" in message:
+                warm.tries.discard(int(message["exit"]))
+                self.reply(message)
+        if not chunk:  # it has exited (or is about to): what it forked and did not report is lost
+            os.waitpid(warm.pid, 0)
+            os.close(warm.replies)
+            if not warm.closing:
+                os.close(warm.to)
+            if not warm.ready:
+                self.unusable.add(warm.modules)
+            if warm.pending:
+                self.reply({"error": "the warm fork server ended before it forked the try"})
+            for pid in warm.tries:
+                self.reply({"exit": pid, "code": LOST_EXIT_CODE})
+            self.warm = {k: w for k, w in self.warm.items() if w is not warm}
+
+    def _tend_warm(self) -> None:
+        now = time.monotonic()
+        for warm in list(self.warm.values()):
+            if not warm.ready and now - warm.started > WARM_IMPORT_TIMEOUT:
+                self.unusable.add(warm.modules)
+                os.kill(warm.pid, signal.SIGKILL)  # its pipe's end tells the rest (_read_warm)
+            elif warm.ready and not warm.tries and not warm.pending and now - warm.last_used > WARM_IDLE:
+                self._close(warm)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from aiflow.worker import runner  # noqa: F401  (imported once here, inherited by every child)
+
+    args = sys.argv[1:] if argv is None else argv
+    replies = os.dup(1)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stray prints must not corrupt the reply stream
+    _Server(sys.stdin.fileno(), replies, preload="--no-preload" not in args).serve()
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-# What `ForkedTask.poll` returns for a child whose fork server died before reporting its exit.
-LOST_EXIT_CODE = -1000
 
 
 class ForkedTask:
@@ -135,15 +470,16 @@ class ForkedTask:
 class ForkServer:
     """The worker's side of the fork server: starts it, asks it for children, learns how they end."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], preload: bool = True) -> None:
         import queue
         import subprocess
         import threading
 
         from aiflow.process import python_module
 
-        self.process = subprocess.Popen(python_module("aiflow.worker.zygote"), stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, env=env, start_new_session=True)
+        command = python_module("aiflow.worker.zygote") + ([] if preload else ["--no-preload"])
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                                        start_new_session=True)
         self.exits: dict[int, int] = {}
         self._replies: queue.Queue[dict[str, Any]] = queue.Queue()
         self._lock = threading.Lock()
@@ -169,13 +505,21 @@ class ForkServer:
         """True once the server has exited and every reply it wrote has been read."""
         return not self.alive() and not self._reader.is_alive()
 
+    def _send(self, request: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write((json.dumps(request) + "\n").encode())
+        self.process.stdin.flush()
+
+    def warm(self, workflow_file: str) -> None:
+        """Have the warm server of a workflow file ready before its first try (see the module's doc)."""
+        with self._lock:
+            self._send({"warm": workflow_file})
+
     def spawn(self, argv: list[str], env: dict[str, str], cwd: str, log: str, timeout: float = 10.0) -> ForkedTask:
         import queue
 
-        assert self.process.stdin is not None
         with self._lock:
-            self.process.stdin.write((json.dumps({"argv": argv, "env": env, "cwd": cwd, "log": log}) + "\n").encode())
-            self.process.stdin.flush()
+            self._send({"argv": argv, "env": env, "cwd": cwd, "log": log})
             try:
                 reply = self._replies.get(timeout=timeout)
             except queue.Empty:

@@ -52,3 +52,166 @@ def test_when_the_fork_server_dies_its_children_end_as_lost_and_stop_themselves(
     assert task.poll() == LOST_EXIT_CODE and not server.alive()
     wait_for(lambda: not process_alive(task.pid), timeout=10)  # its parent watch stopped it
     server.close()
+
+
+# -- warm fork servers ------------------------------------------------------------------------------
+
+def make_site(tmp_path: Path, thread: bool = False) -> tuple[Path, Path]:
+    """An installed package `heavydep` (and `heavyhelper`, which it imports) whose import takes a while
+    and writes the importing process's pid to a file; with `thread`, its import starts a thread."""
+    site, imports = tmp_path / "site", tmp_path / "imports.txt"
+    (site / "heavydep").mkdir(parents=True)
+    (site / "heavyhelper.py").write_text("WHERE = 'installed'\n")
+    (site / "heavydep" / "__init__.py").write_text(
+        "import os, time, heavyhelper\n"
+        "time.sleep(0.5)\n"
+        f"with open({str(imports)!r}, 'a') as f:\n    f.write(f'{{os.getpid()}}\\n')\n"
+        + ("import threading\nthreading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n"
+           if thread else ""))
+    return site, imports
+
+
+FLOW = """
+import os
+import heavydep
+from aiflow import Workflow, PythonOperator
+
+with open("module_runs.txt", "a") as f:  # the file's own code: run by every try, in its folder
+    f.write(f"{os.getpid()}\\n")
+
+def job():
+    import importlib
+    helper = importlib.import_module("heavyhelper")  # not an import statement: no part of what is preloaded
+    with open("seen.txt", "a") as f:
+        f.write(f"{os.getpid()} {os.environ['AIFLOW_TRY_NUMBER']} {helper.WHERE}\\n")
+
+with Workflow(name="warm"):
+    PythonOperator(name="t", python_callable=job)
+"""
+
+
+def imported_once(imports: Path) -> bool:
+    """Whether the warm server has imported heavydep (and, a moment later, said it is ready)."""
+    if len(lines(imports)) != 1:
+        return False
+    time.sleep(0.3)
+    return True
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def run_try(server: ForkServer, folder: Path, env: dict[str, str], number: int) -> int | None:
+    try_env = {**env, **TaskContext("default", "warm", "e1", "t", number).to_env()}
+    task = server.spawn([str(folder / "flow.py"), "warm", "t"], try_env, str(folder), str(folder / f"{number}.log"))
+    wait_for(lambda: task.poll() is not None)
+    return task.poll()
+
+
+def warm_servers(server: ForkServer) -> list[int]:
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((proc / "stat").read_text().rsplit(") ", 1)[1].split()[1])
+            if parent == server.process.pid and (proc / "comm").read_bytes().strip() == b"aiflow-warm":
+                found.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def test_tries_fork_from_a_warm_server_that_imported_the_files_modules_once(tmp_path: Path) -> None:
+    site, imports = make_site(tmp_path)
+    folder = tmp_path / "snapshot"
+    folder.mkdir()
+    (folder / "flow.py").write_text(FLOW)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    server = ForkServer(env)
+    try:
+        server.warm(str(folder / "flow.py"))
+        wait_for(lambda: imported_once(imports))
+        [warm] = warm_servers(server)
+        assert lines(imports) == [str(warm)]
+        assert [run_try(server, folder, env, n) for n in (1, 2, 3)] == [0, 0, 0]
+        assert lines(imports) == [str(warm)]  # no try imported heavydep again
+        runs = lines(folder / "module_runs.txt")
+        assert len(set(runs)) == 3 and str(warm) not in runs  # the file itself ran in each try, not ahead
+        seen = (folder / "seen.txt").read_text().splitlines()
+        assert [line.split()[1:] for line in seen] == [["1", "installed"], ["2", "installed"], ["3", "installed"]]
+    finally:
+        server.close()
+
+
+def test_a_module_beside_the_file_wins_over_one_the_warm_server_imported(tmp_path: Path) -> None:
+    site, imports = make_site(tmp_path)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder in (first, second):
+        folder.mkdir()
+        (folder / "flow.py").write_text(FLOW)
+    (second / "heavyhelper.py").write_text("WHERE = 'beside the file'\n")  # heavydep imports the installed one
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    server = ForkServer(env)
+    try:
+        server.warm(str(first / "flow.py"))
+        wait_for(lambda: imported_once(imports))
+        assert run_try(server, second, env, 1) == 0  # same imports ahead (heavydep): the same warm server
+        assert lines(imports) == [str(w) for w in warm_servers(server)]
+        assert (second / "seen.txt").read_text().split()[1:] == ["1", "beside", "the", "file"]
+    finally:
+        server.close()
+
+
+def test_when_a_warm_server_dies_its_tries_end_as_lost_and_the_next_ones_still_start(tmp_path: Path) -> None:
+    site, imports = make_site(tmp_path)
+    folder = tmp_path / "snapshot"
+    folder.mkdir()
+    (folder / "flow.py").write_text(SLEEPER.replace("import time", "import time, heavydep"))
+    env = {**os.environ, "PYTHONPATH": str(site), **TaskContext("default", "sleepy", "e1", "t", 1).to_env()}
+    server = ForkServer(env)
+    try:
+        server.warm(str(folder / "flow.py"))
+        wait_for(lambda: imported_once(imports))
+        [warm] = warm_servers(server)
+        task = server.spawn([str(folder / "flow.py"), "sleepy", "t"], env, str(folder), str(folder / "log"))
+        wait_for(lambda: (folder / "log").exists() and "starting task t" in (folder / "log").read_text())
+        os.kill(warm, signal.SIGKILL)
+        wait_for(lambda: task.poll() is not None)
+        assert task.poll() == LOST_EXIT_CODE and server.alive()
+        wait_for(lambda: not process_alive(task.pid), timeout=10)  # its parent watch stopped it
+        (folder / "flow.py").write_text(FLOW)
+        assert run_try(server, folder, {**os.environ, "PYTHONPATH": str(site)}, 2) == 0
+    finally:
+        server.close()
+
+
+def test_a_warm_server_whose_imports_start_a_thread_is_not_used(tmp_path: Path) -> None:
+    site, imports = make_site(tmp_path, thread=True)
+    folder = tmp_path / "snapshot"
+    folder.mkdir()
+    (folder / "flow.py").write_text(FLOW)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    server = ForkServer(env)
+    try:
+        server.warm(str(folder / "flow.py"))
+        wait_for(lambda: len(lines(imports)) == 1 and not warm_servers(server))  # it imported, then left
+        assert [run_try(server, folder, env, n) for n in (1, 2)] == [0, 0]
+        assert len(lines(imports)) == 3  # each try imported heavydep itself, in its own process
+        assert not warm_servers(server)
+    finally:
+        server.close()
+
+
+def test_without_preload_no_warm_server_starts(tmp_path: Path) -> None:
+    site, imports = make_site(tmp_path)
+    folder = tmp_path / "snapshot"
+    folder.mkdir()
+    (folder / "flow.py").write_text(FLOW)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    server = ForkServer(env, preload=False)
+    try:
+        server.warm(str(folder / "flow.py"))
+        assert [run_try(server, folder, env, n) for n in (1, 2)] == [0, 0]
+        assert len(lines(imports)) == 2 and not warm_servers(server)
+    finally:
+        server.close()
