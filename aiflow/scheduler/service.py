@@ -150,7 +150,7 @@ class Scheduler:
         self._dirty: dict[str, _Owned] = {}
         self._deadlines: dict[str, float] = {}
         self._pending: list[Record] = []
-        self.definitions = DefinitionFollower(config, "scheduler")
+        self.definitions = DefinitionFollower(config, "scheduler", self._on_definition)
         self.workflow_states: dict[WorkflowId, core.WorkflowState] = {}
         self._dirty_workflows: set[WorkflowId] = set()
         self.assigned: set[int] = set()
@@ -723,6 +723,14 @@ class Scheduler:
                 self._load_latest(wid)
         for wid in schedules_due:
             self._load_latest(wid)
+
+    def _on_definition(self, wid: WorkflowId, definition: WorkflowDefinition | None) -> None:
+        """A new version of a workflow this scheduler owns, uploaded while it runs: load it on the
+        loader thread now, so its first START need not wait for its file to load."""
+        if (definition is not None and definition.enabled and self.definitions.caught_up
+                and self._partition_of(wid) in self.assigned):
+            self.workflows.load_in_background(*wid, definition.snapshot_uri, definition.snapshot_sha256,
+                                              definition.workflow_file)
 
     def _load_latest(self, wid: WorkflowId) -> None:
         """Parse the workflow's triggers and schedules; load its latest snapshot if it has any."""
