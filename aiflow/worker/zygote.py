@@ -29,6 +29,7 @@ protocol with this one over a pair of pipes; this one passes its replies on.
 from __future__ import annotations
 
 import ast
+import gc
 import hashlib
 import importlib
 import importlib.util
@@ -212,6 +213,7 @@ def _serve_warm(modules: tuple[str, ...], requests: int, replies: int, parent: i
         reply({"unusable": f"importing {', '.join(modules)} started threads ({threads})"})
         os._exit(0)
     imported = frozenset(set(sys.modules) - before)
+    gc.freeze()  # as the fork server does (main)
     reply({"ready": True, "failed": failed})
     children: set[int] = set()
     keep = {requests, replies, wake_read, wake_write}
@@ -439,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     replies = os.dup(1)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stray prints must not corrupt the reply stream
+    # What is here now lives as long as the server: out of the collector's sight, so a child's
+    # collections do not write to (and so copy) the pages it shares with this process.
+    gc.freeze()
     _Server(sys.stdin.fileno(), replies, preload="--no-preload" not in args).serve()
     return 0
 
