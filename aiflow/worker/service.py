@@ -173,6 +173,10 @@ class Worker:
         self.running: dict[TryKey, Running] = {}
         self.not_started: dict[TryKey, tuple[TaskCommand, str]] = {}  # taken, could not start, not yet reported
         self.stopped_before_start: dict[tuple[str, str | None, int | None], float] = {}
+        # What the open step has reported or taken, acted on once its transaction commits (`_commit_step`).
+        self._reaped: list[tuple[TryKey, str]] = []
+        self._reported_not_started: list[TryKey] = []
+        self._to_launch: list[TaskCommand] = []
         self.loop = TransactionalLoop(config, "worker", list(self.queue_of_topic),
                                       f"{config.topic_prefix}-worker", on_assign=self._assigned)
         self.control = clients.consumer(config, role="worker-control")
@@ -295,7 +299,7 @@ class Worker:
         return False
 
     def _take_commands(self) -> None:
-        free = self.slots - len(self.running)
+        free = self.slots - len(self.running) + len(self._reaped)  # reaped tries have ended: their slots are free
         if free <= 0:
             now = time.monotonic()
             self._full_since = self._full_since or now
@@ -358,9 +362,7 @@ class Worker:
                 continue
             self._report(command, "RUNNING")
             commands.append(command)
-        self.loop.commit()  # RUNNING reported and offsets committed: from here on these tries are ours
-        for command in commands:
-            self._launch(command)
+        self._to_launch = commands  # once the step's transaction has committed (`_commit_step`)
 
     def _announced(self, command: TaskCommand) -> bool:
         return self.definitions.announced((command.namespace, command.workflow), command.snapshot_uri,
@@ -433,6 +435,7 @@ class Worker:
             run.kill_at = time.time() + self.stop_grace
 
     def _reap(self) -> None:
+        self._reaped, self._reported_not_started = [], []
         now = time.time()
         finished = []
         for key, run in self.running.items():
@@ -461,16 +464,31 @@ class Worker:
             finished.append((key, run, status, message))
         if not finished and not self.not_started:
             return
-        self.loop.begin()
+        self.loop.begin()  # committed with the RUNNING reports of the commands this step takes
         for _key, run, status, message in finished:
             self._report(run.command, status, message)
         for command, message in self.not_started.values():
             self._report(command, "FAILED", message)
+        self._reaped = [(key, status) for key, _run, status, _message in finished]
+        self._reported_not_started = list(self.not_started)
+
+    def _commit_step(self) -> None:
+        """Commit the step's reports and the offsets of the commands it took, in one transaction; then
+        forget the tries whose end is now reported for good, and start the commands taken: from here on
+        those tries are ours. Should the commit fail, nothing of this happens: the step is rolled back,
+        the ended tries are reported again and the commands read again."""
+        to_launch, reaped, not_started = self._to_launch, self._reaped, self._reported_not_started
+        self._to_launch, self._reaped, self._reported_not_started = [], [], []
+        if not self.loop.in_transaction:  # nothing to commit, or aborted: the ended tries are reported again
+            return
         self.loop.commit()
-        self.not_started.clear()
-        for key, run, status, _message in finished:  # reported for good: now they may be forgotten
-            del self.running[key]
+        for key in not_started:
+            self.not_started.pop(key, None)
+        for key, status in reaped:
+            run = self.running.pop(key)
             log.info("worker: %s/%s try %s of %s %s", run.command.workflow, key[1], key[2], key[0], status)
+        for command in to_launch:
+            self._launch(command)
 
     @staticmethod
     def _kill_group(run: Running) -> None:
@@ -507,6 +525,7 @@ class Worker:
         self._read_control()
         self._reap()
         self._take_commands()
+        self._commit_step()
         self._heartbeat()
         self._sweep()
 
