@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ClusterMetadata
 
 from aiflow.config import Config
 from aiflow.errors import KafkaUnavailable
@@ -97,11 +97,12 @@ def admin(config: Config, **extra: Any) -> AdminClient:
     return AdminClient(settings)
 
 
-def check_reachable(config: Config, timeout: float = 5.0) -> None:
-    """Raise KafkaUnavailable with what to do when the configured cluster does not answer."""
+def check_reachable(config: Config, timeout: float = 5.0, topic: str | None = None) -> ClusterMetadata:
+    """Raise KafkaUnavailable with what to do when the configured cluster does not answer; else its answer, the
+    cluster's metadata (of `topic` alone, when given: one question then tells its partitions too)."""
     try:
         # A probe expects refusals while a broker starts: keep librdkafka and the outage report quiet.
-        admin(config, log_level=0, error_cb=_ignore).list_topics(timeout=timeout)
+        return admin(config, log_level=0, error_cb=_ignore).list_topics(topic, timeout=timeout)
     except KafkaException as exc:
         hint = ("start one with `aiflow broker start --daemon`" if config.uses_local_broker
                 else "check AIFLOW_KAFKA_BOOTSTRAP and kafka.properties")

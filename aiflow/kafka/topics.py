@@ -14,6 +14,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
+    ClusterMetadata,
     ConfigEntry,
     ConfigResource,
     NewTopic,
@@ -258,12 +259,15 @@ def describe_topics(config: Config, timeout: float = 10.0) -> list[dict[str, obj
 _partition_counts: dict[tuple[str, str], int] = {}
 
 
-def partition_count(config: Config, role: str) -> int:
-    """How many partitions the topic has on the cluster (asked once per process)."""
+def partition_count(config: Config, role: str, answer: ClusterMetadata | None = None) -> int:
+    """How many partitions the topic has on the cluster: asked once per process, and not at all when `answer` (the
+    cluster's metadata, had from check_reachable) names the topic."""
     topic = name(config, role)
     key = (config.bootstrap, topic)
     if key not in _partition_counts:
-        metadata = clients.admin(config).list_topics(topic, timeout=10).topics.get(topic)
+        if answer is None or topic not in answer.topics:
+            answer = clients.admin(config).list_topics(topic, timeout=10)
+        metadata = answer.topics.get(topic)
         if metadata is None or metadata.error is not None or not metadata.partitions:
             raise KafkaUnavailable(f"topic {topic} does not exist: run `aiflow topics create`")
         _partition_counts[key] = len(metadata.partitions)

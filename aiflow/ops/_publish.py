@@ -27,8 +27,9 @@ _DEFINITIONS = "workflows"
 
 
 class _Preparing(threading.Thread):
-    """What a send needs, done on a thread of its own: each new Kafka client waits about 50 ms for its first
-    connection, which can pass while the caller loads the store (a third of a second of imports)."""
+    """What a send needs of Kafka, done on a thread of its own while the caller reads the store: the client loaded,
+    this process's producer made (it connects on librdkafka's threads meanwhile), and one question to the cluster,
+    which tells that it answers and how many partitions the inbox has."""
 
     def __init__(self, config: Config) -> None:
         super().__init__(name="aiflow-prepare-send", daemon=True)
@@ -40,12 +41,22 @@ class _Preparing(threading.Thread):
         try:
             from aiflow.kafka import clients, sending, topics
 
-            sending.shared_producer(self.config)  # connects on librdkafka's threads meanwhile
-            clients.check_reachable(self.config)
-            topics.partition_count(self.config, topics.INBOX)  # asked once per process, here rather than at the send
-            import aiflow.protocol.messages  # noqa: F401 - the codec and its schemas, for the send to come
+            sending.shared_producer(self.config)
+            # Asked of an admin client, not of the producer: a producer asked for metadata in its first milliseconds
+            # may get it from its bootstrap connection just before dropping that one, and then wait half a second
+            # for its producer id (librdkafka 2.x).
+            answer = clients.check_reachable(self.config, topic=topics.name(self.config, topics.INBOX))
+            topics.partition_count(self.config, topics.INBOX, answer)  # asked once per process, here, not at the send
         except Exception as exc:  # handed to the caller's check_reachable, which raises it
             self.error = exc
+
+
+def _load_codec() -> None:
+    """Import the codec and parse its schemas (about 25 ms), so that a send only encodes."""
+    from aiflow.protocol.codec import default_codec
+    from aiflow.protocol.messages import InboxMessage  # noqa: F401 - the messages' classes, with their schemas
+
+    default_codec()
 
 
 # Begun by prepare_to_send, taken by the next check_reachable of the same cluster.
@@ -54,9 +65,9 @@ _preparing: dict[tuple[str, str], _Preparing] = {}
 
 @_via_api
 def prepare_to_send(*, config: Config | None = None) -> None:
-    """Begin, without waiting, what sending to Kafka needs: load the client and the codec, make this process's
-    producer (it connects on its own threads) and check that the cluster answers. A command sent next (a
-    start, a stop) then finds them done; the CLI calls this before it loads the store."""
+    """Begin, without waiting, what sending to Kafka needs: load the client, make this process's producer (it
+    connects on its own threads) and check that the cluster answers. A command sent next (a start, a stop) then
+    finds them done; the CLI calls this before it loads the store."""
     config = _config(config)
     key = (config.bootstrap, config.topic_prefix)
     if key not in _preparing:
@@ -68,6 +79,7 @@ def check_reachable(config: Config) -> None:
     prepare_to_send's check when one was begun)."""
     preparing = _preparing.pop((config.bootstrap, config.topic_prefix), None)
     if preparing is not None:
+        _load_codec()  # here, while the preparation waits for the cluster
         preparing.join()
         if preparing.error is not None:
             raise preparing.error

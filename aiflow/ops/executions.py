@@ -1,5 +1,8 @@
 """Workflow executions and the tries of their tasks: starting and stopping them (commands to the scheduler),
-and reading what the scheduler stored about them."""
+and reading what the scheduler stored about them.
+
+Every read goes through store.reads, which answers from a SQLite store without SQLAlchemy: listing executions or
+tries, or starting one, does not import it (only deleting an execution does)."""
 
 from __future__ import annotations
 
@@ -12,18 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from aiflow.config import Config
 from aiflow.errors import Conflict, KafkaUnavailable, NotFound
-from aiflow.ops._common import _Info, _latest_snapshot, _maybe, _owned_row, _workflow_session
+from aiflow.ops._common import _Info, _no_workflow
 from aiflow.ops._dispatch import _config, _ns, _via_api
 from aiflow.ops._publish import check_reachable, scheduler_members, send_inbox_command
 from aiflow.protocol.commands import Command
-from aiflow.sdk.status import TASK_ALIVE_SET, WORKFLOW_FINISHED_SET, TaskStatus, WorkflowStatus
-from aiflow.store.db import Store
-from aiflow.store.models import ExecutionRow, TaskExecutionRow, WorkflowRow
+from aiflow.store.reads import reading
 
 
 @dataclass
@@ -53,18 +51,24 @@ class ExecutionInfo(_Info):
     message: str = ""  # why it failed, when no try says it (its workflow could not be loaded)
 
 
-def _execution_info(row: ExecutionRow, workflow: WorkflowRow) -> ExecutionInfo:
-    return ExecutionInfo(row.id, workflow.namespace, workflow.name, row.snapshot_version, row.status, row.run_type,
-                         _maybe(row.begin_date), _maybe(row.end_date), row.cause, row.message)
+def _no_execution(execution_id: str) -> NotFound:
+    return NotFound(f"workflow execution {execution_id} does not exist")
 
 
-def _task_info(row: TaskExecutionRow) -> TaskExecutionInfo:
-    return TaskExecutionInfo(row.execution_id, row.task_name, row.try_number, row.status, _maybe(row.begin_date),
-                             _maybe(row.end_date), row.message, row.cause, row.worker)
+# The statuses are imported where they are judged: importing them loads the whole SDK with its cron parser (about
+# 10 ms), which reading executions and tries does not need.
+def _finished(status: str) -> bool:
+    """Whether an execution in this status has ended."""
+    from aiflow.sdk.status import WORKFLOW_FINISHED_SET, WorkflowStatus
+
+    return WorkflowStatus(status) in WORKFLOW_FINISHED_SET
 
 
-def _execution_row(s: Session, execution_id: str) -> tuple[ExecutionRow, WorkflowRow]:
-    return _owned_row(s, ExecutionRow, execution_id, "workflow execution")
+def _alive(status: str) -> bool:
+    """Whether a try in this status is queued or runs (or is stopping or about to be retried)."""
+    from aiflow.sdk.status import TASK_ALIVE_SET, TaskStatus
+
+    return TaskStatus(status) in TASK_ALIVE_SET
 
 
 def new_execution_id() -> str:
@@ -82,13 +86,18 @@ def start_workflow_execution(workflow_name: str, namespace: str | None = None, *
     """
     config = _config(config)
     namespace = _ns(config, namespace)
-    with _workflow_session(config, namespace, workflow_name) as (s, row):
-        if not row.is_enabled:
-            raise Conflict(f"workflow {namespace}.{workflow_name} is disabled: `aiflow workflow enable "
-                           f"{workflow_name}` first")
-        snap = _latest_snapshot(s, row)
-        args = {"snapshot_version": str(snap.version), "snapshot_uri": snap.uri, "snapshot_sha256": snap.sha256,
-                "workflow_file": snap.workflow_file, "run_type": "MANUAL", "cause": "started by a user"}
+    with reading(config) as r:
+        found = r.latest_snapshot(namespace, workflow_name)
+    if found is None:
+        raise _no_workflow(namespace, workflow_name)
+    if not found["is_enabled"]:
+        raise Conflict(f"workflow {namespace}.{workflow_name} is disabled: `aiflow workflow enable "
+                       f"{workflow_name}` first")
+    assert found["version"] is not None, \
+        f"workflow {namespace}.{workflow_name} has no snapshot {found['latest_version']}"
+    args = {"snapshot_version": str(found["version"]), "snapshot_uri": found["uri"],
+            "snapshot_sha256": found["sha256"], "workflow_file": found["workflow_file"], "run_type": "MANUAL",
+            "cause": "started by a user"}
     execution_id = new_execution_id()
     check_reachable(config)
     send_inbox_command(config, namespace, workflow_name, Command.START_EXECUTION, execution_id, args=args)
@@ -118,11 +127,9 @@ def wait_for_execution(execution_id: str, timeout: float, *, config: Config | No
 
 @_via_api
 def get_workflow_execution(execution_id: str, *, config: Config | None = None) -> ExecutionInfo | None:
-    with Store(_config(config)).session() as s:
-        try:
-            return _execution_info(*_execution_row(s, execution_id))
-        except NotFound:
-            return None
+    with reading(_config(config)) as r:
+        row = r.execution(execution_id)
+    return None if row is None else ExecutionInfo(**row)
 
 
 @_via_api
@@ -130,12 +137,14 @@ def list_workflow_executions(workflow_name: str, namespace: str | None = None, l
                              offset: int | None = None, *, status: str | None = None,
                              config: Config | None = None) -> list[ExecutionInfo]:
     """The workflow's executions, newest first (only those with `status`, when given)."""
-    with _workflow_session(_config(config), namespace, workflow_name) as (s, workflow):
-        query = select(ExecutionRow).where(ExecutionRow.workflow_id == workflow.id)
-        if status is not None:
-            query = query.where(ExecutionRow.status == status.upper())
-        rows = s.scalars(query.order_by(ExecutionRow.begin_date.desc()).limit(limit).offset(offset))
-        return [_execution_info(r, workflow) for r in rows]
+    config = _config(config)
+    namespace = _ns(config, namespace)
+    with reading(config) as r:
+        workflow_id = r.workflow_id(namespace, workflow_name)
+        if workflow_id is None:
+            raise _no_workflow(namespace, workflow_name)
+        rows = r.executions(workflow_id, None if status is None else status.upper(), limit, offset)
+    return [ExecutionInfo(**row) for row in rows]
 
 
 def _command(execution_id: str, command: Command, task: str | None, config: Config | None) -> ExecutionInfo:
@@ -143,22 +152,26 @@ def _command(execution_id: str, command: Command, task: str | None, config: Conf
     scheduler would pass over without a word is refused here, before anything is sent: a START of a task
     whose latest try is alive, or of a task of an execution that has finished."""
     config = _config(config)
-    with Store(config).session() as s:
-        row, workflow = _execution_row(s, execution_id)
-        info = _execution_info(row, workflow)
-        if task is not None and task not in {t["name"] for t in json.loads(workflow.definition)["tasks"]}:
-            raise NotFound(f"workflow {workflow.name} has no task {task!r}")
+    with reading(config) as r:
+        row = r.execution(execution_id)
+        if row is None:
+            raise _no_execution(execution_id)
+        info = ExecutionInfo(**row)
+        if task is not None:
+            definition = r.workflow_definition(info.namespace, info.workflow)
+            if definition is None:  # the workflow was deleted just now, and its executions with it
+                raise _no_execution(execution_id)
+            if task not in {t["name"] for t in json.loads(definition)["tasks"]}:
+                raise NotFound(f"workflow {info.workflow} has no task {task!r}")
         if command is Command.START_TASK:
             assert task is not None
-            if WorkflowStatus(row.status) in WORKFLOW_FINISHED_SET:
-                raise Conflict(f"workflow execution {execution_id} is {row.status}: it starts no task any more; "
-                               f"start a new execution of {workflow.name}")
-            latest = s.scalar(select(TaskExecutionRow).where(TaskExecutionRow.execution_id == execution_id,
-                                                             TaskExecutionRow.task_name == task)
-                              .order_by(TaskExecutionRow.try_number.desc()).limit(1))
-            if latest is not None and TaskStatus(latest.status) in TASK_ALIVE_SET:
-                raise Conflict(f"task {task!r} of execution {execution_id} is {latest.status} (try "
-                               f"{latest.try_number}): stop it first or use task-execution restart")
+            if _finished(info.status):
+                raise Conflict(f"workflow execution {execution_id} is {info.status}: it starts no task any more; "
+                               f"start a new execution of {info.workflow}")
+            latest = r.task_try(execution_id, task)
+            if latest is not None and _alive(latest["status"]):
+                raise Conflict(f"task {task!r} of execution {execution_id} is {latest['status']} (try "
+                               f"{latest['try_number']}): stop it first or use task-execution restart")
     send_inbox_command(config, info.namespace, info.workflow, command, execution_id, task)
     return info
 
@@ -174,7 +187,7 @@ def stop_workflow_executions(workflow_name: str, namespace: str | None = None, *
     """Stop every unfinished execution of the workflow; returns their ids."""
     config = _config(config)
     ids = [e.id for e in list_workflow_executions(workflow_name, namespace, config=config)
-           if WorkflowStatus(e.status) not in WORKFLOW_FINISHED_SET]
+           if not _finished(e.status)]
     for execution_id in ids:
         stop_workflow_execution(execution_id, config=config)
     return ids
@@ -182,9 +195,13 @@ def stop_workflow_executions(workflow_name: str, namespace: str | None = None, *
 
 @_via_api
 def delete_workflow_execution(workflow_execution_id: str, *, config: Config | None = None) -> None:
+    from aiflow.ops._common import _owned_row
+    from aiflow.store.db import Store
+    from aiflow.store.models import ExecutionRow
+
     with Store(_config(config)).session() as s:
-        row, _ = _execution_row(s, workflow_execution_id)
-        if WorkflowStatus(row.status) not in WORKFLOW_FINISHED_SET:
+        row, _ = _owned_row(s, ExecutionRow, workflow_execution_id, "workflow execution")
+        if not _finished(row.status):
             raise Conflict(f"workflow execution {workflow_execution_id} is {row.status}: stop it first")
         s.delete(row)
 
@@ -209,27 +226,22 @@ def restart_task_execution(workflow_execution_id: str, task_name: str, *, config
 
 @_via_api
 def list_task_executions(workflow_execution_id: str, *, config: Config | None = None) -> list[TaskExecutionInfo]:
-    with Store(_config(config)).session() as s:
-        _execution_row(s, workflow_execution_id)
-        rows = s.scalars(select(TaskExecutionRow).where(TaskExecutionRow.execution_id == workflow_execution_id)
-                         .order_by(TaskExecutionRow.begin_date, TaskExecutionRow.task_name,
-                                   TaskExecutionRow.try_number))
-        return [_task_info(r) for r in rows]
+    with reading(_config(config)) as r:
+        if r.execution(workflow_execution_id) is None:
+            raise _no_execution(workflow_execution_id)
+        rows = r.tries(workflow_execution_id)
+    return [TaskExecutionInfo(**row) for row in rows]
 
 
 @_via_api
 def get_task_execution(workflow_execution_id: str, task_name: str, try_number: int | None = None, *,
                        config: Config | None = None) -> TaskExecutionInfo:
     """A try of the task (the latest unless `try_number` is given)."""
-    with Store(_config(config)).session() as s:
-        query = select(TaskExecutionRow).where(TaskExecutionRow.execution_id == workflow_execution_id,
-                                               TaskExecutionRow.task_name == task_name)
-        if try_number is not None:
-            query = query.where(TaskExecutionRow.try_number == try_number)
-        row = s.scalar(query.order_by(TaskExecutionRow.try_number.desc()).limit(1))
-        if row is None:
-            raise NotFound(f"no try of task {task_name!r} in execution {workflow_execution_id}")
-        return _task_info(row)
+    with reading(_config(config)) as r:
+        row = r.task_try(workflow_execution_id, task_name, try_number)
+    if row is None:
+        raise NotFound(f"no try of task {task_name!r} in execution {workflow_execution_id}")
+    return TaskExecutionInfo(**row)
 
 
 @_via_api
@@ -308,7 +320,7 @@ class _Output:
     def alive(self) -> bool:
         self.info = get_task_execution(self.info.execution_id, self.info.task, self.info.try_number,
                                        config=self.config)
-        return TaskStatus(self.info.status) in TASK_ALIVE_SET
+        return _alive(self.info.status)
 
     def take(self, timeout: float) -> bytes:
         """New bytes, waiting up to `timeout` for some (less when there are some)."""

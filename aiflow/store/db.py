@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from aiflow.config import Config
 from aiflow.errors import StoreError, StoreUnavailable
+from aiflow.store import sqlite
+from aiflow.store.migrations import HEAD_REVISION
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -21,9 +23,6 @@ if TYPE_CHECKING:
 # importing it costs about 100 ms of every CLI call.
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-# The newest revision in migrations/versions (a test checks it against Alembic's own view): a database
-# already there is recognised with one query, without importing Alembic.
-HEAD_REVISION = "0002"
 _engines: dict[str, Engine] = {}
 
 
@@ -48,15 +47,14 @@ def engine_for(uri: str) -> Engine:
     engine = _engines.get(uri)
     if engine is None:
         if uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(uri, connect_args={"timeout": 30})
+            path = sqlite.file_of(uri)
+            if path is not None:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(uri, connect_args={"timeout": sqlite.BUSY_TIMEOUT})
 
             @event.listens_for(engine, "connect")
             def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-                cursor = dbapi_connection.cursor()
-                cursor.execute("PRAGMA foreign_keys=ON")  # SQLite ignores foreign keys otherwise
-                cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
-                cursor.close()
+                sqlite.set_pragmas(dbapi_connection)
         else:
             engine = create_engine(uri, pool_pre_ping=True)
         _engines[uri] = engine

@@ -1,6 +1,6 @@
-"""What a CLI call loads and waits for: a command imports its own module only, a command that reads the store
-loads neither the Kafka client nor the web server, and `workflow-execution start` returns once the command
-is sent instead of waiting for the scheduler."""
+"""What a CLI call loads and waits for: a command imports its own module only, a command that reads a SQLite
+store loads neither SQLAlchemy nor the Kafka client nor the web server, and `workflow-execution start` returns
+once the command is sent instead of waiting for the scheduler."""
 
 from __future__ import annotations
 
@@ -45,14 +45,18 @@ def test_version_loads_no_command_module_nor_the_store_nor_kafka(tmp_path: Path)
     assert {m for m in modules if m.startswith("aiflow.cli.") and m.endswith("_cmd")} == set()
 
 
-def test_reading_the_store_loads_neither_kafka_nor_alembic_nor_other_commands(tmp_path: Path) -> None:
+@pytest.mark.parametrize("args", [["workflow-execution", "list", "nothing"], ["task-execution", "list", "e1"],
+                                  ["workflow-execution", "show", "e1"], ["task-execution", "show", "e1", "t"]])
+def test_reading_a_sqlite_store_loads_neither_sqlalchemy_nor_kafka_nor_other_commands(tmp_path: Path,
+                                                                                      args: list[str]) -> None:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIFLOW_")}, "AIFLOW_HOME": str(tmp_path)}
     subprocess.run([sys.executable, "-m", "aiflow.cli", "db", "init"], env=env, check=True, capture_output=True,
                    timeout=60)
-    modules = loaded_by(["workflow-execution", "list", "nothing"], tmp_path)
-    assert "sqlalchemy" in modules and "aiflow.cli.execution_cmd" in modules  # it did run
-    assert {m for m in modules if m.startswith(("confluent_kafka", "alembic", "fastapi", "fastavro", "httpx",
-                                                "aiflow.kafka", "aiflow.web"))} == set()
+    modules = loaded_by(args, tmp_path)
+    assert "aiflow.store.reads" in modules and "aiflow.cli.execution_cmd" in modules  # it did read the store
+    assert {m for m in modules if m.startswith(("sqlalchemy", "confluent_kafka", "alembic", "fastapi", "fastavro",
+                                                "httpx", "croniter", "aiflow.kafka", "aiflow.web", "aiflow.sdk"))} \
+        == set()
     assert {m for m in modules if m.startswith("aiflow.cli.") and m.endswith("_cmd")} == {"aiflow.cli.execution_cmd"}
 
 
