@@ -133,3 +133,17 @@ def test_an_upload_starts_loading_the_file_before_it_imports_the_store_or_kafka(
     modules = set(json.loads(done.stdout))
     assert {m for m in modules if m.startswith(("sqlalchemy", "confluent_kafka", "aiflow.store", "aiflow.kafka"))} \
         == set()
+
+
+def test_a_workflow_file_importing_ai_flow_ops_loads_neither_the_store_nor_kafka() -> None:
+    # The tutorial's file does `from ai_flow import ops`: its load at upload, in the scheduler and in
+    # every try would otherwise import SQLAlchemy and the store's modules for names it may never call.
+    probe = "import json, sys\nfrom ai_flow import ops\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    modules = set(json.loads(done.stdout))
+    assert {m for m in modules if m.startswith(("sqlalchemy", "confluent_kafka", "aiflow.store", "aiflow.ops."))} \
+        == set()
+    from ai_flow import ops  # and every name is still there, found on first use
+
+    assert ops.list_namespace is ops.list_namespaces and callable(ops.start_workflow_execution)
+    assert set(dir(ops)) >= set(ops.__all__)
