@@ -225,7 +225,7 @@ def consumer_lag(config: Config, timeout: float = 10.0) -> list[Lag]:
     offset (last stable, as read_committed readers see it) minus the committed one, or minus the start
     of the partition where the group committed nothing. KafkaException or KafkaUnavailable if Kafka
     does not answer."""
-    from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, TopicPartition
+    from confluent_kafka import IsolationLevel, TopicPartition
     from confluent_kafka.admin import OffsetSpec
 
     from aiflow.kafka import clients, topics
@@ -251,9 +251,16 @@ def consumer_lag(config: Config, timeout: float = 10.0) -> list[Lag]:
         asked = [TopicPartition(t, p) for t in names for p in parts.get(t, [])]
         if not asked:
             continue
-        request = [ConsumerGroupTopicPartitions(group, asked)]
-        result = admin.list_consumer_group_offsets(request, request_timeout=timeout)[group].result()
-        for tp in result.topic_partitions or []:
+        # Asked of a consumer of the group (it never joins: nothing is subscribed), not of the admin
+        # client: librdkafka's admin ListConsumerGroupOffsets crashes the process (SIGSEGV in
+        # rd_kafka_cgrp_op) when the coordinator answers NOT_COORDINATOR, as a broker just started does
+        # (librdkafka issue 5040); a consumer looks the coordinator up again instead.
+        reader = clients.consumer(config, role="metrics-lag", group_id=group)
+        try:
+            committed_offsets = reader.committed(asked, timeout=timeout)
+        finally:
+            reader.close()
+        for tp in committed_offsets:
             key = (tp.topic, tp.partition)
             if key not in end:
                 continue
