@@ -330,8 +330,9 @@ class Worker:
         if self.paused and assignment:
             self.loop.consumer.resume(assignment)
             self.paused = False
-        # While tries run, wake often to notice the ones that end; idle, wait longer for commands.
-        msgs = self.loop.poll(max_records=free, timeout=0.005 if self.running else 0.05)
+        # While tries run, wake often to notice the ones that end (and to read STOPs); idle, wait longer for
+        # commands: the poll returns as soon as one arrives.
+        msgs = self.loop.poll(max_records=free, timeout=0.005 if self.running else 0.5)
         if not msgs:
             return
         dead: list[Record] = []
