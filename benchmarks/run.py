@@ -5,7 +5,8 @@ Starts what it needs on loopback — a local broker in a temporary aiflow home, 
 worker processes — runs each benchmark, stops everything, prints a table and writes
 benchmarks/results.json (the rows of the benchmarks that ran replace theirs; the others' rows stay, each
 with the date of its run). Each benchmark's docstring says how it measures. NAME is one of:
-event_latency, hop_latency, routing, task_throughput, failover, memory, restore, cli, idle.
+event_latency, hop_latency, routing, task_throughput, failover, memory, restore, send_events, tutorial,
+try_growth, cli, idle.
 """
 
 from __future__ import annotations
@@ -17,176 +18,87 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+# Next to this file: benchmarks/lab.py, timeline.py and the benchmarks in files of their own.
+import send_events as send_events_bench
+import try_growth as try_growth_bench
+import tutorial as tutorial_bench
+from lab import AIFLOW, IDLE_SETTLE_S, REPO, Lab, Result, free_port, percentile, start_many, wait_until
+from timeline import EVENT_STAGES, HOP_STAGES, event_stages, hop_stages, read_timeline, stage_figures, stage_lines
 
 from aiflow import EventClient, ops
 from aiflow.config import KAFKA_PROPERTY_ENV_PREFIX, Config
 from aiflow.kafka import clients, sending, topics
 from aiflow.kafka.local_broker import LocalBroker
-from aiflow.protocol.messages import Command, InboxMessage, WorkflowDefinition
+from aiflow.protocol.messages import WorkflowDefinition
 from aiflow.protocol.records import inbox_partition
-
-REPO = Path(__file__).resolve().parent.parent
-# idle, --idle-settle: the broker's JVM still compiles hot code for a minute or more after its start.
-IDLE_SETTLE_S = 20.0
-
-
-@dataclass
-class Result:
-    name: str
-    unit: str
-    median: float
-    p95: float | None
-    p99: float | None
-    samples: int
-    target: str
-    meets: bool | None  # None: a figure reported without a target
-    method: str
-    extra: dict[str, float] = field(default_factory=dict)
-    detail: list[str] = field(default_factory=list)  # printed under the row; never compared
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Lab:
-    """A temporary aiflow home with its own broker, and helpers to start aiflow processes in it."""
-
-    def __init__(self, kafka_properties: dict[str, str] | None = None) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="aiflow-bench-"))
-        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIFLOW_")},
-                    "AIFLOW_HOME": str(self.dir / "home"), "AIFLOW_BROKER_PORT": str(free_port()),
-                    "AIFLOW_BROKER_CONTROLLER_PORT": str(free_port()),
-                    "AIFLOW_KAFKA_SESSION_TIMEOUT_MS": "3000", "AIFLOW_KAFKA_TRANSACTION_TIMEOUT_MS": "5000",
-                    # --kafka-property: for every client of the benchmark and of the processes it starts.
-                    **{KAFKA_PROPERTY_ENV_PREFIX + name.upper().replace(".", "_"): value
-                       for name, value in (kafka_properties or {}).items()}}
-        self.base = Config.load(home=self.dir / "home", environ=self.env)
-        self.broker = LocalBroker(self.base)
-        self.broker_running = False
-        self.idle_settle = IDLE_SETTLE_S
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self._logs: dict[int, Path] = {}
-
-    def log_of(self, process: subprocess.Popen[bytes]) -> Path:
-        return self._logs[process.pid]
-
-    def start_broker(self) -> None:
-        """Started by the first benchmark that needs it (`idle` runs a broker of its own instead)."""
-        if not self.broker_running:
-            self.broker.start()
-            self.broker_running = True
-
-    def stop_broker(self) -> None:
-        if self.broker_running:
-            self.broker.stop()
-            self.broker_running = False
-
-    def config(self) -> Config:
-        """A fresh topic prefix on the lab's broker, with its topics."""
-        self.start_broker()
-        prefix = f"b{uuid.uuid4().hex[:8]}"
-        self.env["AIFLOW_TOPIC_PREFIX"] = prefix
-        self.env["AIFLOW_DB_URI"] = f"sqlite:///{self.dir}/{prefix}.db"
-        config = Config.load(home=self.dir / "home", environ=self.env)
-        topics.create_topics(config)
-        return config
-
-    def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        path = self.dir / f"{args[0]}-{len(self._logs)}.log"
-        with open(path, "ab") as log:
-            process = subprocess.Popen([sys.executable, "-m", "aiflow.cli", *args], env=dict(env or self.env),
-                                       stdout=log, stderr=log, start_new_session=True)
-        self._logs[process.pid] = path
-        self.processes.append(process)
-        return process
-
-    def stop_processes(self) -> None:
-        for p in self.processes:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.processes:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        self.processes.clear()
-
-    def close(self) -> None:
-        self.stop_processes()
-        self.stop_broker()
-
-    def upload(self, config: Config, source: str, name: str) -> None:
-        path = self.dir / f"{name}.py"
-        path.write_text(source)
-        ops.upload_workflows(path, config=config)
-
-
-def wait_until(check: Callable[..., bool], timeout: float, what: str, *args: object) -> None:
-    deadline = time.monotonic() + timeout
-    while not check(*args):
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.01)
 
 
 def event_latency(lab: Lab, quick: bool) -> Result:
     """External event -> the task's callable running. An event is sent with `send_event` (durable on
     return); the callable writes time.time() first thing. Sequential: the next event is sent once the
-    previous try ended, so every event starts a try. Latency = callable start - send start."""
+    previous try ended, so every event starts a try. Latency = callable start - send start.
+
+    Stages, each to the next one's start (timeline.py): send (the client: encode, produce, the broker's
+    append, by its clock); route (the router's fetch, lookup and produce of the inbox EVENT); decide (the
+    router's commit, the scheduler's fetch and decision, its produce of the START command); command (the
+    scheduler's commit, the worker's fetch and its produce of the RUNNING report, which precedes the
+    fork); fork (the worker's commit, the snapshot's fetch, the fork, the runner up to the workflow
+    file's first line, which notes the time); call (the rest of the file: its imports and the Workflow,
+    then the runner finds the task and calls the callable)."""
     config = lab.config()
     marks = lab.dir / "event_marks"
     marks.mkdir(exist_ok=True)
     lab.upload(config, f"""
 import time
+LOADED = time.time()  # the workflow file's first line, run in the task's process
+import os
 from aiflow import Workflow, PythonOperator, TaskAction, BashOperator
 
 def mark():
-    import os
-    open(os.path.join({str(marks)!r}, os.environ["AIFLOW_TRY_NUMBER"]), "w").write(repr(time.time()))
+    started = time.time()
+    open(os.path.join({str(marks)!r}, os.environ["AIFLOW_TRY_NUMBER"]), "w").write(f"{{LOADED!r}} {{started!r}}")
 
 with Workflow(name="latency"):
     BashOperator(name="keepalive", bash_command="sleep 100000")
     PythonOperator(name="react", python_callable=mark).action_on_event_received(TaskAction.START, "bench")
 """, "latency")
-    lab.spawn("scheduler", "start")
-    lab.spawn("worker", "start", "--slots", "4")
+    lab.start_services(slots=4)
     execution_id = ops.start_workflow_execution("latency", config=config, wait=60)
     n = 30 if quick else 200
-    samples = []
+    sends = []  # (send start, send_event's return, the event as stored, file loaded, callable start)
     with EventClient(config) as client:
         for i in range(1, n + 1):
             sent = time.time()
-            client.send_event("bench")
+            event = client.send_event("bench")
+            returned = time.time()
             wait_until(_written, 60, "a try", marks / str(i))
-            samples.append(float((marks / str(i)).read_text()) - sent)
+            loaded, started = (float(x) for x in (marks / str(i)).read_text().split())
+            sends.append((sent, returned, event, loaded, started))
             wait_until(_try_done, 60, "the try to end", config, execution_id, i)
     ops.stop_workflow_execution(execution_id, config=config)
     lab.stop_processes()
-    ms = [s * 1000 for s in samples]
+    timeline = read_timeline(config)
+    ms = [(started - sent) * 1000 for sent, _, _, _, started in sends]
+    rows = [event_stages(timeline, sent, event.event_id, (execution_id, "react", i), loaded, started)
+            for i, (sent, _, event, loaded, started) in enumerate(sends, start=1)]
     p50, p99 = statistics.median(ms), percentile(ms, 99)
+    extra = stage_figures(rows, EVENT_STAGES)
+    calls = [(returned - sent) * 1000 for sent, returned, _, _, _ in sends]
+    extra.update({"send_event_call_p50_ms": statistics.median(calls), "send_event_call_p95_ms": percentile(calls, 95)})
     return Result("event -> callable running", "ms", p50, percentile(ms, 95), p99, n, "p50 <= 15, p99 <= 60",
-                  p50 <= 15 and p99 <= 60, event_latency.__doc__ or "")
+                  p50 <= 15 and p99 <= 60, event_latency.__doc__ or "", extra,
+                  stage_lines(rows, extra, EVENT_STAGES, p50))
 
 
 def _written(path: Path) -> bool:
@@ -214,18 +126,26 @@ def _try_done(config: Config, execution_id: str, number: int) -> bool:
 def hop_latency(lab: Lab, quick: bool) -> Result:
     """start_after hop: a chain of 20 PythonOperators, each `start_after` the previous. Each callable
     writes its start and end time; hop = start of task i+1 - end of task i (the SUCCESS report, the
-    decision, the START command, the worker's spawn and the task process's start)."""
+    decision, the START command, the worker's spawn and the task process's start).
+
+    Stages, each to the next one's start (timeline.py): report (the callable's return, the task
+    process's exit, the worker noticing it and producing the SUCCESS report to the inbox); decide (the
+    worker's commit, the scheduler's fetch and decision, its produce of the next START command); command,
+    fork and call as in event_latency."""
     config = lab.config()
     marks = lab.dir / "hop_marks"
     marks.mkdir(exist_ok=True)
     length = 8 if quick else 20
     lab.upload(config, f"""
-import os, time
+import time
+LOADED = time.time()  # the workflow file's first line, run in the task's process
+import os
 from aiflow import Workflow, PythonOperator
 
 def mark():
+    started = time.time()
     path = os.path.join({str(marks)!r}, os.environ["AIFLOW_EXECUTION_ID"] + "-" + os.environ["AIFLOW_TASK"])
-    open(path + ".start", "w").write(repr(time.time()))
+    open(path + ".start", "w").write(f"{{LOADED!r}} {{started!r}}")
     open(path + ".end", "w").write(repr(time.time()))
 
 with Workflow(name="hops"):
@@ -236,43 +156,58 @@ with Workflow(name="hops"):
             task.start_after(previous)
         previous = task
 """, "hops")
-    lab.spawn("scheduler", "start")
-    lab.spawn("worker", "start", "--slots", "2")
+    lab.start_services(slots=2)
     runs = 1 if quick else 2
-    hops = []
+    hops = []  # (execution, task i, its end, task i+1's file loaded, its start)
     for _ in range(runs):
         execution_id = ops.start_workflow_execution("hops", config=config, wait=60)
         wait_until(_status_is, 300, "the chain", config, execution_id, "SUCCESS")
         for i in range(length - 1):
             end = float((marks / f"{execution_id}-t{i}.end").read_text())
-            start = float((marks / f"{execution_id}-t{i + 1}.start").read_text())
-            hops.append((start - end) * 1000)
+            loaded, start = (float(x) for x in (marks / f"{execution_id}-t{i + 1}.start").read_text().split())
+            hops.append((execution_id, i, end, loaded, start))
     lab.stop_processes()
-    p50 = statistics.median(hops)
-    return Result("start_after hop", "ms", p50, percentile(hops, 95), percentile(hops, 99), len(hops), "p50 <= 20",
-                  p50 <= 20, hop_latency.__doc__ or "")
+    timeline = read_timeline(config)
+    ms = [(start - end) * 1000 for _, _, end, _, start in hops]
+    rows = [hop_stages(timeline, end, (execution_id, f"t{i}", 1), (execution_id, f"t{i + 1}", 1), loaded, start)
+            for execution_id, i, end, loaded, start in hops]
+    p50 = statistics.median(ms)
+    extra = stage_figures(rows, HOP_STAGES)
+    return Result("start_after hop", "ms", p50, percentile(ms, 95), percentile(ms, 99), len(ms), "p50 <= 20",
+                  p50 <= 20, hop_latency.__doc__ or "", extra, stage_lines(rows, extra, HOP_STAGES, p50))
+
+
+ROUTING_WORKFLOWS = (100, 10_000, 100_000)
+ROUTING_TARGET = 50_000.0  # events/s, at every number of workflows
+ROUTING_FLAT = 0.8  # "flat": the lowest rate at least this fraction of the highest
 
 
 def routing(lab: Lab, quick: bool) -> Result:
     """Events routed per second by one router: W workflow definitions, each listening to its own key,
     are published; then E events with keys spread over the W keys are written, and a router in this
     process is timed from its first to its last routed event (consume, index lookup, produce to the
-    inbox, commit — in transactions). Run for 100 and for 10,000 workflows: the lookup is a dict, so
-    the rate should not fall with W."""
+    inbox, commit — in transactions). Run for 100, 10,000 and 100,000 workflows: the lookup is a dict,
+    so the rate should not fall with W. The figure is the lowest of the three rates; flat means the
+    lowest is at least 80 % of the highest (the runs differ by a few % from noise alone)."""
     from aiflow.scheduler.router import Router
 
-    rates = {}
+    rates: dict[int, float] = {}
+    detail = []
     n_events = 20_000 if quick else 100_000
-    for workflows in (100, 10_000):
+    for workflows in ROUTING_WORKFLOWS:
         config = lab.config()
+        began = time.monotonic()
         publish_definitions(config, workflows)
+        published = time.monotonic()
         producer_client = EventClient(config)
         keys = [f"key-{i % workflows}" for i in range(n_events)]
         for chunk in range(0, n_events, 5000):
             producer_client.send_events([(k, None) for k in keys[chunk:chunk + 5000]])
         producer_client.close()
         router = Router(config)
+        caught_up = time.monotonic()
         router.definitions.catch_up()
+        caught_up = time.monotonic() - caught_up
         routed = 0
         started = None
         deadline = time.monotonic() + 600
@@ -285,10 +220,15 @@ def routing(lab: Lab, quick: bool) -> Result:
         router.loop.close()
         router.definitions.close()
         rates[workflows] = routed / elapsed if elapsed else 0.0
-    rate = rates[10_000]
-    return Result("events routed per second (10,000 workflows)", "events/s", rate, None, None, n_events,
-                  ">= 20,000", rate >= 20_000, routing.__doc__ or "",
-                  {"rate_100_workflows": rates[100], "rate_10000_workflows": rates[10_000]})
+        detail.append(f"W = {workflows:,}: {rates[workflows]:,.0f} events/s; publishing the definitions took "
+                      f"{published - began:.1f} s, the router's catch-up on them {caught_up:.1f} s")
+    lowest = min(rates.values())
+    flat = lowest >= ROUTING_FLAT * max(rates.values())
+    return Result("events routed per second (lowest of 100, 10,000, 100,000 workflows)", "events/s", lowest, None,
+                  None, n_events, f">= {ROUTING_TARGET:,.0f}, flat", lowest >= ROUTING_TARGET and flat,
+                  routing.__doc__ or "",
+                  {**{f"rate_{w}_workflows": rate for w, rate in rates.items()},
+                   "lowest_over_highest": lowest / max(rates.values())}, detail)
 
 
 def publish_definitions(config: Config, count: int) -> None:
@@ -306,7 +246,8 @@ def publish_definitions(config: Config, count: int) -> None:
 def task_throughput(lab: Lab, quick: bool) -> Result:
     """No-op task executions completed per second by one worker: an execution of a workflow with N
     tasks of the base Operator (which does nothing) and no rules, so all are queued at once; the
-    rate is N / (time from the start command to the execution's SUCCESS). With 2 and 8 slots."""
+    rate is N / (time from the start command to the execution's SUCCESS). With 2 and 8 slots; the
+    figure is the rate with 8."""
     rates = {}
     n = 40 if quick else 150
     for slots in (2, 8):
@@ -317,8 +258,7 @@ with Workflow(name="noops"):
     for i in range({n}):
         Operator(f"t{{i}}")
 """, "noops")
-        lab.spawn("scheduler", "start")
-        lab.spawn("worker", "start", "--slots", str(slots))
+        lab.start_services(slots=slots)
         ops.start_workflow_execution("noops", config=config, wait=60)  # warm up: loads, group joins
         wait_until(_all_succeeded, 600, "warm-up", config, "noops")
         started = time.monotonic()
@@ -326,16 +266,17 @@ with Workflow(name="noops"):
         wait_until(_status_is, 900, "the no-op tasks", config, execution_id, "SUCCESS")
         rates[slots] = n / (time.monotonic() - started)
         lab.stop_processes()
-    best = max(rates.values())
-    return Result("no-op task executions per second, one worker", "tries/s", best, None, None, n, ">= 300",
-                  best >= 300, task_throughput.__doc__ or "", {"slots_2": rates[2], "slots_8": rates[8]})
+    # The issue's target is for one worker with 8 slots; the 2-slot rate shows how it scales with slots.
+    return Result("no-op task executions per second, one worker", "tries/s", rates[8], None, None, n,
+                  ">= 300 (8 slots)", rates[8] >= 300, task_throughput.__doc__ or "",
+                  {"slots_2": rates[2], "slots_8": rates[8]})
 
 
 def failover(lab: Lab, quick: bool) -> Result:
     """Two schedulers share the inbox partitions; the one owning a workflow is SIGKILLed and an event
     for that workflow is sent at once. Time = the new try's queued-time (in the changelog) minus the
     moment of the kill. Client session timeout 3 s, transaction timeout 5 s (the local broker allows
-    them; the broker defaults allow 45-60 s)."""
+    them; the broker defaults allow 45-60 s). The target holds for each run: the slowest of three."""
     samples = []
     for _ in range(1 if quick else 3):
         config = lab.config()
@@ -364,8 +305,9 @@ with Workflow(name="moved"):
         samples.append(react.begin_date.timestamp() - killed)
         lab.stop_processes()
     p50 = statistics.median(samples)
-    return Result("failover: SIGKILL -> next decision", "s", p50, None, max(samples), len(samples), "<= 5",
-                  p50 <= 5, failover.__doc__ or "")
+    # Every run within the bound: a failover that sometimes takes longer does not meet "<= 5 s".
+    return Result("failover: SIGKILL -> next decision", "s", p50, None, max(samples), len(samples),
+                  "<= 5 (each run)", max(samples) <= 5, failover.__doc__ or "")
 
 
 def _owner(logs: list[Path], partition: int) -> int | None:
@@ -390,8 +332,7 @@ from aiflow import Workflow, BashOperator, TaskAction
 with Workflow(name="idle"):
     BashOperator(name="never", bash_command="true").action_on_event_received(TaskAction.START, "never")
 """, "idle")
-    scheduler = lab.spawn("scheduler", "start")
-    worker = lab.spawn("worker", "start")
+    scheduler, worker = lab.start_services()
     n = 1000 if quick else 10_000
     ops.start_workflow_execution("idle", config=config, wait=60)
     start_many(config, "idle", n - 1)
@@ -400,20 +341,6 @@ with Workflow(name="idle"):
     lab.stop_processes()
     return Result(f"scheduler RSS with {n} active executions", "MB", rss["scheduler"], None, None, n, "<= 200",
                   rss["scheduler"] <= 200, memory.__doc__ or "", {"worker_rss_mb": rss["worker"]})
-
-
-def start_many(config: Config, workflow: str, n: int) -> None:
-    """What `ops.start_workflow_execution` sends, n times through one producer (ops opens one per call)."""
-    [snapshot] = ops.list_workflow_snapshots(workflow, config=config, limit=1)
-    args = {"snapshot_version": str(snapshot.version), "snapshot_uri": snapshot.uri,
-            "snapshot_sha256": snapshot.sha256, "workflow_file": snapshot.workflow_file, "run_type": "MANUAL",
-            "cause": "benchmark"}
-    producer = clients.producer(config, role="bench")
-    for _ in range(n):
-        sending.produce(producer, config, InboxMessage.for_command("default", workflow, Command.START_EXECUTION,
-                                                                   ops.new_execution_id(), args=args).to_record())
-        producer.poll(0)
-    producer.flush(120)
 
 
 def _at_least(config: Config, workflow: str, n: int) -> bool:
@@ -439,9 +366,6 @@ def restore(lab: Lab, quick: bool) -> Result:
                   {"read_and_decode_every_key_s": figures["read_and_decode_every_key_s"]})
 
 
-# The command as users type it: the console script next to this Python (`python -m aiflow.cli` without one).
-_SCRIPT = Path(sys.executable).with_name("aiflow")
-AIFLOW = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "aiflow.cli"]
 # The issue's figures for the same commands (median of 5 whole processes, `aiflow standalone` running).
 ISSUE_MS = {"--version": 207.0, "upload quickstart": 1340.0, "start": 1049.0, "list": 692.0}
 CLI_TARGET_MS = 300.0
@@ -668,7 +592,8 @@ def _pss(pid: int) -> float:
 BENCHMARKS: dict[str, Callable[[Lab, bool], Result | list[Result]]] = {
     "event_latency": event_latency, "hop_latency": hop_latency, "routing": routing,
     "task_throughput": task_throughput, "failover": failover, "memory": memory, "restore": restore,
-    "cli": cli, "idle": idle,
+    "send_events": send_events_bench.send_events, "tutorial": tutorial_bench.tutorial,
+    "try_growth": try_growth_bench.try_growth, "cli": cli, "idle": idle,
 }
 # Within this many percent of the earlier figure, --compare says "same"; beyond WORSE_PCT it flags a regression.
 SAME_PCT, WORSE_PCT = 2.0, 10.0
@@ -731,6 +656,11 @@ def _commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
+# Rows renamed (old name -> new name): the old row leaves results.json once the new one is written.
+RENAMED_ROWS = {"events routed per second (10,000 workflows)":
+                "events routed per second (lowest of 100, 10,000, 100,000 workflows)"}
+
+
 def write_results(path: Path, machine: dict[str, object], results: list[Result]) -> None:
     """Write this run's rows in place of the same rows of the file, keeping the others (each row
     carries the date of the run it came from, and whether it was --quick)."""
@@ -744,6 +674,8 @@ def write_results(path: Path, machine: dict[str, object], results: list[Result])
         rows = {row["name"]: {**stamp, **row} for row in before.get("results", [])}
     for r in results:
         rows[r.name] = {**asdict(r), "date": machine["date"], "quick": machine["quick"]}
+    rows = {name: row for name, row in rows.items() if RENAMED_ROWS.get(name) not in rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"machine": machine, "results": list(rows.values())}, indent=2) + "\n")
 
 
