@@ -103,17 +103,22 @@ class LoopMetrics:
     def __init__(self, role: str) -> None:
         self.role = role
         self._pending: list[Callable[[], None]] = []
+        self._routed: dict[str, int] = {}  # the router's outcomes of the step: one addition each at commit
         self._input: InboxMessage | None = None
         self._event_time: dict[TryKey, float] = {}  # tries an event started -> the event's create time
 
     def clear(self) -> None:
         self._pending.clear()
+        self._routed.clear()
         self._input = None
 
     def apply(self) -> None:
         pending, self._pending = self._pending, []
+        routed, self._routed = self._routed, {}
         for count in pending:
             count()
+        for outcome, records in routed.items():
+            EVENTS_ROUTED.labels(outcome).inc(records)
 
     def produced(self, record: Record) -> None:
         """A record written in the step: a dead letter is counted by the service that wrote it."""
@@ -123,16 +128,16 @@ class LoopMetrics:
             self._pending.append(DEAD_LETTERS.labels(name).inc)
 
     def routed(self, msg: Message, records: Sequence[Record], events_topic: str) -> None:
-        """What the router made of one record."""
-        if any(r.role == roles.DLQ for r in records):
+        """What the router made of one record (it is called for each one: counted per step, not per record)."""
+        if not records:
+            outcome = "checked" if msg.topic() != events_topic else "unrouted"
+        elif any(r.role == roles.DLQ for r in records):
             outcome = "dead_lettered"
-        elif msg.topic() != events_topic:
-            outcome = "checked"
+            for record in records:
+                self.produced(record)
         else:
-            outcome = "routed" if records else "unrouted"
-        self._pending.append(EVENTS_ROUTED.labels(outcome).inc)
-        for record in records:
-            self.produced(record)
+            outcome = "routed"
+        self._routed[outcome] = self._routed.get(outcome, 0) + 1
 
     def applying(self, m: InboxMessage) -> None:
         """The scheduler applies this inbox message; the outputs that follow are its."""

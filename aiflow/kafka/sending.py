@@ -30,14 +30,14 @@ def produce(producer: Producer, config: Config, record: Record,
     if record.role == topics.INBOX and record.partition is None:
         assert isinstance(record.key, str)
         record = replace(record, partition=inbox_partition(record.key, topics.partition_count(config, topics.INBOX)))
+    headers = list(record.headers) if record.headers else None
     while True:
         try:
             if record.partition is None:
-                producer.produce(topic, key=key, value=record.value, headers=list(record.headers),
-                                 on_delivery=on_delivery)
+                producer.produce(topic, key=key, value=record.value, headers=headers, on_delivery=on_delivery)
             else:
-                producer.produce(topic, key=key, value=record.value, headers=list(record.headers),
-                                 partition=record.partition, on_delivery=on_delivery)
+                producer.produce(topic, key=key, value=record.value, headers=headers, partition=record.partition,
+                                 on_delivery=on_delivery)
             return
         except BufferError:  # the local queue is full: let deliveries drain, then go on
             producer.poll(0.05)

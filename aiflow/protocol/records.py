@@ -69,7 +69,7 @@ class Record:
 
     def size(self) -> int:
         """Bytes of key, value and headers: what counts against the size limits."""
-        headers = sum(len(k) + len(v or b"") for k, v in self.headers)
+        headers = sum(len(k) + len(v or b"") for k, v in self.headers) if self.headers else 0
         return len(self.key_bytes() or b"") + len(self.value or b"") + headers
 
     def check_size(self) -> None:
@@ -170,7 +170,12 @@ def workflow_key(namespace: str, workflow: str) -> str:
 def inbox_partition(key: str, partitions: int) -> int:
     """The inbox partition of a workflow. Chosen by aiflow, not by the client's partitioner, so a
     scheduler knows which workflows it owns (for their schedules) before any of their input arrives."""
-    return zlib.crc32(key.encode("utf-8", errors="surrogatepass")) % partitions
+    return inbox_hash(key) % partitions
+
+
+def inbox_hash(key: str) -> int:
+    """What `inbox_partition` takes modulo the partition count."""
+    return zlib.crc32(key.encode("utf-8", errors="surrogatepass"))
 
 
 # The most output one record of the logs topic carries: far under MAX_RECORD_BYTES, so a chatty task

@@ -11,7 +11,7 @@ from aiflow.errors import ConfigError, EventError
 from aiflow.events.client import EventClient
 from aiflow.events.context import TASK_NAMESPACE_CONTEXT, TaskContext
 from aiflow.protocol.messages import Event
-from aiflow.scheduler.router import Router
+from aiflow.scheduler.router import Routes
 from aiflow.worker.service import task_environment
 
 TASK = TaskContext(namespace="ml", workflow="training", execution_id="e1", task="train", try_number=1)
@@ -62,10 +62,8 @@ def test_a_bad_isolated_namespace_name_is_a_config_error(tmp_path: Path) -> None
         Config.load(home=tmp_path, environ={"AIFLOW_WORKER_ISOLATED_NAMESPACES": "ml, bad name"})
 
 
-def _router(tmp_path: Path, isolated: str) -> Router:
-    router = Router.__new__(Router)  # the check needs no Kafka
-    router.config = Config.load(home=tmp_path, environ={"AIFLOW_WORKER_ISOLATED_NAMESPACES": isolated})
-    return router
+def _router(tmp_path: Path, isolated: str) -> Routes:
+    return Routes(Config.load(home=tmp_path, environ={"AIFLOW_WORKER_ISOLATED_NAMESPACES": isolated}), lambda: 3)
 
 
 def _event(namespace: str, task_namespace: str = "ml", from_task: bool = True) -> Event:
@@ -77,9 +75,9 @@ def _event(namespace: str, task_namespace: str = "ml", from_task: bool = True) -
 
 def test_the_router_refuses_an_event_of_an_isolated_task_sent_elsewhere(tmp_path: Path) -> None:
     router = _router(tmp_path, "ml")
-    assert "isolated namespace 'ml' sent an event into namespace 'billing'" in router._isolation_breach(
+    assert "isolated namespace 'ml' sent an event into namespace 'billing'" in router.isolation_breach(
         _event("billing"))
-    assert router._isolation_breach(_event("ml")) == ""
-    assert router._isolation_breach(_event("billing", from_task=False)) == ""  # not a task's event
-    assert router._isolation_breach(_event("billing", task_namespace="web")) == ""  # web is not isolated
-    assert _router(tmp_path, "")._isolation_breach(_event("billing")) == ""
+    assert router.isolation_breach(_event("ml")) == ""
+    assert router.isolation_breach(_event("billing", from_task=False)) == ""  # not a task's event
+    assert router.isolation_breach(_event("billing", task_namespace="web")) == ""  # web is not isolated
+    assert _router(tmp_path, "").isolation_breach(_event("billing")) == ""
