@@ -66,6 +66,26 @@ def wait_until(check: Callable[..., bool], timeout: float, what: str, *args: obj
         time.sleep(0.01)
 
 
+def marking_workflow(name: str, marks: Path, more: str = "") -> str:
+    """The source of a workflow whose task `react` starts on event `bench` (a never-ending `keepalive`
+    keeps the execution running); each try notes in `marks/<try number>` when the workflow file's first
+    line ran in its process and when the callable started. `more`: lines added to the workflow's body."""
+    return f"""
+import time
+LOADED = time.time()  # the workflow file's first line, run in the task's process
+import os
+from aiflow import Workflow, Operator, PythonOperator, TaskAction, BashOperator
+
+def mark():
+    started = time.time()
+    open(os.path.join({str(marks)!r}, os.environ["AIFLOW_TRY_NUMBER"]), "w").write(f"{{LOADED!r}} {{started!r}}")
+
+with Workflow(name={name!r}):
+    BashOperator(name="keepalive", bash_command="sleep 100000")
+    PythonOperator(name="react", python_callable=mark).action_on_event_received(TaskAction.START, "bench")
+{more}"""
+
+
 def start_many(config: Config, workflow: str, n: int) -> list[str]:
     """What `ops.start_workflow_execution` sends, n times through one producer (ops opens one per call);
     returns the executions' ids."""

@@ -33,7 +33,18 @@ from typing import Any
 import send_events as send_events_bench
 import try_growth as try_growth_bench
 import tutorial as tutorial_bench
-from lab import AIFLOW, IDLE_SETTLE_S, REPO, Lab, Result, free_port, percentile, start_many, wait_until
+from lab import (
+    AIFLOW,
+    IDLE_SETTLE_S,
+    REPO,
+    Lab,
+    Result,
+    free_port,
+    marking_workflow,
+    percentile,
+    start_many,
+    wait_until,
+)
 from timeline import EVENT_STAGES, HOP_STAGES, event_stages, hop_stages, read_timeline, stage_figures, stage_lines
 
 from aiflow import EventClient, ops
@@ -59,20 +70,7 @@ def event_latency(lab: Lab, quick: bool) -> Result:
     config = lab.config()
     marks = lab.dir / "event_marks"
     marks.mkdir(exist_ok=True)
-    lab.upload(config, f"""
-import time
-LOADED = time.time()  # the workflow file's first line, run in the task's process
-import os
-from aiflow import Workflow, PythonOperator, TaskAction, BashOperator
-
-def mark():
-    started = time.time()
-    open(os.path.join({str(marks)!r}, os.environ["AIFLOW_TRY_NUMBER"]), "w").write(f"{{LOADED!r}} {{started!r}}")
-
-with Workflow(name="latency"):
-    BashOperator(name="keepalive", bash_command="sleep 100000")
-    PythonOperator(name="react", python_callable=mark).action_on_event_received(TaskAction.START, "bench")
-""", "latency")
+    lab.upload(config, marking_workflow("latency", marks), "latency")
     lab.start_services(slots=4)
     execution_id = ops.start_workflow_execution("latency", config=config, wait=60)
     n = 30 if quick else 200

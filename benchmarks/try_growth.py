@@ -33,7 +33,7 @@ import statistics
 import time
 
 from confluent_kafka import TopicPartition
-from lab import Lab, Result, start_many, wait_until
+from lab import Lab, Result, marking_workflow, start_many, wait_until
 from timeline import EVENT_STAGES, Timeline, TryKey, event_stages, read_timeline, stage_figures, stage_lines
 
 from aiflow import EventClient, ops
@@ -107,22 +107,10 @@ def past_tries(lab: Lab, quick: bool) -> Result:
     config = lab.config()
     marks = lab.dir / "growth_marks"
     marks.mkdir(exist_ok=True)
-    lab.upload(config, f"""
-import time
-LOADED = time.time()  # the workflow file's first line, run in the task's process
-import os
-from aiflow import Workflow, Operator, PythonOperator, TaskAction, BashOperator
-
-def mark():
-    started = time.time()
-    open(os.path.join({str(marks)!r}, os.environ["AIFLOW_TRY_NUMBER"]), "w").write(f"{{LOADED!r}} {{started!r}}")
-
-with Workflow(name="tries"):
-    BashOperator(name="keepalive", bash_command="sleep 100000")
-    PythonOperator(name="react", python_callable=mark).action_on_event_received(TaskAction.START, "bench")
+    lab.upload(config, marking_workflow("tries", marks, f"""
     for i in range({PAST_TASKS}):
         Operator(f"p{{i}}").action_on_event_received(TaskAction.START, "past")
-""", "tries")
+"""), "tries")
     lab.start_services(slots=8)
     reports = Reports(config)
     execution_id = ops.start_workflow_execution("tries", config=config, wait=60)
