@@ -62,6 +62,12 @@ def producer(config: Config, *, role: str = "producer", transactional_id: str | 
         settings["transactional.id"] = transactional_id
         # A killed producer's open transaction blocks read_committed readers until this expires.
         settings["transaction.timeout.ms"] = config.values["kafka.transaction_timeout_ms"]
+        # Latency: a transaction begun just after the last one committed finds the coordinator still
+        # writing that one's markers, gets CONCURRENT_TRANSACTIONS on its offsets (or partitions) and
+        # is retried after this back-off: at librdkafka's default of 100 ms, one step in ten waited
+        # 100 ms here (Kafka's own client retries that error after 20 ms: KAFKA-5477). Real failures
+        # still back off exponentially, up to retry.backoff.max.ms. kafka.properties may set it.
+        settings.setdefault("retry.backoff.ms", 5)
     settings.update(extra)
     return Producer(settings)
 

@@ -1,0 +1,37 @@
+"""The settings aiflow gives its Kafka clients (built, never connected: no broker needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiflow.config import Config
+from aiflow.kafka import clients
+
+
+@pytest.fixture
+def made(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    settings: list[dict[str, Any]] = []
+    monkeypatch.setattr(clients, "Producer", lambda conf: settings.append(conf))
+    return settings
+
+
+def test_transactional_producers_retry_a_busy_coordinator_after_5_ms(tmp_path: Path,
+                                                                     made: list[dict[str, Any]]) -> None:
+    # A transaction begun just after the last one committed gets CONCURRENT_TRANSACTIONS while the
+    # coordinator writes the last one's markers: at librdkafka's default 100 ms back-off, one step in
+    # ten of event -> callable waited 100 ms (benchmarks/README.md).
+    config = Config.load(home=tmp_path, environ={})
+    clients.producer(config, role="router", transactional_id="t-router-1")
+    clients.producer(config, role="events")
+    transactional, plain = made
+    assert transactional["retry.backoff.ms"] == 5
+    assert "retry.backoff.ms" not in plain  # librdkafka's default: no back-to-back transactions there
+
+
+def test_kafka_properties_may_set_the_back_off(tmp_path: Path, made: list[dict[str, Any]]) -> None:
+    config = Config.load(home=tmp_path, environ={"AIFLOW_KAFKA_PROPERTY_RETRY_BACKOFF_MS": "50"})
+    clients.producer(config, role="router", transactional_id="t-router-1")
+    assert made[0]["retry.backoff.ms"] == "50"
