@@ -430,7 +430,11 @@ class _Server:
         for warm in list(self.warm.values()):
             if not warm.ready and now - warm.started > WARM_IMPORT_TIMEOUT:
                 self.unusable.add(warm.modules)
-                os.kill(warm.pid, signal.SIGKILL)  # its pipe's end tells the rest (_read_warm)
+                warm.started = float("inf")  # killed once; its pipe's end tells the rest (_read_warm)
+                try:
+                    os.kill(warm.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass  # it ended meanwhile
             elif warm.ready and not warm.tries and not warm.pending and now - warm.last_used > WARM_IDLE:
                 self._close(warm)
 
