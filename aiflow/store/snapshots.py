@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import shutil
 import tempfile
 import zipfile
@@ -148,3 +149,34 @@ def fetch(config: Config, uri: str, sha256: str, destination: Path) -> Path:
         return unpack(Path(tmp), sha256, destination)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def read_workflow_file(config: Config, uri: str, sha256: str,
+                       workflow_file: str) -> tuple[bytes, list[tuple[str, bool]]]:
+    """A snapshot's workflow file and the entries beside it in its folder (name, is a folder), read from
+    the blob without unpacking the rest: what a worker needs to ready a file's imports ahead of its
+    tries, for a snapshot whose artifacts may be large. The blob's sha256 is checked first."""
+    try:
+        check_sha256(sha256)
+        check_workflow_path(workflow_file)
+    except ValueError as exc:
+        raise AIFlowError(str(exc)) from None
+    with tempfile.TemporaryDirectory(prefix="aiflow-snapshot-") as tmp:
+        path = Path(tmp) / "snapshot.zip"
+        blob_store(config).get(uri, path)
+        actual = sha256_of(path)
+        if actual != sha256:
+            raise AIFlowError(f"snapshot {uri} has sha256 {actual}, expected {sha256}: refusing it")
+        with zipfile.ZipFile(path) as zf:
+            try:
+                source = zf.read(workflow_file)
+            except KeyError:
+                raise AIFlowError(f"snapshot {uri} holds no {workflow_file}") from None
+            folder = posixpath.dirname(workflow_file)
+            prefix = f"{folder}/" if folder else ""
+            beside: dict[str, bool] = {}
+            for name in zf.namelist():
+                if name.startswith(prefix) and name != prefix:
+                    first, _, rest = name[len(prefix):].partition("/")
+                    beside[first] = beside.get(first, False) or bool(rest) or name.endswith("/")
+    return source, sorted(beside.items())

@@ -57,10 +57,10 @@ from aiflow.protocol.messages import ControlCommand, InboxMessage, TaskCommand, 
 from aiflow.protocol.records import RawRecord, Record
 from aiflow.protocol.topics import DEFAULT_QUEUE, tasks_role
 from aiflow.sdk.workflow import check_queue
-from aiflow.store.snapshots import fetch, file_in
+from aiflow.store.snapshots import fetch, file_in, read_workflow_file
 from aiflow.worker.logship import LogShipper
 from aiflow.worker.runner import STOPPED_EXIT_CODE
-from aiflow.worker.zygote import LOST_EXIT_CODE, ForkServer
+from aiflow.worker.zygote import LOST_EXIT_CODE, ForkServer, module_names
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,8 @@ class Worker:
         self.preload = bool(config.values["worker.preload"])
         self.forks = ForkServer(self._task_env(), self.preload) if fork_server else None
         # Workflows uploaded while it runs: their warm fork servers are made ready on a thread (the
-        # snapshot is downloaded for it), so even their first try finds the file's imports loaded.
+        # snapshot is downloaded for it, and only its workflow file read), so even their first try finds
+        # the file's imports loaded.
         self._to_preload: queue.SimpleQueue[WorkflowDefinition | None] = queue.SimpleQueue()
         self._preloader: threading.Thread | None = None
         # Each try's log file is copied to the logs topic on a thread of its own (logship.py).
@@ -228,12 +229,12 @@ class Worker:
     def _preload(self) -> None:
         while (definition := self._to_preload.get()) is not None:
             try:
-                folder = fetch(self.config, definition.snapshot_uri, definition.snapshot_sha256,
-                               working_dir(self.config.home, definition.workflow,
-                                           f"preload-{definition.snapshot_sha256[:16]}"))
+                # The file and the names beside it only: the snapshot's artifacts are not unpacked for this.
+                source, beside = read_workflow_file(self.config, definition.snapshot_uri, definition.snapshot_sha256,
+                                                    definition.workflow_file)
                 forks = self.forks
                 if forks is not None and forks.alive():
-                    forks.warm(str(file_in(folder, definition.workflow_file)))
+                    forks.warm(source, module_names(beside))
             except Exception as exc:  # its tries warm it instead
                 log.warning("worker %s: could not preload %s.%s: %s", self.name, definition.namespace,
                             definition.workflow, exc)

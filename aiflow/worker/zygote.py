@@ -18,7 +18,8 @@ WARM_IDLE seconds, or the oldest when a new one is needed, stops taking tries an
 tries have ended. `--no-preload` (the `worker.preload` key off) turns them off.
 
 Protocol, one JSON object per line. Requests on stdin: `{"argv", "env", "cwd", "log"}` to start a
-try, `{"warm": FILE}` to make ready, ahead of a try, the warm server of a workflow file; replies on
+try, `{"warm": SOURCE, "local": [NAMES]}` to make ready, ahead of a try, the warm server of a workflow
+file (its source, and the module names its folder defines); replies on
 stdout: `{"pid": N}` for each start request (or `{"error": "..."}`), and `{"exit": N, "code": C}`
 when a child ends (C as `subprocess` reports it: negative for a signal; LOST_EXIT_CODE when the warm
 server that forked it died first). The child runs in a session of its own (so the worker can stop
@@ -40,6 +41,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -96,20 +98,19 @@ def _child(request: dict[str, Any], keep: set[int], shadowable: frozenset[str] |
 
 # -- which modules a workflow file imports ---------------------------------------------------------
 
+def module_names(entries: Iterable[tuple[str, bool]]) -> set[str]:
+    """The top-level module names that a folder's entries (name, is a folder) define: `x.py`, `x/`,
+    `x.cpython-311-....so`."""
+    return {name if is_dir else name.split(".", 1)[0] for name, is_dir in entries
+            if is_dir or name.endswith((".py", ".so", ".pyd"))}
+
+
 def local_modules(folder: Path) -> set[str]:
-    """Top-level module names a folder defines (`x.py`, `x/`, `x.cpython-311-....so`)."""
-    names: set[str] = set()
+    """The top-level module names a folder defines."""
     try:
-        entries = list(os.scandir(folder))
+        return module_names((entry.name, entry.is_dir()) for entry in os.scandir(folder))
     except OSError:
-        return names
-    for entry in entries:
-        name = entry.name
-        if entry.is_dir():
-            names.add(name)
-        elif name.endswith((".py", ".so", ".pyd")):
-            names.add(name.split(".", 1)[0])
-    return names
+        return set()
 
 
 def _forget_shadowed(modules: frozenset[str], folder: Path) -> None:
@@ -148,11 +149,14 @@ class _Preloads:
             source = path.read_bytes()
         except OSError:
             return ()
+        return self.of_source(source, local_modules(path.parent))
+
+    def of_source(self, source: bytes, local: set[str]) -> tuple[str, ...]:
+        """Of a workflow file's source, with the module names its folder defines."""
         digest = hashlib.sha1(source).hexdigest()
         names = self._names.get(digest)
         if names is None:
             names = self._names[digest] = imported_names(source)
-        local = local_modules(path.parent)
         return tuple(sorted(n for n in names if n.rstrip("?") not in sys.modules and self._may_import(n, local)))
 
     def _may_import(self, name: str, local: set[str]) -> bool:
@@ -332,9 +336,10 @@ class _Server:
             self.reply({"error": str(exc)})
             return
         if "warm" in request:
-            self._warm_for(str(request["warm"]))
+            self._warm_of(self.preloads.of_source(str(request["warm"]).encode(), set(request.get("local", ()))))
             return
-        warm = self._warm_for(str(request["argv"][0])) if request.get("argv") else None
+        warm = self._warm_of(self.preloads.of(str(request["argv"][0]))) if self.preload and request.get("argv") \
+            else None
         if warm is not None and warm.ready and not warm.closing:
             warm.pending = True
             warm.last_used = time.monotonic()
@@ -351,12 +356,9 @@ class _Server:
         self.children.add(pid)
         self.reply({"pid": pid})
 
-    def _warm_for(self, workflow_file: str) -> _Warm | None:
-        """The warm server of a workflow file, started if it has none (None when it needs none)."""
-        if not self.preload:
-            return None
-        modules = self.preloads.of(workflow_file)
-        if not modules or modules in self.unusable:
+    def _warm_of(self, modules: tuple[str, ...]) -> _Warm | None:
+        """The warm server of these modules, started if there is none (None when none is needed)."""
+        if not self.preload or not modules or modules in self.unusable:
             return None
         warm = self.warm.get(modules)
         if warm is None or warm.closing:
@@ -519,10 +521,11 @@ class ForkServer:
         self.process.stdin.write((json.dumps(request) + "\n").encode())
         self.process.stdin.flush()
 
-    def warm(self, workflow_file: str) -> None:
-        """Have the warm server of a workflow file ready before its first try (see the module's doc)."""
+    def warm(self, source: bytes, local: Collection[str]) -> None:
+        """Have the warm server of a workflow file ready before its first try (see the module's doc): its
+        source, and the module names its folder defines."""
         with self._lock:
-            self._send({"warm": workflow_file})
+            self._send({"warm": source.decode("utf-8", errors="replace"), "local": sorted(local)})
 
     def spawn(self, argv: list[str], env: dict[str, str], cwd: str, log: str, timeout: float = 10.0) -> ForkedTask:
         import queue

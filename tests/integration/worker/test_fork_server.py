@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from aiflow.events.context import TaskContext
-from aiflow.worker.zygote import LOST_EXIT_CODE, ForkServer
+from aiflow.worker.zygote import LOST_EXIT_CODE, ForkServer, local_modules
 from tests.conftest import process_alive
 
 SLEEPER = """
@@ -90,6 +90,11 @@ with Workflow(name="warm"):
 """
 
 
+def ask_warm(server: ForkServer, workflow_file: Path) -> None:
+    """Ask for the file's warm server, as a worker does for a workflow just uploaded."""
+    server.warm(workflow_file.read_bytes(), local_modules(workflow_file.parent))
+
+
 def imported_once(imports: Path) -> bool:
     """Whether the warm server has imported heavydep (and, a moment later, said it is ready)."""
     if len(lines(imports)) != 1:
@@ -129,7 +134,7 @@ def test_tries_fork_from_a_warm_server_that_imported_the_files_modules_once(tmp_
     env = {**os.environ, "PYTHONPATH": str(site)}
     server = ForkServer(env)
     try:
-        server.warm(str(folder / "flow.py"))
+        ask_warm(server, folder / "flow.py")
         wait_for(lambda: imported_once(imports))
         [warm] = warm_servers(server)
         assert lines(imports) == [str(warm)]
@@ -153,7 +158,7 @@ def test_a_module_beside_the_file_wins_over_one_the_warm_server_imported(tmp_pat
     env = {**os.environ, "PYTHONPATH": str(site)}
     server = ForkServer(env)
     try:
-        server.warm(str(first / "flow.py"))
+        ask_warm(server, first / "flow.py")
         wait_for(lambda: imported_once(imports))
         assert run_try(server, second, env, 1) == 0  # same imports ahead (heavydep): the same warm server
         assert lines(imports) == [str(w) for w in warm_servers(server)]
@@ -170,7 +175,7 @@ def test_when_a_warm_server_dies_its_tries_end_as_lost_and_the_next_ones_still_s
     env = {**os.environ, "PYTHONPATH": str(site), **TaskContext("default", "sleepy", "e1", "t", 1).to_env()}
     server = ForkServer(env)
     try:
-        server.warm(str(folder / "flow.py"))
+        ask_warm(server, folder / "flow.py")
         wait_for(lambda: imported_once(imports))
         [warm] = warm_servers(server)
         task = server.spawn([str(folder / "flow.py"), "sleepy", "t"], env, str(folder), str(folder / "log"))
@@ -193,7 +198,7 @@ def test_a_warm_server_whose_imports_start_a_thread_is_not_used(tmp_path: Path) 
     env = {**os.environ, "PYTHONPATH": str(site)}
     server = ForkServer(env)
     try:
-        server.warm(str(folder / "flow.py"))
+        ask_warm(server, folder / "flow.py")
         wait_for(lambda: len(lines(imports)) == 1 and not warm_servers(server))  # it imported, then left
         assert [run_try(server, folder, env, n) for n in (1, 2)] == [0, 0]
         assert len(lines(imports)) == 3  # each try imported heavydep itself, in its own process
@@ -210,7 +215,7 @@ def test_without_preload_no_warm_server_starts(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(site)}
     server = ForkServer(env, preload=False)
     try:
-        server.warm(str(folder / "flow.py"))
+        ask_warm(server, folder / "flow.py")
         assert [run_try(server, folder, env, n) for n in (1, 2)] == [0, 0]
         assert len(lines(imports)) == 2 and not warm_servers(server)
     finally:

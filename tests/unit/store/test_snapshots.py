@@ -84,3 +84,27 @@ def test_unpack_refuses_paths_outside_the_folder(tmp_path: Path) -> None:
     with pytest.raises(AIFlowError, match="outside"):
         unpack(evil, sha256_of(evil), tmp_path / "dest")
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_the_workflow_file_is_read_from_the_blob_without_unpacking_the_artifacts(tmp_path: Path) -> None:
+    from aiflow.config import Config
+    from aiflow.store.blobs import blob_store
+    from aiflow.store.snapshots import read_workflow_file
+
+    flow, dataset = make_project(tmp_path / "p")
+    helpers = tmp_path / "p" / "helpers.py"
+    helpers.write_text("X = 1\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    packed = pack(flow, [dataset, helpers], out)
+    config = Config.load(home=tmp_path / "home", environ={})
+    uri = blob_store(config).put(f"snapshots/{packed.sha256}.zip", packed.path)
+
+    source, beside = read_workflow_file(config, uri, packed.sha256, packed.workflow_file)
+    assert source == flow.read_bytes()
+    assert beside == [("dataset", True), ("flow.py", False), ("helpers.py", False)]
+    assert not list((tmp_path / "home").rglob("a.npz"))  # nothing unpacked
+    with pytest.raises(AIFlowError, match="expected"):
+        read_workflow_file(config, uri, "0" * 64, packed.workflow_file)
+    with pytest.raises(AIFlowError, match="holds no"):
+        read_workflow_file(config, uri, packed.sha256, "flow/other.py")

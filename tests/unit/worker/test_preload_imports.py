@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aiflow.worker.zygote import _Preloads, imported_names, local_modules
+from aiflow.worker.zygote import _Preloads, imported_names, local_modules, module_names
 
 
 def test_imports_anywhere_in_the_file_are_found_and_relative_ones_are_not() -> None:
@@ -55,3 +55,8 @@ def test_only_findable_unshadowed_modules_not_yet_imported_are_preloaded(tmp_pat
     # import from; `thing` may be a submodule of preload_beta.
     assert preloads.of(str(flow)) == ("preload_alpha.sub", "preload_beta", "preload_beta.thing?")
     assert preloads.of(str(folder / "gone.py")) == ()
+
+
+def test_a_folders_module_names_come_from_its_entries() -> None:
+    assert module_names([("helpers.py", False), ("package", True), ("fast.cpython-311-x86_64-linux-gnu.so", False),
+                         ("data.csv", False), ("README", False)]) == {"helpers", "package", "fast"}
