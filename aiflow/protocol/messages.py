@@ -563,6 +563,15 @@ class WorkflowDefinition(_Message):
     # ones not deleted. Empty in records written before this field existed.
     snapshots: tuple[tuple[int, str, str, str], ...] = ()
 
+    @property
+    def task_queues(self) -> set[str]:
+        """The queues the workflow's tasks run on, from its description (the default one if it cannot be read)."""
+        try:
+            tasks = json.loads(self.definition).get("tasks", [])
+            return {str(t.get("queue") or topics.DEFAULT_QUEUE) for t in tasks}
+        except (ValueError, AttributeError):
+            return {topics.DEFAULT_QUEUE}
+
     def announces(self, uri: str, sha256: str, workflow_file: str, version: int | None = None) -> bool:
         """Whether this snapshot (of this version, when given) may run."""
         refs = self.snapshots or ((self.version, self.snapshot_uri, self.snapshot_sha256, self.workflow_file),)

@@ -28,7 +28,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -213,18 +212,11 @@ class Worker:
     def _on_definition(self, workflow: WorkflowId, definition: WorkflowDefinition | None) -> None:
         if definition is None or not self.definitions.caught_up or not self.preload or self.forks is None:
             return  # the definitions read at the start are not warmed: their tries warm them as they come
-        if definition.enabled and self._queues_of(definition) & set(self.queues):
+        if definition.enabled and definition.task_queues & set(self.queues):
             if self._preloader is None:
                 self._preloader = threading.Thread(target=self._preload, name="aiflow-preload", daemon=True)
                 self._preloader.start()
             self._to_preload.put(definition)
-
-    @staticmethod
-    def _queues_of(definition: WorkflowDefinition) -> set[str]:
-        try:
-            return {str(t.get("queue") or DEFAULT_QUEUE) for t in json.loads(definition.definition).get("tasks", [])}
-        except (ValueError, AttributeError):
-            return {DEFAULT_QUEUE}
 
     def _preload(self) -> None:
         while (definition := self._to_preload.get()) is not None:

@@ -90,6 +90,14 @@ with Workflow(name="warm"):
 """
 
 
+def snapshot(tmp_path: Path, source: str) -> Path:
+    """A snapshot's folder holding `flow.py`."""
+    folder = tmp_path / "snapshot"
+    folder.mkdir()
+    (folder / "flow.py").write_text(source)
+    return folder
+
+
 def ask_warm(server: ForkServer, workflow_file: Path) -> None:
     """Ask for the file's warm server, as a worker does for a workflow just uploaded."""
     server.warm(workflow_file.read_bytes(), local_modules(workflow_file.parent))
@@ -128,9 +136,7 @@ def warm_servers(server: ForkServer) -> list[int]:
 
 def test_tries_fork_from_a_warm_server_that_imported_the_files_modules_once(tmp_path: Path) -> None:
     site, imports = make_site(tmp_path)
-    folder = tmp_path / "snapshot"
-    folder.mkdir()
-    (folder / "flow.py").write_text(FLOW)
+    folder = snapshot(tmp_path, FLOW)
     env = {**os.environ, "PYTHONPATH": str(site)}
     server = ForkServer(env)
     try:
@@ -169,9 +175,7 @@ def test_a_module_beside_the_file_wins_over_one_the_warm_server_imported(tmp_pat
 
 def test_when_a_warm_server_dies_its_tries_end_as_lost_and_the_next_ones_still_start(tmp_path: Path) -> None:
     site, imports = make_site(tmp_path)
-    folder = tmp_path / "snapshot"
-    folder.mkdir()
-    (folder / "flow.py").write_text(SLEEPER.replace("import time", "import time, heavydep"))
+    folder = snapshot(tmp_path, SLEEPER.replace("import time", "import time, heavydep"))
     env = {**os.environ, "PYTHONPATH": str(site), **TaskContext("default", "sleepy", "e1", "t", 1).to_env()}
     server = ForkServer(env)
     try:
@@ -192,9 +196,7 @@ def test_when_a_warm_server_dies_its_tries_end_as_lost_and_the_next_ones_still_s
 
 def test_a_warm_server_whose_imports_start_a_thread_is_not_used(tmp_path: Path) -> None:
     site, imports = make_site(tmp_path, thread=True)
-    folder = tmp_path / "snapshot"
-    folder.mkdir()
-    (folder / "flow.py").write_text(FLOW)
+    folder = snapshot(tmp_path, FLOW)
     env = {**os.environ, "PYTHONPATH": str(site)}
     server = ForkServer(env)
     try:
@@ -209,9 +211,7 @@ def test_a_warm_server_whose_imports_start_a_thread_is_not_used(tmp_path: Path) 
 
 def test_without_preload_no_warm_server_starts(tmp_path: Path) -> None:
     site, imports = make_site(tmp_path)
-    folder = tmp_path / "snapshot"
-    folder.mkdir()
-    (folder / "flow.py").write_text(FLOW)
+    folder = snapshot(tmp_path, FLOW)
     env = {**os.environ, "PYTHONPATH": str(site)}
     server = ForkServer(env, preload=False)
     try:
