@@ -28,7 +28,7 @@ import pytest
 
 from aiflow.config import Config
 from aiflow.kafka import topics
-from aiflow.worker.zygote import WARM_NAME
+from aiflow.worker.zygote import SPARE_NAME, WARM_NAME
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -82,16 +82,17 @@ def processes_of(home: Path, marker: str = "") -> dict[int, int]:
 
 def task_processes(home: Path) -> list[int]:
     """The task processes of this home's workers: forks of a fork server (or of a warm one, itself a
-    fork of the fork server but not a task), or task runners."""
+    fork of the fork server but not a task; spares, forked ahead of a try, are not tasks yet either), or
+    task runners."""
     servers = processes_of(home, "aiflow.worker.zygote")
     runners = processes_of(home, "aiflow.worker.runner")
-    return sorted([pid for pid, parent in servers.items() if parent in servers and not _is_warm_server(pid)]
+    return sorted([pid for pid, parent in servers.items() if parent in servers and not _is_server(pid)]
                   + list(runners))
 
 
-def _is_warm_server(pid: int) -> bool:
+def _is_server(pid: int) -> bool:
     try:
-        return Path(f"/proc/{pid}/comm").read_bytes().strip() == WARM_NAME
+        return Path(f"/proc/{pid}/comm").read_bytes().strip() in (WARM_NAME, SPARE_NAME)
     except OSError:
         return False
 

@@ -23,22 +23,25 @@ task's side of the wire; the router checks again (docs/operations.md says what e
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from aiflow.config import Config
-from aiflow.errors import EventError
+from aiflow.errors import EventError, RecordError
 from aiflow.events.context import TASK_NAMESPACE_CONTEXT, TaskContext
 from aiflow.kafka import clients, sending, topics
 from aiflow.protocol.deadletter import decode_or_dead_letter
-from aiflow.protocol.messages import Event
+from aiflow.protocol.forwarding import EventWriter
+from aiflow.protocol.messages import Event, checked_event_bytes, new_id
+from aiflow.protocol.records import MAX_RECORD_BYTES, NAMESPACE_HEADER, Header
 
 log = logging.getLogger(__name__)
 
@@ -109,31 +112,56 @@ class EventClient:
 
     def send_events(self, items: Iterable[tuple[str, str | None]], *, namespace: str | None = None,
                     context: Mapping[str, str] | None = None) -> list[Event]:
-        """Send many events in one batch; returns when all are durable, in the order given."""
+        """Send many events in one batch; returns when all are durable, in the order given. Every event
+        is checked before any is sent."""
         self._check_open()
-        events = [self._new_event(k, v, namespace, context) for k, v in items]
-        records = [event.to_record() for event in events]  # checks every event before any is sent
+        shared = self._new_event("-", None, namespace, context)  # what the batch's events have in common
+        try:
+            writer = EventWriter(shared)
+        except RecordError as exc:
+            raise EventError(f"events cannot be encoded: {exc}") from None
+        namespace_bytes = shared.namespace.encode("utf-8", errors="replace")
+        header: list[Header] = [(NAMESPACE_HEADER, namespace_bytes)]
+        overhead = len(NAMESPACE_HEADER) + len(namespace_bytes)
+        batch: list[tuple[str, str, str | None, bytes, bytes]] = []  # id, key, value, key's bytes, the event's bytes
+        for key, value in items:
+            event_id = new_id()
+            data = checked_event_bytes(key, value, lambda: writer.encode(event_id, key, value))  # noqa: B023
+            key_bytes = key.encode("utf-8")
+            if len(key_bytes) + len(data) + overhead > MAX_RECORD_BYTES:
+                raise EventError(f"event {key[:80]!r} is over the limit of {MAX_RECORD_BYTES:,} bytes for a record "
+                                 "(its key counts twice: as the record's key and in the event)")
+            batch.append((event_id, key, value, key_bytes, data))
         producer = self._get_producer()
         failures: list[str] = []
-        stored: dict[int, Event] = {}
+        stored: list[tuple[int, int, int] | None] = [None] * len(batch)  # partition, offset, broker time (ms)
 
-        def delivered(index: int) -> Callable[[KafkaError | None, Message], None]:
-            def callback(err: KafkaError | None, msg: Message) -> None:
-                if err is not None:
-                    failures.append(f"{events[index].key}: {err.str()}")
-                    return
-                _, millis = msg.timestamp()
-                stored[index] = events[index].stored(msg.partition(), msg.offset(),
-                                                     datetime.fromtimestamp(millis / 1000, tz=timezone.utc))
-            return callback
+        def delivered(index: int, err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                failures.append(f"{batch[index][1]}: {err.str()}")
+            else:
+                stored[index] = (msg.partition() or 0, msg.offset() or 0, msg.timestamp()[1])
 
-        for index, record in enumerate(records):
-            sending.produce(producer, self.config, record, delivered(index))
+        for index, (_, _, _, key_bytes, data) in enumerate(batch):
+            sending.produce_bytes(producer, self.topic, key_bytes, data, header,
+                                  on_delivery=functools.partial(delivered, index))
         remaining = producer.flush(60)
         if remaining or failures:
             raise EventError(f"events not stored in {self.topic} at {self.config.bootstrap}: "
                              f"{failures or f'{remaining} not acknowledged within 60 s'}")
-        return [stored[i] for i in range(len(events))]
+        times: dict[int, datetime] = {}
+        events = []
+        for (event_id, key, value, _, _), position in zip(batch, stored, strict=True):
+            assert position is not None  # flushed without failures: every record was acknowledged
+            partition, offset, millis = position
+            created = times.get(millis)
+            if created is None:
+                created = times[millis] = datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
+            events.append(Event(key=key, value=value, namespace=shared.namespace, sender=shared.sender,
+                                workflow=shared.workflow, execution_id=shared.execution_id, task=shared.task,
+                                try_number=shared.try_number, context=dict(shared.context), event_id=event_id,
+                                send_time=shared.send_time, create_time=created, partition=partition, offset=offset))
+        return events
 
     # -- listening -------------------------------------------------------------------------
     def register_listener(self, listener_processor: EventProcessor, event_keys: Sequence[str] | None = None, *,

@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from aiflow.config import Config
 from aiflow.errors import KafkaUnavailable
 from aiflow.kafka import clients, topics
-from aiflow.protocol.records import Record, inbox_partition
+from aiflow.protocol.records import Header, Record, inbox_partition
 
 
 def produce(producer: Producer, config: Config, record: Record,
@@ -30,13 +30,20 @@ def produce(producer: Producer, config: Config, record: Record,
     if record.role == topics.INBOX and record.partition is None:
         assert isinstance(record.key, str)
         record = replace(record, partition=inbox_partition(record.key, topics.partition_count(config, topics.INBOX)))
-    headers = list(record.headers) if record.headers else None
+    produce_bytes(producer, topic, key, record.value, list(record.headers) if record.headers else None,
+                  record.partition, on_delivery)
+
+
+def produce_bytes(producer: Producer, topic: str, key: bytes | None, value: bytes | None,
+                  headers: list[Header] | None = None, partition: int | None = None,
+                  on_delivery: Callable[[KafkaError | None, Message], None] | None = None) -> None:
+    """`produce` of a record already encoded and checked (the event client's batches)."""
     while True:
         try:
-            if record.partition is None:
-                producer.produce(topic, key=key, value=record.value, headers=headers, on_delivery=on_delivery)
+            if partition is None:
+                producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
             else:
-                producer.produce(topic, key=key, value=record.value, headers=headers, partition=record.partition,
+                producer.produce(topic, key=key, value=value, headers=headers, partition=partition,
                                  on_delivery=on_delivery)
             return
         except BufferError:  # the local queue is full: let deliveries drain, then go on

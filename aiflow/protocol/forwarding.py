@@ -1,5 +1,6 @@
-"""The router's path through the wire contract: an event read for routing without building an `Event`,
-and the inbox message written around the event's bytes without encoding the event again.
+"""The hot paths through the wire contract: an event read for routing without building an `Event`, the
+inbox message written around the event's bytes without encoding the event again, and the events of a
+client's batch written without encoding what they share once per event.
 
 Both are byte-level twins of the codec, for the one place where its cost counted: with the codec and
 the typed classes, about half of the router's CPU went into decoding each event into an `Event` and
@@ -14,6 +15,9 @@ left once that was gone. They are held to the codec, not trusted beside it:
   hands to the codec, which decides and gives the reason. So what the router forwards the scheduler
   can read, and what it cannot, the router dead-letters.
 - `encode_routed_event` writes what `InboxMessage.for_event(...).encode()` writes, byte for byte.
+- `EventWriter` writes what `Event(...).encode()` writes for events that differ only in id, key and
+  value: the codec encodes the fields they share once (with its checks), and each event is its id,
+  key and value joined to those bytes.
 
 tests/unit/protocol/test_forwarding.py holds both to the codec, on events of every shape and on
 mutated bytes, and fails when `Event.avsc` or `InboxMessage.avsc` changes under them.
@@ -164,6 +168,28 @@ def _event_fingerprint() -> bytes:
 
 
 # -- writing ---------------------------------------------------------------------------------
+class EventWriter:
+    """Encodes events that share every field but their id, key and value — a sender's batch: namespace,
+    sender, the task's stamps, context and send time — as `Event.encode` would, byte for byte. The
+    shared fields are encoded once, by the codec (RecordError if they cannot be)."""
+
+    def __init__(self, shared: Event) -> None:
+        encoded = shared.encode()
+        head = self._head(shared.event_id, shared.key, shared.value)
+        if not encoded.startswith(head):  # the schema's first fields moved: test_forwarding says so first
+            raise RecordError(f"{EVENT} no longer starts with event_id, key and value")
+        self._shared = encoded[len(head):]
+
+    @staticmethod
+    def _head(event_id: str, key: str, value: str | None) -> bytes:
+        return b"".join((MAGIC, _event_fingerprint(), _avro_string(event_id), _avro_string(key),
+                         b"\x00" if value is None else b"\x02" + _avro_string(value)))
+
+    def encode(self, event_id: str, key: str, value: str | None) -> bytes:
+        """The event's bytes; UnicodeEncodeError for text that cannot be encoded as UTF-8."""
+        return self._head(event_id, key, value) + self._shared
+
+
 class Inbox(NamedTuple):
     """A workflow's inbox as the router writes to it, worked out once (when its definition is indexed,
     so the first event for it costs no more than the next): the record key, the hash its partition is

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from types import FrameType
 
 from aiflow.events.context import TaskContext
@@ -36,7 +37,9 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 ORPHAN_GRACE = 10.0
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], gate: Callable[[], None] | None = None) -> int:
+    """Run the task; `gate`, when given, is called once the process is set up and must return before
+    anything of the task runs (a try forked ahead waits there for its worker's go: zygote.py)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if len(argv) != 3:
         print("usage: python -m aiflow.worker.runner WORKFLOW_FILE WORKFLOW TASK", file=sys.stderr)
@@ -51,6 +54,8 @@ def main(argv: list[str]) -> int:
     # A SIGKILLed worker must not leave tries running that nobody reports or stops: SIGTERM first (the
     # operator's `stop` runs), SIGKILL to the whole group if it is still there after ORPHAN_GRACE.
     stop_with_parent(ORPHAN_GRACE, log)
+    if gate is not None:
+        gate()
     log.info("starting task %s try %d of execution %s", task.task, task.try_number, task.execution_id)
     context: TaskRunContext | None = None
     operator = None

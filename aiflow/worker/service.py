@@ -2,9 +2,12 @@
 
 Guarantees:
 - A try starts at most once. Taking a START and reporting it RUNNING commit together with the
-  command's offset in one Kafka transaction *before* the process starts. A worker that dies before
-  that commit leaves the command to another worker; one that dies after it is caught by the
-  scheduler's heartbeat timeout, which fails the try (and retries it where the task allows).
+  command's offset in one Kafka transaction *before* anything of the task runs. A worker that dies
+  before that commit leaves the command to another worker; one that dies after it is caught by the
+  scheduler's heartbeat timeout, which fails the try (and retries it where the task allows). So that
+  a try's start does not wait for the fork after the commit, the fork server forks it *during* the
+  commit, held: set up, but waiting for the worker's go, which comes once the commit is done. A
+  commit that fails kills the held process; one whose worker dies ends by itself (zygote.py).
 - Back-pressure, not queues: with all `slots` busy the worker pauses its partitions of the tasks
   topic instead of taking commands it cannot run. A never-ending task holds its slot until stopped.
 - STOP is SIGTERM to the try's whole process group, a grace period, then SIGKILL: children the
@@ -176,6 +179,7 @@ class Worker:
         self._reaped: list[tuple[TryKey, str]] = []
         self._reported_not_started: list[TryKey] = []
         self._to_launch: list[TaskCommand] = []
+        self._held: dict[TryKey, int] = {}  # tries of `_to_launch` forked ahead, held: fork server request ids
         self.loop = TransactionalLoop(config, "worker", list(self.queue_of_topic),
                                       f"{config.topic_prefix}-worker", on_assign=self._assigned)
         self.control = clients.consumer(config, role="worker-control")
@@ -357,6 +361,8 @@ class Worker:
             self._report(command, "RUNNING")
             commands.append(command)
         self._to_launch = commands  # once the step's transaction has committed (`_commit_step`)
+        for command in commands:
+            self._fork_ahead(command)
 
     def _announced(self, command: TaskCommand) -> bool:
         return self.definitions.announced((command.namespace, command.workflow), command.snapshot_uri,
@@ -367,21 +373,56 @@ class Worker:
                 (command.execution_id, command.task, command.try_number)]
         return any(k in self.stopped_before_start for k in keys)
 
-    def _launch(self, command: TaskCommand) -> None:
+    def _prepare(self, command: TaskCommand) -> tuple[list[str], dict[str, str], Path, Path]:
+        """What a try's process needs: its arguments, environment, folder (the snapshot unpacked into
+        the execution's working folder) and log file."""
         home = self.config.home
-        key: TryKey = command.try_key
-        log_file = log_path(home, command.workflow, *key)
+        log_file = log_path(home, command.workflow, *command.try_key)
         log_file.parent.mkdir(parents=True, exist_ok=True)
+        folder = fetch(self.config, command.snapshot_uri, command.snapshot_sha256,
+                       working_dir(home, command.workflow, command.execution_id))
+        workflow_file = file_in(folder, command.workflow_file)
+        context = TaskContext(command.namespace, command.workflow, command.execution_id, command.task,
+                              command.try_number)
+        env = {**self._task_env(), **context.to_env()}
+        return [str(workflow_file), command.workflow, command.task], env, workflow_file.parent, log_file
+
+    def _fork_ahead(self, command: TaskCommand) -> None:
+        """Ask the fork server for a taken try's process before the step commits, held until `_launch`
+        lets it run; whatever fails here is done again, and reported, by `_launch`."""
+        forks = self.forks
+        if forks is None or not forks.alive():
+            return
+        try:
+            argv, env, cwd, log_file = self._prepare(command)
+            self._held[command.try_key] = forks.request(argv, env, str(cwd), str(log_file), hold=True)
+        except Exception as exc:
+            log.info("worker: could not fork %s ahead (%s); it starts after the commit", command.try_key, exc)
+
+    def _cancel_held(self) -> None:
+        """The step's commit failed (or did not happen): the tries forked for it never run."""
+        held, self._held = self._held, {}
+        for request_id in held.values():
+            if self.forks is not None:
+                self.forks.cancel(request_id)
+
+    def _launch(self, command: TaskCommand) -> None:
+        key: TryKey = command.try_key
+        held = self._held.pop(key, None)
+        process: TaskProcess | None = None
+        if held is not None and self.forks is not None:
+            try:
+                forked = self.forks.result(held)
+                self.forks.release(forked)
+                process = forked
+            except OSError as exc:
+                log.warning("worker: the try %s forked ahead did not start (%s); starting it again", key, exc)
+        log_file = log_path(self.config.home, command.workflow, *key)
         self.logs.follow(command, log_file)
         try:
-            folder = fetch(self.config, command.snapshot_uri, command.snapshot_sha256,
-                           working_dir(home, command.workflow, command.execution_id))
-            workflow_file = file_in(folder, command.workflow_file)
-            context = TaskContext(command.namespace, command.workflow, command.execution_id, command.task,
-                                  command.try_number)
-            env = {**self._task_env(), **context.to_env()}
-            process = self._start_process([str(workflow_file), command.workflow, command.task], env,
-                                          workflow_file.parent, log_file)
+            if process is None:
+                argv, env, cwd, log_file = self._prepare(command)
+                process = self._start_process(argv, env, cwd, log_file)
         except Exception as exc:
             log.exception("worker: could not start %s", key)
             with open(log_file, "a") as out:
@@ -474,8 +515,13 @@ class Worker:
         to_launch, reaped, not_started = self._to_launch, self._reaped, self._reported_not_started
         self._to_launch, self._reaped, self._reported_not_started = [], [], []
         if not self.loop.in_transaction:  # nothing to commit, or aborted: the ended tries are reported again
+            self._cancel_held()
             return
-        self.loop.commit()
+        try:
+            self.loop.commit()
+        except BaseException:
+            self._cancel_held()
+            raise
         for key in not_started:
             self.not_started.pop(key, None)
         for key, status in reaped:
@@ -555,6 +601,7 @@ class Worker:
 
     def shutdown(self) -> None:
         """Stop every try (they count as FAILED, so retries run elsewhere), report them, leave the group."""
+        self._cancel_held()
         for run in self.running.values():
             self._stop(run, "worker shutdown")
         deadline = time.time() + self.shutdown_grace

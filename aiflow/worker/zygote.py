@@ -17,10 +17,20 @@ not used (a forked child would lack the thread). At most MAX_WARM of them live; 
 WARM_IDLE seconds, or the oldest when a new one is needed, stops taking tries and exits when its
 tries have ended. `--no-preload` (the `worker.preload` key off) turns them off.
 
-Protocol, one JSON object per line. Requests on stdin: `{"argv", "env", "cwd", "log"}` to start a
-try, `{"warm": SOURCE, "local": [NAMES]}` to make ready, ahead of a try, the warm server of a workflow
-file (its source, and the module names its folder defines); replies on
-stdout: `{"pid": N}` for each start request (or `{"error": "..."}`), and `{"exit": N, "code": C}`
+Spares. Each server (this one and every warm one) keeps its next try forked ahead: a *spare*, named
+`aiflow-spare` until it takes a request, which it reads from a pipe of its own. A fork then costs a
+try nothing but a pipe write; a spare that died is replaced and the try forked as before.
+
+Held tries. A start request with `hold` is set up (session, log, folder, environment) and then waits
+for GO_SIGNAL before anything of the task runs: the worker forks a try while the transaction taking
+it commits, and lets it go once that is done (service.py). GO_SIGNAL is blocked in the servers, so a
+go that comes early stays pending; a held try whose server goes away, or that waits HOLD_TIMEOUT,
+exits with HELD_EXIT_CODE, having run nothing.
+
+Protocol, one JSON object per line. Requests on stdin: `{"argv", "env", "cwd", "log", "id", "hold"}`
+to start a try, `{"warm": SOURCE, "local": [NAMES]}` to make ready, ahead of a try, the warm server of
+a workflow file (its source, and the module names its folder defines); replies on stdout:
+`{"pid": N, "id": I}` for each start request (or `{"error": "...", "id": I}`), and `{"exit": N, "code": C}`
 when a child ends (C as `subprocess` reports it: negative for a signal; LOST_EXIT_CODE when the warm
 server that forked it died first). The child runs in a session of its own (so the worker can stop
 its whole process group) with stdout and stderr in the log file. A warm server speaks the same
@@ -30,6 +40,7 @@ protocol with this one over a pair of pipes; this one passes its replies on.
 from __future__ import annotations
 
 import ast
+import functools
 import gc
 import hashlib
 import importlib
@@ -53,15 +64,24 @@ MAX_WARM = 4
 WARM_IDLE = 600.0
 WARM_IMPORT_TIMEOUT = 120.0
 WARM_NAME = b"aiflow-warm"  # a warm server's process name (/proc/PID/comm): its command line is this one's
+SPARE_NAME = b"aiflow-spare"  # a spare's, until it takes a try
 _TASK_NAME = b"python"  # the process name its tries get back
+# A held try waits for this signal from the worker before it runs anything of the task; it gives up
+# (exit code HELD_EXIT_CODE, nothing run) when the server that forked it goes, or after HOLD_TIMEOUT.
+GO_SIGNAL = signal.SIGUSR1
+HOLD_TIMEOUT = 300.0
+HELD_EXIT_CODE = 75
 
 
-def _child(request: dict[str, Any], keep: set[int], shadowable: frozenset[str] | None = None) -> NoReturn:
-    """In the forked child: become the task process; never returns. `shadowable`, in the child of a
+def _child(request: dict[str, Any], keep: set[int], parent: int, shadowable: frozenset[str] | None = None) -> NoReturn:
+    """In the forked child: become the task process; never returns. `parent`: the server that forked it
+    (its pid taken before the fork: it may be gone by now). `shadowable`, in the child of a
     warm server: the modules it imported, of which those a module beside the workflow file shadows are
-    forgotten, so the file imports its own as it would in a process of its own."""
+    forgotten, so the file imports its own as it would in a process of its own. A request with `hold`
+    waits for the worker's go (`_await_go`) once it is set up, before anything of the task runs."""
     code = 1
     try:
+        _set_process_name(_TASK_NAME)
         os.setsid()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
@@ -77,13 +97,12 @@ def _child(request: dict[str, Any], keep: set[int], shadowable: frozenset[str] |
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        if shadowable is not None:  # forked by a warm server: a try again by its name too
-            _set_process_name(_TASK_NAME)
+        if shadowable is not None:  # forked by a warm server
             _forget_shadowed(shadowable, Path(request["cwd"]))
         sys.argv = ["aiflow.worker.runner", *request["argv"]]
         from aiflow.worker import runner
 
-        code = runner.main(request["argv"])
+        code = runner.main(request["argv"], gate=functools.partial(_await_go, parent) if request.get("hold") else _go)
     except BaseException:  # the runner reports the task's own errors; this is for the fork's setup
         import traceback
 
@@ -94,6 +113,100 @@ def _child(request: dict[str, Any], keep: set[int], shadowable: frozenset[str] |
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _await_go(parent: int) -> None:
+    """A held try: wait for GO_SIGNAL, which the worker sends once the transaction that takes the try
+    has committed. Should the server that forked this process go away first (its worker died), or no
+    go come within HOLD_TIMEOUT, exit without running anything. The signal is blocked in the servers,
+    so one sent before this wait stays pending for it."""
+    deadline = time.monotonic() + HOLD_TIMEOUT
+    while signal.sigtimedwait({GO_SIGNAL}, 1.0) is None:
+        if os.getppid() != parent or time.monotonic() > deadline:
+            os._exit(HELD_EXIT_CODE)
+    _go()
+
+
+def _go() -> None:
+    """The task's code runs with GO_SIGNAL as it finds it in a process of its own: not blocked."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {GO_SIGNAL})
+
+
+# -- spares: tries forked ahead --------------------------------------------------------------------
+
+@dataclass
+class _Spare:
+    """A process forked ahead of the next try, waiting for its request: a fork, and the pages a new
+    process writes first, are then off the path of a try's start."""
+
+    pid: int
+    to: int  # the pipe its request comes through
+
+
+def _fork_spare(close: set[int], shadowable: frozenset[str] | None) -> _Spare | None:
+    """Fork a spare; `close`: the server's descriptors, which the spare must not hold."""
+    read, write = os.pipe()
+    server = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read)
+        os.close(write)
+        return None
+    if pid == 0:
+        signal.set_wakeup_fd(-1)
+        _set_process_name(SPARE_NAME)
+        for fd in close | {write}:
+            if fd > 2:  # 0-2 are replaced when it takes its try (_child); closed, the try's own files would get them
+                os.close(fd)
+        _serve_spare(read, server, shadowable)
+    os.close(read)
+    return _Spare(pid, write)
+
+
+def _serve_spare(read: int, parent: int, shadowable: frozenset[str] | None) -> NoReturn:
+    """In a spare: wait for the one request it takes, then become its try. Exit when the server that
+    forked it (`parent`) goes: its end of the pipe closes."""
+    buffered = b""
+    while b"\n" not in buffered:
+        ready, _, _ = select.select([read], [], [], 1.0)
+        if os.getppid() != parent:
+            os._exit(0)
+        if ready:
+            chunk = os.read(read, 65536)
+            if not chunk:
+                os._exit(0)
+            buffered += chunk
+    try:
+        request = json.loads(buffered.split(b"\n", 1)[0])
+    except ValueError:
+        os._exit(1)
+    _child(request, {read}, parent, shadowable)
+
+
+def _give(spare: _Spare, line: bytes) -> bool:
+    """Hand a request to a spare; False when it has died (then reaped)."""
+    try:
+        os.write(spare.to, line + b"\n")
+        return True
+    except OSError:
+        os.waitpid(spare.pid, 0)
+        return False
+    finally:
+        os.close(spare.to)
+
+
+def _spare_ended(spare: _Spare | None) -> bool:
+    """True for a spare that has died (reaped here, its pipe closed)."""
+    if spare is None:
+        return False
+    try:
+        done, _ = os.waitpid(spare.pid, os.WNOHANG)
+    except ChildProcessError:
+        done = spare.pid
+    if done:
+        os.close(spare.to)
+    return bool(done)
 
 
 # -- which modules a workflow file imports ---------------------------------------------------------
@@ -190,11 +303,6 @@ def _serve_warm(modules: tuple[str, ...], requests: int, replies: int, parent: i
     """In a warm fork server (a fork of the fork server): import `modules`, say it is ready, then fork
     tries for the requests that come until the request pipe closes, and exit when they have ended (at
     once if the fork server is gone: its tries then stop themselves, as a fork server's do)."""
-    global _TASK_NAME
-    try:
-        _TASK_NAME = Path(f"/proc/{os.getpid()}/comm").read_bytes().strip() or _TASK_NAME
-    except OSError:
-        pass
     _set_process_name(WARM_NAME)
     signal.set_wakeup_fd(-1)
     wake_read, wake_write = os.pipe()
@@ -221,6 +329,7 @@ def _serve_warm(modules: tuple[str, ...], requests: int, replies: int, parent: i
     reply({"ready": True, "failed": failed})
     children: set[int] = set()
     keep = {requests, replies, wake_read, wake_write}
+    spare: _Spare | None = None
     open_ = True
     buffered = b""
     while open_ or children:
@@ -238,17 +347,30 @@ def _serve_warm(modules: tuple[str, ...], requests: int, replies: int, parent: i
                 line, buffered = buffered.split(b"\n", 1)
                 try:
                     request = json.loads(line)
-                    pid = os.fork()
-                except (OSError, ValueError) as exc:
+                except ValueError as exc:
                     reply({"error": str(exc)})
                     continue
-                if pid == 0:
-                    signal.set_wakeup_fd(-1)
-                    _child(request, keep, imported)
+                taken, spare = spare, None
+                if taken is not None and _give(taken, line):
+                    pid = taken.pid
+                else:
+                    server = os.getpid()
+                    try:
+                        pid = os.fork()
+                    except OSError as exc:
+                        reply({"error": str(exc), "id": request.get("id")})
+                        continue
+                    if pid == 0:
+                        signal.set_wakeup_fd(-1)
+                        _child(request, keep, server, imported)
                 children.add(pid)
-                reply({"pid": pid})
+                reply({"pid": pid, "id": request.get("id")})
         for pid, code in _ended(children):
             reply({"exit": pid, "code": code})
+        if _spare_ended(spare):
+            spare = None
+        if spare is None and open_:
+            spare = _fork_spare(keep, imported)
     os._exit(0)
 
 
@@ -275,7 +397,7 @@ class _Warm:
     last_used: float
     ready: bool = False
     closing: bool = False
-    pending: bool = False  # a request passed on, not answered yet
+    pending: list[Any] = field(default_factory=list)  # the ids of requests passed on, not answered yet
     tries: set[int] = field(default_factory=set)
     buffered: bytes = b""
 
@@ -291,6 +413,7 @@ class _Server:
         self.children: set[int] = set()  # tries forked here
         self.warm: dict[tuple[str, ...], _Warm] = {}
         self.unusable: set[tuple[str, ...]] = set()  # module sets whose warm server failed: tries fork here
+        self.spare: _Spare | None = None  # the next try forked here, forked ahead
         # A child's exit wakes the select at once (the signal's byte lands in this pipe), so the worker
         # learns of it without waiting for a poll interval.
         self.wake_read, self.wake_write = os.pipe()
@@ -304,6 +427,8 @@ class _Server:
     def fds(self) -> set[int]:
         """Every descriptor a child must close."""
         fds = {self.requests, self.replies, self.wake_read, self.wake_write}
+        if self.spare is not None:
+            fds.add(self.spare.to)
         for warm in self.warm.values():
             fds |= {warm.to, warm.replies}
         return fds
@@ -328,6 +453,10 @@ class _Server:
             for pid, code in _ended(self.children):
                 self.reply({"exit": pid, "code": code})
             self._tend_warm()
+            if _spare_ended(self.spare):
+                self.spare = None
+            if self.spare is None:
+                self.spare = _fork_spare(self.fds(), None)
 
     def _request(self, line: bytes) -> None:
         try:
@@ -341,20 +470,25 @@ class _Server:
         warm = self._warm_of(self.preloads.of(str(request["argv"][0]))) if self.preload and request.get("argv") \
             else None
         if warm is not None and warm.ready and not warm.closing:
-            warm.pending = True
+            warm.pending.append(request.get("id"))
             warm.last_used = time.monotonic()
             os.write(warm.to, line + b"\n")
             return
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            self.reply({"error": str(exc)})
-            return
-        if pid == 0:
-            signal.set_wakeup_fd(-1)
-            _child(request, self.fds())
+        spare, self.spare = self.spare, None
+        if spare is not None and _give(spare, line):
+            pid = spare.pid
+        else:
+            server = os.getpid()
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                self.reply({"error": str(exc), "id": request.get("id")})
+                return
+            if pid == 0:
+                signal.set_wakeup_fd(-1)
+                _child(request, self.fds(), server)
         self.children.add(pid)
-        self.reply({"pid": pid})
+        self.reply({"pid": pid, "id": request.get("id")})
 
     def _warm_of(self, modules: tuple[str, ...]) -> _Warm | None:
         """The warm server of these modules, started if there is none (None when none is needed)."""
@@ -407,7 +541,8 @@ class _Server:
                 self.unusable.add(warm.modules)
                 self._close(warm)
             elif "pid" in message or "error" in message:
-                warm.pending = False
+                if message.get("id") in warm.pending:
+                    warm.pending.remove(message.get("id"))
                 if "pid" in message:
                     warm.tries.add(int(message["pid"]))
                 self.reply(message)
@@ -421,8 +556,8 @@ class _Server:
                 os.close(warm.to)
             if not warm.ready:
                 self.unusable.add(warm.modules)
-            if warm.pending:
-                self.reply({"error": "the warm fork server ended before it forked the try"})
+            for request_id in warm.pending:
+                self.reply({"error": "the warm fork server ended before it forked the try", "id": request_id})
             for pid in warm.tries:
                 self.reply({"exit": pid, "code": LOST_EXIT_CODE})
             self.warm = {k: w for k, w in self.warm.items() if w is not warm}
@@ -442,8 +577,14 @@ class _Server:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _TASK_NAME
     from aiflow.worker import runner  # noqa: F401  (imported once here, inherited by every child)
 
+    try:
+        _TASK_NAME = Path(f"/proc/{os.getpid()}/comm").read_bytes().strip() or _TASK_NAME
+    except OSError:
+        pass
+    signal.pthread_sigmask(signal.SIG_BLOCK, {GO_SIGNAL})  # inherited: a held try takes it with sigtimedwait
     args = sys.argv[1:] if argv is None else argv
     replies = os.dup(1)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stray prints must not corrupt the reply stream
@@ -479,10 +620,13 @@ class ForkedTask:
 
 
 class ForkServer:
-    """The worker's side of the fork server: starts it, asks it for children, learns how they end."""
+    """The worker's side of the fork server: starts it, asks it for children, learns how they end.
+
+    A request is answered by its id, so several may be under way (`request`, then `result`). A try
+    asked for with `hold` is forked and set up but runs nothing until `release`; `cancel` kills it
+    unseen (its exit is not reported)."""
 
     def __init__(self, env: dict[str, str], preload: bool = True) -> None:
-        import queue
         import subprocess
         import threading
 
@@ -492,22 +636,35 @@ class ForkServer:
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                                         start_new_session=True)
         self.exits: dict[int, int] = {}
-        self._replies: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._answers: dict[int, dict[str, Any]] = {}  # request id -> its reply
+        self._answered = threading.Condition()
+        self._next_id = 0
+        self._canceled: set[int] = set()  # pids whose exit nobody waits for
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, name="aiflow-fork-server", daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by the server's death
-            if "exit" in message:
-                self.exits[int(message["exit"])] = int(message["code"])
-            else:
-                self._replies.put(message)
+        try:
+            for line in self.process.stdout:
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by the server's death
+                if "exit" in message:
+                    pid = int(message["exit"])
+                    if pid in self._canceled:
+                        self._canceled.discard(pid)
+                    else:
+                        self.exits[pid] = int(message["code"])
+                elif isinstance(message.get("id"), int):
+                    with self._answered:
+                        self._answers[message["id"]] = message
+                        self._answered.notify_all()
+        finally:
+            with self._answered:  # whoever waits for an answer learns that none will come
+                self._answered.notify_all()
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -527,18 +684,47 @@ class ForkServer:
         with self._lock:
             self._send({"warm": source.decode("utf-8", errors="replace"), "local": sorted(local)})
 
-    def spawn(self, argv: list[str], env: dict[str, str], cwd: str, log: str, timeout: float = 10.0) -> ForkedTask:
-        import queue
-
+    def request(self, argv: list[str], env: dict[str, str], cwd: str, log: str, hold: bool = False) -> int:
+        """Ask for a try without waiting for the answer; returns the request's id, for `result`."""
         with self._lock:
-            self._send({"argv": argv, "env": env, "cwd": cwd, "log": log})
-            try:
-                reply = self._replies.get(timeout=timeout)
-            except queue.Empty:
-                raise OSError("the fork server did not answer") from None
+            self._next_id += 1
+            self._send({"argv": argv, "env": env, "cwd": cwd, "log": log, "hold": hold, "id": self._next_id})
+            return self._next_id
+
+    def result(self, request_id: int, timeout: float = 10.0) -> ForkedTask:
+        """The try a `request` started; OSError if it could not be forked or no answer came in time."""
+        with self._answered:
+            if not self._answered.wait_for(lambda: request_id in self._answers or not self._reader.is_alive(),
+                                           timeout):
+                raise OSError("the fork server did not answer")
+            reply = self._answers.pop(request_id, None)
+        if reply is None:
+            raise OSError("the fork server ended before it answered")
         if "error" in reply:
             raise OSError(f"the fork server could not fork: {reply['error']}")
         return ForkedTask(self, int(reply["pid"]))
+
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: str, log: str, timeout: float = 10.0) -> ForkedTask:
+        return self.result(self.request(argv, env, cwd, log), timeout)
+
+    @staticmethod
+    def release(task: ForkedTask) -> None:
+        """Let a held try run."""
+        os.kill(task.pid, GO_SIGNAL)
+
+    def cancel(self, request_id: int) -> None:
+        """Kill a held try before it ran anything; its exit is not reported."""
+        try:
+            task = self.result(request_id)
+        except OSError:
+            return  # never forked
+        self._canceled.add(task.pid)
+        if self.exits.pop(task.pid, None) is not None:  # it had ended already
+            self._canceled.discard(task.pid)
+        try:
+            os.kill(task.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def close(self) -> None:
         if self.process.stdin is not None:

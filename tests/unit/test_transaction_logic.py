@@ -105,7 +105,7 @@ def test_the_worker_forgets_a_finished_try_only_once_its_report_has_committed(tm
     worker._report = (  # type: ignore[method-assign]
         lambda cmd, status, message="", pid=None: reports.append((cmd.task, status)))
 
-    worker._to_launch = []
+    worker._to_launch, worker._held = [], {}
 
     def step() -> None:  # the part of Worker.step about ended tries
         worker._reap()
@@ -116,3 +116,86 @@ def test_the_worker_forgets_a_finished_try_only_once_its_report_has_committed(tm
     assert ("e1", "train", 1) in worker.running  # the report did not commit: the try is still known
     step()
     assert worker.running == {} and reports == [("train", "SUCCESS"), ("train", "SUCCESS")]
+
+
+MARKING = """
+import os
+with open("module_runs.txt", "a") as f:  # the workflow file's first lines: anything of the task running
+    f.write(f"{os.getpid()}\\n")
+from aiflow import Workflow, PythonOperator
+with Workflow(name="marking"):
+    PythonOperator(name="t", python_callable=lambda: None)
+"""
+
+
+class _Logs:
+    def follow(self, command: object, path: Path) -> None:
+        pass
+
+    def finish(self, key: object) -> None:
+        pass
+
+
+def test_a_try_forked_ahead_of_a_commit_that_fails_is_killed_before_it_runs_anything(tmp_path: Path) -> None:
+    """The worker forks a taken try during its step's commit, held; a failed commit kills it unrun, and
+    the command taken again on the next step starts once."""
+    import os
+    import time
+
+    from aiflow.config import Config
+    from aiflow.events.context import TaskContext
+    from aiflow.worker.service import Worker
+    from aiflow.worker.zygote import ForkedTask, ForkServer
+    from tests.conftest import process_alive
+
+    folder = tmp_path / "snapshot"
+    folder.mkdir()
+    (folder / "flow.py").write_text(MARKING)
+    runs = folder / "module_runs.txt"
+    command = TaskCommand("default", "marking", "e1", "t", 1, "file:///s.zip", "a" * 64, "flow.py")
+    env = {**os.environ, **TaskContext("default", "marking", "e1", "t", 1).to_env()}
+    forked: list[int] = []
+
+    class Forks(ForkServer):
+        def result(self, request_id: int, timeout: float = 10.0) -> ForkedTask:
+            task = super().result(request_id, timeout)
+            forked.append(task.pid)
+            return task
+
+    worker = Worker.__new__(Worker)  # no Kafka: the loop is the stand-in above; a real fork server
+    worker.loop = _Loop()  # type: ignore[assignment]
+    worker.config = Config.load(home=tmp_path, environ={})
+    worker.forks = Forks(env)
+    worker.logs = _Logs()  # type: ignore[assignment]
+    worker.name = "w"
+    worker.running, worker.not_started, worker._held = {}, {}, {}
+    worker._reaped, worker._reported_not_started = [], []
+    worker._prepare = lambda cmd: (  # type: ignore[method-assign]
+        [str(folder / "flow.py"), "marking", "t"], env, folder, tmp_path / "1.log")
+    try:
+        for _attempt in range(2):  # the step that takes the command; its commit fails the first time
+            worker.loop.begin()
+            worker._to_launch = [command]
+            worker._fork_ahead(command)
+            assert list(worker._held) == [command.try_key]
+            if not forked:
+                with pytest.raises(KafkaException):
+                    worker._commit_step()
+                [first] = forked
+                deadline = time.monotonic() + 10
+                while process_alive(first):  # killed now, not at the end of its hold
+                    assert time.monotonic() < deadline, "the held try of the failed commit still lives"
+                    time.sleep(0.05)
+                assert worker.running == {} and worker._held == {} and not runs.exists()
+            else:
+                worker._commit_step()
+        run = worker.running[command.try_key]
+        deadline = time.monotonic() + 30
+        while run.process.poll() is None:
+            assert time.monotonic() < deadline, "the try did not end"
+            time.sleep(0.05)
+        assert run.process.poll() == 0
+        assert runs.read_text().split() == [str(run.process.pid)]  # the file ran once, in the second try
+        assert worker.forks.exits == {}  # the first one's end was not reported as a try's
+    finally:
+        worker.forks.close()

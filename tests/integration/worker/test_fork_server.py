@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from aiflow.events.context import TaskContext
-from aiflow.worker.zygote import LOST_EXIT_CODE, ForkServer, local_modules
+from aiflow.worker.zygote import HELD_EXIT_CODE, LOST_EXIT_CODE, SPARE_NAME, WARM_NAME, ForkServer, local_modules
 from tests.conftest import process_alive
 
 SLEEPER = """
@@ -52,6 +52,94 @@ def test_when_the_fork_server_dies_its_children_end_as_lost_and_stop_themselves(
     assert task.poll() == LOST_EXIT_CODE and not server.alive()
     wait_for(lambda: not process_alive(task.pid), timeout=10)  # its parent watch stopped it
     server.close()
+
+
+# -- held tries and spares ------------------------------------------------------------------------
+
+MARKING = """
+import os
+with open("module_runs.txt", "a") as f:  # the file's first lines: anything of the task running
+    f.write(f"{os.getpid()}\\n")
+from aiflow import Workflow, PythonOperator
+with Workflow(name="marking"):
+    PythonOperator(name="t", python_callable=lambda: None)
+"""
+
+
+def marking_try(tmp_path: Path) -> tuple[Path, list[str], dict[str, str]]:
+    folder = snapshot(tmp_path, MARKING)
+    env = {**os.environ, **TaskContext("default", "marking", "e1", "t", 1).to_env()}
+    return folder, [str(folder / "flow.py"), "marking", "t"], env
+
+
+def test_a_held_try_runs_nothing_until_it_is_released(tmp_path: Path) -> None:
+    folder, argv, env = marking_try(tmp_path)
+    server = ForkServer(env)
+    try:
+        task = server.result(server.request(argv, env, str(folder), str(folder / "log"), hold=True))
+        time.sleep(1.5)  # a commit that takes its time
+        assert task.poll() is None and process_alive(task.pid)
+        assert lines(folder / "module_runs.txt") == []
+        server.release(task)
+        wait_for(lambda: task.poll() is not None)
+        assert task.poll() == 0 and lines(folder / "module_runs.txt") == [str(task.pid)]
+    finally:
+        server.close()
+
+
+def test_a_canceled_held_try_never_runs_and_its_end_is_not_reported(tmp_path: Path) -> None:
+    folder, argv, env = marking_try(tmp_path)
+    server = ForkServer(env)
+    try:
+        request = server.request(argv, env, str(folder), str(folder / "log"), hold=True)
+        pid = server.result(request).pid
+        server._answers[request] = {"pid": pid, "id": request}  # as if not taken yet: cancel asks for it again
+        server.cancel(request)
+        wait_for(lambda: not process_alive(pid))
+        time.sleep(0.3)  # the server's report of its end has come (and was dropped)
+        assert lines(folder / "module_runs.txt") == [] and server.exits == {}
+        assert run_try_of(server, argv, env, folder) == 0  # the next try runs as ever
+    finally:
+        server.close()
+
+
+def test_a_held_try_whose_worker_is_gone_ends_without_running(tmp_path: Path) -> None:
+    folder, argv, env = marking_try(tmp_path)
+    server = ForkServer(env)
+    task = server.result(server.request(argv, env, str(folder), str(folder / "log"), hold=True))
+    os.kill(server.process.pid, signal.SIGKILL)  # as when the worker dies: its fork server goes
+    wait_for(lambda: not process_alive(task.pid), timeout=10)
+    assert lines(folder / "module_runs.txt") == []
+    server.close()
+
+
+def run_try_of(server: ForkServer, argv: list[str], env: dict[str, str], folder: Path) -> int | None:
+    task = server.spawn(argv, env, str(folder), str(folder / "log"))
+    wait_for(lambda: task.poll() is not None)
+    return task.poll()
+
+
+def test_a_try_is_taken_by_the_spare_forked_ahead_and_one_that_died_is_replaced(tmp_path: Path) -> None:
+    folder, argv, env = marking_try(tmp_path)
+    server = ForkServer(env)
+    try:
+        wait_for(lambda: len(children_named(server.process.pid, SPARE_NAME)) == 1)
+        [spare] = children_named(server.process.pid, SPARE_NAME)
+        assert run_try_of(server, argv, env, folder) == 0
+        assert lines(folder / "module_runs.txt") == [str(spare)]  # the spare became the try
+        assert "starting task t" in (folder / "log").read_text()  # its output goes to its log, as any try's
+        wait_for(lambda: len(children_named(server.process.pid, SPARE_NAME)) == 1)
+        [spare] = children_named(server.process.pid, SPARE_NAME)
+        os.kill(spare, signal.SIGKILL)
+        wait_for(lambda: not process_alive(spare))
+        assert run_try_of(server, argv, env, folder) == 0  # a dead spare: the try is forked anew
+        runs = lines(folder / "module_runs.txt")
+        assert len(runs) == 2 and runs[1] != str(spare)
+        assert HELD_EXIT_CODE not in server.exits.values()
+        [spare] = children_named(server.process.pid, SPARE_NAME)
+    finally:
+        server.close()
+    wait_for(lambda: not process_alive(spare), timeout=10)  # a spare ends with its server
 
 
 # -- warm fork servers ------------------------------------------------------------------------------
@@ -122,16 +210,21 @@ def run_try(server: ForkServer, folder: Path, env: dict[str, str], number: int) 
     return task.poll()
 
 
-def warm_servers(server: ForkServer) -> list[int]:
+def children_named(parent: int, name: bytes) -> list[int]:
+    """The child processes of `parent` whose process name is `name`."""
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            parent = int((proc / "stat").read_text().rsplit(") ", 1)[1].split()[1])
-            if parent == server.process.pid and (proc / "comm").read_bytes().strip() == b"aiflow-warm":
+            ppid = int((proc / "stat").read_text().rsplit(") ", 1)[1].split()[1])
+            if ppid == parent and (proc / "comm").read_bytes().strip() == name:
                 found.append(int(proc.name))
         except (OSError, ValueError):
             continue
     return found
+
+
+def warm_servers(server: ForkServer) -> list[int]:
+    return children_named(server.process.pid, WARM_NAME)
 
 
 def test_tries_fork_from_a_warm_server_that_imported_the_files_modules_once(tmp_path: Path) -> None:
@@ -145,6 +238,7 @@ def test_tries_fork_from_a_warm_server_that_imported_the_files_modules_once(tmp_
         [warm] = warm_servers(server)
         assert lines(imports) == [str(warm)]
         assert [run_try(server, folder, env, n) for n in (1, 2, 3)] == [0, 0, 0]
+        assert len(children_named(warm, SPARE_NAME)) == 1  # the warm server too forks its next try ahead
         assert lines(imports) == [str(warm)]  # no try imported heavydep again
         runs = lines(folder / "module_runs.txt")
         assert len(set(runs)) == 3 and str(warm) not in runs  # the file itself ran in each try, not ahead

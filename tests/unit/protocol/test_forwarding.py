@@ -1,6 +1,7 @@
 """The router's byte-level path held to the codec: the hand reader reads what the codec reads and never
 accepts what the codec refuses; the inbox message written around an event's bytes is, byte for byte,
-what the codec writes; inbox messages of every earlier version still read."""
+what the codec writes; inbox messages of every earlier version still read; a client's batch of events
+is written as the codec writes each event."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Message
 from aiflow.errors import DecodeError
 from aiflow.protocol import forwarding
 from aiflow.protocol.codec import EVENT, INBOX_MESSAGE, MAGIC, default_codec, schema_dir
-from aiflow.protocol.forwarding import EventBytes, Inbox, encode_routed_event, read_for_routing
+from aiflow.protocol.forwarding import EventBytes, EventWriter, Inbox, encode_routed_event, read_for_routing
 from aiflow.protocol.messages import Event, InboxKind, InboxMessage
 from aiflow.protocol.records import NAMESPACE_HEADER, inbox_partition, workflow_key
 
@@ -116,6 +117,23 @@ def test_a_plain_event_is_forwarded_as_the_event_the_router_makes_of_it() -> Non
 
 
 # -- writing -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("shared", EVENTS, ids=range(len(EVENTS)))
+def test_a_batch_writer_writes_each_event_as_the_codec_does(shared: Event) -> None:
+    writer = EventWriter(shared)  # the fields the batch shares are this event's
+    for event_id, key, value in [("ab" * 16, "k", None), ("", "ü€𝄞" * 50, ""), ("x", "sensor-7", "v" * 20_000),
+                                 (shared.event_id, shared.key, shared.value)]:
+        expected = Event(key=key, value=value, namespace=shared.namespace, sender=shared.sender,
+                         workflow=shared.workflow, execution_id=shared.execution_id, task=shared.task,
+                         try_number=shared.try_number, context=shared.context, event_id=event_id,
+                         send_time=shared.send_time)
+        assert writer.encode(event_id, key, value) == expected.encode()
+
+
+def test_a_batch_writer_refuses_text_that_is_not_utf8_as_the_codec_does() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        EventWriter(EVENTS[0]).encode("id", "bad \udc80 key", None)
+
+
 @pytest.mark.parametrize("execution_id", [None, "", "e1"])
 @pytest.mark.parametrize("event", [EVENTS[0], EVENTS[2], EVENTS[5]], ids=["small", "unicode", "large"])
 def test_the_routed_inbox_message_is_what_the_codec_writes(event: Event, execution_id: str | None) -> None:
