@@ -117,7 +117,12 @@ class Execution:
         return self.finished and not any(tries[-1].alive for tries in self.tries.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """What `dataclasses.asdict` gives, for `json.dumps` at once: the snapshot and the tries as dicts,
+        the rest not copied (asdict's deep copy of every try was most of a state record's cost)."""
+        data = dict(self.__dict__)
+        data["snapshot"] = dict(self.snapshot.__dict__)
+        data["tries"] = {task: [dict(t.__dict__) for t in tries] for task, tries in self.tries.items()}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Execution:

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from confluent_kafka import Message
+from confluent_kafka import Message, TopicPartition
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -57,12 +57,20 @@ def task_execution_id(execution_id: str, task: str, try_number: int) -> str:
     return f"{execution_id}/{task}/{try_number}"
 
 
-def apply_execution(s: Session, body: dict[str, Any]) -> None:
-    """Upsert one execution and its task tries from the scheduler's state of it."""
+TryKey = tuple[str, int]  # task, try number
+TryFields = tuple[Any, ...]  # what a task row shows of a try, as the state body has it
+
+
+def apply_execution(s: Session, body: dict[str, Any],
+                    written: Mapping[TryKey, TryFields] | None = None) -> dict[TryKey, TryFields]:
+    """Upsert one execution and its task tries from the scheduler's state of it. `written`: its tries as
+    they were last written (by this projector, in a transaction since committed); a try unchanged since
+    is not written again, so a change of one try of an execution of many tasks writes one row, not all
+    of them. Returns its tries as written now."""
     workflow = s.scalar(select(WorkflowRow).where(WorkflowRow.namespace == body["namespace"],
                                                   WorkflowRow.name == body["workflow"]))
     if workflow is None:
-        return  # deleted since: its history went with it
+        return {}  # deleted since: its history went with it
     row = s.get(ExecutionRow, body["id"])
     if row is None:
         row = ExecutionRow(id=body["id"], workflow_id=workflow.id)
@@ -74,19 +82,31 @@ def apply_execution(s: Session, body: dict[str, Any]) -> None:
     row.end_date = _time(body["end_time"])
     row.cause = body["cause"]
     row.message = body.get("message", "")
-    for task, tries in body["tries"].items():
-        for t in tries:
-            tid = task_execution_id(body["id"], task, t["try_number"])
-            trow = s.get(TaskExecutionRow, tid)
-            if trow is None:
-                trow = TaskExecutionRow(id=tid, execution_id=body["id"], task_name=task, try_number=t["try_number"])
-                s.add(trow)
-            trow.status = t["status"]
-            trow.begin_date = _time(t["begin_time"] or t["queued_time"])
-            trow.end_date = _time(t["end_time"])
-            trow.message = t["message"]
-            trow.cause = t["cause"]
-            trow.worker = t["worker"]
+    tries = {(task, t["try_number"]): (t["status"], t["begin_time"] or t["queued_time"], t["end_time"], t["message"],
+                                       t["cause"], t["worker"])
+             for task, task_tries in body["tries"].items() for t in task_tries}
+    changed = {key: fields for key, fields in tries.items() if written is None or written.get(key) != fields}
+    if not changed:
+        return tries
+    ids = {task_execution_id(body["id"], task, number): (task, number) for task, number in changed}
+    # The rows to change in one query, not one per try.
+    query = select(TaskExecutionRow).where(TaskExecutionRow.execution_id == body["id"])
+    if len(ids) < len(tries):
+        query = query.where(TaskExecutionRow.id.in_(ids))
+    known = {r.id: r for r in s.scalars(query)}
+    for tid, (task, number) in ids.items():
+        trow = known.get(tid)
+        if trow is None:
+            trow = TaskExecutionRow(id=tid, execution_id=body["id"], task_name=task, try_number=number)
+            s.add(trow)
+        status, begin, end, message, cause, worker = changed[(task, number)]
+        trow.status = status
+        trow.begin_date = _time(begin)
+        trow.end_date = _time(end)
+        trow.message = message
+        trow.cause = cause
+        trow.worker = worker
+    return tries
 
 
 def apply_workflow_state(s: Session, body: dict[str, Any]) -> None:
@@ -160,10 +180,18 @@ class Projector:
         self.config = config
         self.store = Store(config)
         self.loop = TransactionalLoop(config, "projector", topics.name(config, topics.STATE),
-                                      f"{config.topic_prefix}-projector")
-        # The version of each execution the database holds, as far as this projector wrote it.
+                                      f"{config.topic_prefix}-projector", on_revoke=self._forget_written)
+        # The version of each execution the database holds, as far as this projector wrote it, and its
+        # tries as written (apply_execution writes only those that changed since).
         self._versions: dict[str, int] = {}
+        self._written: dict[str, dict[TryKey, TryFields]] = {}
+        self._just_written: dict[str, dict[TryKey, TryFields]] = {}  # by the batch's database transaction
         self._stop = threading.Event()
+
+    def _forget_written(self, _partitions: list[TopicPartition]) -> None:
+        """Partitions go to another projector, which may write their executions meanwhile: what this one
+        wrote is no longer what the database holds, so the next record of each is written whole."""
+        self._written.clear()
 
     def _latest(self, msgs: list[Message], dead: list[Record]) -> dict[str, _Latest]:
         """The newest readable execution record of each execution in the batch that is not applied yet,
@@ -225,12 +253,15 @@ class Projector:
         return refused
 
     def _apply(self, items: list[_Latest]) -> None:
+        written: dict[str, dict[TryKey, TryFields]] = {}
         with self.store.session() as s:
             for item in items:
                 if item.record.entity == "WORKFLOW":
                     apply_workflow_state(s, item.body)
                 else:
-                    apply_execution(s, item.body)
+                    entity = item.record.entity_id
+                    written[entity] = apply_execution(s, item.body, self._written.get(entity))
+        self._just_written.update(written)  # the session has committed
 
     def _retrying(self, write: Callable[[], None]) -> None:
         backoff = Backoff(cap=5.0)
@@ -253,6 +284,7 @@ class Projector:
         dead: list[Record] = []
         latest = self._latest(msgs, dead)
         refused: set[str] = set()
+        self._just_written = {}
         if latest:
             try:
                 refused = self._write(latest, dead)
@@ -272,10 +304,12 @@ class Projector:
         # Only now, with the database written and the offsets committed, are these versions done.
         for entity_id, item in latest.items():
             self._versions[entity_id] = item.record.version
+        self._written.update(self._just_written)
         for entity_id, _item in settled:
             # Tombstoned: no later record of it can come, so its version need not be remembered (which
-            # keeps this map as small as the set of live executions).
+            # keeps these maps as small as the set of live executions).
             self._versions.pop(entity_id, None)
+            self._written.pop(entity_id, None)
         if settled:
             log.debug("projector: %d settled executions written and tombstoned", len(settled))
         return len(msgs)

@@ -4,6 +4,7 @@ liveness, the changelog) is checked on the core's functions directly. No broker,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from aiflow import Condition, Operator, TaskAction, TaskStatus, ValueStateDescriptor, Workflow
@@ -179,6 +180,20 @@ def test_custom_condition_state_survives_a_restart_of_the_scheduler() -> None:
     restored = Execution.from_dict(json.loads(json.dumps(ex.state.to_dict())))  # through the changelog
     assert restored.states == {"sum": 6}
     assert starts(core.on_event(restored, wf, Event(key="n", value="4"), "", T0)) == [("t", 1)]
+
+
+def test_an_executions_state_body_is_what_asdict_gives() -> None:
+    with Workflow(name="w") as wf:
+        t = Operator("t")
+        t.action_on_condition(TaskAction.START, SumReaches10())
+        Operator("u").start_after(t)
+    wt = WorkflowTest(wf)
+    ex = wt.start()
+    for value in ("6", "4", "7", "3"):
+        wt.send_event("n", value)
+    body = ex.state.to_dict()
+    assert body["tries"] and body["states"] and body == dataclasses.asdict(ex.state)
+    assert json.dumps(body) == json.dumps(dataclasses.asdict(ex.state))
 
 
 def test_a_raising_condition_is_not_met_and_does_not_stop_the_scheduler() -> None:
