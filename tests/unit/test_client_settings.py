@@ -28,7 +28,8 @@ def test_transactional_producers_retry_a_busy_coordinator_after_1_ms(tmp_path: P
     clients.producer(config, role="events")
     transactional, plain = made
     assert transactional["retry.backoff.ms"] == 1 and transactional["retry.backoff.max.ms"] == 100
-    assert "retry.backoff.ms" not in plain and "retry.backoff.max.ms" not in plain  # librdkafka's default: no back-to-back transactions there
+    # librdkafka's defaults where there are no back-to-back transactions
+    assert "retry.backoff.ms" not in plain and "retry.backoff.max.ms" not in plain
 
 
 def test_kafka_properties_may_set_the_back_off(tmp_path: Path, made: list[dict[str, Any]]) -> None:
