@@ -196,6 +196,20 @@ def _give(spare: _Spare, line: bytes) -> bool:
         os.close(spare.to)
 
 
+def _start_try(request: dict[str, Any], line: bytes, spare: _Spare | None, keep: set[int],
+               shadowable: frozenset[str] | None = None) -> int:
+    """The pid of the try for this request: the spare, if it is alive, else a new fork (OSError if it
+    cannot fork). `keep`: the server's descriptors, which the child closes."""
+    if spare is not None and _give(spare, line):
+        return spare.pid
+    server = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        signal.set_wakeup_fd(-1)
+        _child(request, keep, server, shadowable)
+    return pid
+
+
 def _spare_ended(spare: _Spare | None) -> bool:
     """True for a spare that has died (reaped here, its pipe closed)."""
     if spare is None:
@@ -351,18 +365,11 @@ def _serve_warm(modules: tuple[str, ...], requests: int, replies: int, parent: i
                     reply({"error": str(exc)})
                     continue
                 taken, spare = spare, None
-                if taken is not None and _give(taken, line):
-                    pid = taken.pid
-                else:
-                    server = os.getpid()
-                    try:
-                        pid = os.fork()
-                    except OSError as exc:
-                        reply({"error": str(exc), "id": request.get("id")})
-                        continue
-                    if pid == 0:
-                        signal.set_wakeup_fd(-1)
-                        _child(request, keep, server, imported)
+                try:
+                    pid = _start_try(request, line, taken, keep, imported)
+                except OSError as exc:
+                    reply({"error": str(exc), "id": request.get("id")})
+                    continue
                 children.add(pid)
                 reply({"pid": pid, "id": request.get("id")})
         for pid, code in _ended(children):
@@ -475,18 +482,11 @@ class _Server:
             os.write(warm.to, line + b"\n")
             return
         spare, self.spare = self.spare, None
-        if spare is not None and _give(spare, line):
-            pid = spare.pid
-        else:
-            server = os.getpid()
-            try:
-                pid = os.fork()
-            except OSError as exc:
-                self.reply({"error": str(exc), "id": request.get("id")})
-                return
-            if pid == 0:
-                signal.set_wakeup_fd(-1)
-                _child(request, self.fds(), server)
+        try:
+            pid = _start_try(request, line, spare, self.fds())
+        except OSError as exc:
+            self.reply({"error": str(exc), "id": request.get("id")})
+            return
         self.children.add(pid)
         self.reply({"pid": pid, "id": request.get("id")})
 
