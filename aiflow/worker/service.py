@@ -7,7 +7,9 @@ Guarantees:
   scheduler's heartbeat timeout, which fails the try (and retries it where the task allows). So that
   a try's start does not wait for the fork after the commit, the fork server forks it *during* the
   commit, held: set up, but waiting for the worker's go, which comes once the commit is done. A
-  commit that fails kills the held process; one whose worker dies ends by itself (zygote.py).
+  commit that fails kills the held process; one whose worker dies ends by itself (zygote.py). An
+  execution's first try on a worker is forked after the commit: its snapshot is downloaded first,
+  which is not done inside an open transaction.
 - Back-pressure, not queues: with all `slots` busy the worker pauses its partitions of the tasks
   topic instead of taking commands it cannot run. A never-ending task holds its slot until stopped.
 - STOP is SIGTERM to the try's whole process group, a grace period, then SIGKILL: children the
@@ -389,10 +391,14 @@ class Worker:
 
     def _fork_ahead(self, command: TaskCommand) -> None:
         """Ask the fork server for a taken try's process before the step commits, held until `_launch`
-        lets it run; whatever fails here is done again, and reported, by `_launch`."""
+        lets it run; whatever fails here is done again, and reported, by `_launch`. Not for the first
+        try of an execution on this worker: downloading its snapshot inside the open transaction could
+        outlast the transaction's timeout."""
         forks = self.forks
         if forks is None or not forks.alive():
             return
+        if not working_dir(self.config.home, command.workflow, command.execution_id).is_dir():
+            return  # the execution's first try here: its snapshot is downloaded after the commit, not in it
         try:
             argv, env, cwd, log_file = self._prepare(command)
             self._held[command.try_key] = forks.request(argv, env, str(cwd), str(log_file), hold=True)

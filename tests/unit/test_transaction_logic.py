@@ -144,7 +144,7 @@ def test_a_try_forked_ahead_of_a_commit_that_fails_is_killed_before_it_runs_anyt
 
     from aiflow.config import Config
     from aiflow.events.context import TaskContext
-    from aiflow.worker.service import Worker
+    from aiflow.worker.service import Worker, working_dir
     from aiflow.worker.zygote import ForkedTask, ForkServer
     from tests.conftest import process_alive
 
@@ -173,6 +173,9 @@ def test_a_try_forked_ahead_of_a_commit_that_fails_is_killed_before_it_runs_anyt
     worker._prepare = lambda cmd: (  # type: ignore[method-assign]
         [str(folder / "flow.py"), "marking", "t"], env, folder, tmp_path / "1.log")
     try:
+        worker._fork_ahead(command)
+        assert worker._held == {}  # the execution's first try here: forked after the commit, its snapshot fetched
+        working_dir(tmp_path, "marking", "e1").mkdir(parents=True)  # as the first try leaves it
         for _attempt in range(2):  # the step that takes the command; its commit fails the first time
             worker.loop.begin()
             worker._to_launch = [command]
