@@ -69,8 +69,9 @@ def producer(config: Config, *, role: str = "producer", transactional_id: str | 
         # a few ms on a busy machine: retried after 1 ms, a whole transaction (begin, a record, offsets,
         # commit) took 3.9 ms instead of 8.5 at 5 ms (benchmarks/README.md). Real failures still back off
         # exponentially, up to 100 ms here instead of 1 s. kafka.properties may set either.
-        settings.setdefault("retry.backoff.ms", 1)
-        settings.setdefault("retry.backoff.max.ms", 100)
+        if "retry.backoff.ms" not in settings:  # a back-off set in kafka.properties keeps librdkafka's cap
+            settings["retry.backoff.ms"] = 1
+            settings.setdefault("retry.backoff.max.ms", 100)
     settings.update(extra)
     return Producer(settings)
 

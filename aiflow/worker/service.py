@@ -419,10 +419,16 @@ class Worker:
         if held is not None and self.forks is not None:
             try:
                 forked = self.forks.result(held)
-                self.forks.release(forked)
-                process = forked
             except OSError as exc:
                 log.warning("worker: the try %s forked ahead did not start (%s); starting it again", key, exc)
+            else:
+                try:
+                    self.forks.release(forked)
+                    process = forked
+                except OSError as exc:  # it ended while held (its server died, or its hold ran out)
+                    self.forks.abandon(forked.pid)
+                    log.warning("worker: the try %s forked ahead ended before its go (%s); starting it again",
+                                key, exc)
         log_file = log_path(self.config.home, command.workflow, *key)
         self.logs.follow(command, log_file)
         try:

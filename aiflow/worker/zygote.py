@@ -124,6 +124,8 @@ def _await_go(parent: int) -> None:
     while signal.sigtimedwait({GO_SIGNAL}, 1.0) is None:
         if os.getppid() != parent or time.monotonic() > deadline:
             os._exit(HELD_EXIT_CODE)
+    if os.getppid() != parent:  # the go came, but its server died meanwhile: the worker counts the try lost
+        os._exit(HELD_EXIT_CODE)
     _go()
 
 
@@ -156,7 +158,7 @@ def _fork_spare(close: set[int], shadowable: frozenset[str] | None) -> _Spare | 
     if pid == 0:
         signal.set_wakeup_fd(-1)
         _set_process_name(SPARE_NAME)
-        for fd in close | {write}:
+        for fd in (close | {write}) - {read}:
             if fd > 2:  # 0-2 are replaced when it takes its try (_child); closed, the try's own files would get them
                 os.close(fd)
         _serve_spare(read, server, shadowable)
@@ -175,19 +177,21 @@ def _serve_spare(read: int, parent: int, shadowable: frozenset[str] | None) -> N
         if ready:
             chunk = os.read(read, 65536)
             if not chunk:
-                os._exit(0)
+                os._exit(HELD_EXIT_CODE)  # no whole request came: nothing ran
             buffered += chunk
     try:
         request = json.loads(buffered.split(b"\n", 1)[0])
     except ValueError:
-        os._exit(1)
+        os._exit(HELD_EXIT_CODE)
     _child(request, {read}, parent, shadowable)
 
 
 def _give(spare: _Spare, line: bytes) -> bool:
     """Hand a request to a spare; False when it has died (then reaped)."""
     try:
-        os.write(spare.to, line + b"\n")
+        data = memoryview(line + b"\n")
+        while data:  # a long request may be written in parts (a signal between them)
+            data = data[os.write(spare.to, data):]
         return True
     except OSError:
         os.waitpid(spare.pid, 0)
@@ -437,7 +441,7 @@ class _Server:
         if self.spare is not None:
             fds.add(self.spare.to)
         for warm in self.warm.values():
-            fds |= {warm.to, warm.replies}
+            fds |= {fd for fd in (warm.to, warm.replies) if fd >= 0}
         return fds
 
     def serve(self) -> None:
@@ -528,6 +532,7 @@ class _Server:
         if not warm.closing:
             warm.closing = True
             os.close(warm.to)
+            warm.to = -1  # closed: no longer one of this server's descriptors (fds)
 
     def _read_warm(self, warm: _Warm) -> None:
         chunk = os.read(warm.replies, 65536)
@@ -640,6 +645,7 @@ class ForkServer:
         self._answered = threading.Condition()
         self._next_id = 0
         self._canceled: set[int] = set()  # pids whose exit nobody waits for
+        self._exits_lock = threading.Lock()
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, name="aiflow-fork-server", daemon=True)
         self._reader.start()
@@ -654,10 +660,11 @@ class ForkServer:
                     continue  # a line cut short by the server's death
                 if "exit" in message:
                     pid = int(message["exit"])
-                    if pid in self._canceled:
-                        self._canceled.discard(pid)
-                    else:
-                        self.exits[pid] = int(message["code"])
+                    with self._exits_lock:
+                        if pid in self._canceled:
+                            self._canceled.discard(pid)
+                        else:
+                            self.exits[pid] = int(message["code"])
                 elif isinstance(message.get("id"), int):
                     with self._answered:
                         self._answers[message["id"]] = message
@@ -718,13 +725,18 @@ class ForkServer:
             task = self.result(request_id)
         except OSError:
             return  # never forked
-        self._canceled.add(task.pid)
-        if self.exits.pop(task.pid, None) is not None:  # it had ended already
-            self._canceled.discard(task.pid)
+        self.abandon(task.pid)
         try:
             os.kill(task.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+    def abandon(self, pid: int) -> None:
+        """Nobody waits for this child's end: its exit code is dropped (kept, a later child with the
+        same pid would look ended at once)."""
+        with self._exits_lock:
+            if self.exits.pop(pid, None) is None:
+                self._canceled.add(pid)
 
     def close(self) -> None:
         if self.process.stdin is not None:
