@@ -225,54 +225,78 @@ class Lag:
     lag: int
 
 
-def consumer_lag(config: Config, timeout: float = 10.0) -> list[Lag]:
-    """The lag of each of aiflow's consumer groups on each partition of the topics it reads: the end
-    offset (last stable, as read_committed readers see it) minus the committed one, or minus the start
-    of the partition where the group committed nothing. KafkaException or KafkaUnavailable if Kafka
-    does not answer."""
-    from confluent_kafka import IsolationLevel, TopicPartition
-    from confluent_kafka.admin import OffsetSpec
+class LagReader:
+    """Reads the lag of each of aiflow's consumer groups on each partition of the topics it reads: the
+    end offset (last stable, as read_committed readers see it) minus the committed one, or minus the
+    start of the partition where the group committed nothing. Its clients are made at the first reading
+    and kept for the next ones (a collector reads every 10 s: new clients each time cost more than the
+    questions). KafkaException or KafkaUnavailable if Kafka does not answer."""
 
-    from aiflow.kafka import clients, topics
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._admin: Any = None
+        self._readers: dict[str, Any] = {}  # group -> a consumer of it that never joins
 
-    admin = clients.admin(config)
-    wanted = {topics.name(config, role) for roles_of in GROUP_TOPICS.values() for role in roles_of}
-    metadata = admin.list_topics(timeout=timeout).topics
-    parts = {t: sorted(metadata[t].partitions) for t in wanted if t in metadata and metadata[t].error is None}
-    every = [TopicPartition(t, p) for t, ps in parts.items() for p in ps]
-    if not every:
-        return []
+    def read(self, timeout: float = 10.0) -> list[Lag]:
+        from confluent_kafka import IsolationLevel, TopicPartition
+        from confluent_kafka.admin import OffsetSpec
 
-    def offsets(spec: OffsetSpec) -> dict[tuple[str, int], int]:
-        futures = admin.list_offsets({tp: spec for tp in every}, isolation_level=IsolationLevel.READ_COMMITTED,
-                                     request_timeout=timeout)
-        return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in futures.items()}
+        from aiflow.kafka import clients, topics
 
-    end, start = offsets(OffsetSpec.latest()), offsets(OffsetSpec.earliest())
-    found: list[Lag] = []
-    for suffix, group_roles in GROUP_TOPICS.items():
-        group = f"{config.topic_prefix}-{suffix}"
-        names = [topics.name(config, r) for r in group_roles]
-        asked = [TopicPartition(t, p) for t in names for p in parts.get(t, [])]
-        if not asked:
-            continue
-        # Asked of a consumer of the group (it never joins: nothing is subscribed), not of the admin
-        # client: librdkafka's admin ListConsumerGroupOffsets crashes the process (SIGSEGV in
-        # rd_kafka_cgrp_op) when the coordinator answers NOT_COORDINATOR, as a broker just started does
-        # (librdkafka issue 5040); a consumer looks the coordinator up again instead.
-        reader = clients.consumer(config, role="metrics-lag", group_id=group)
-        try:
-            committed_offsets = reader.committed(asked, timeout=timeout)
-        finally:
-            reader.close()
-        for tp in committed_offsets:
-            key = (tp.topic, tp.partition)
-            if key not in end:
+        config = self.config
+        if self._admin is None:
+            self._admin = clients.admin(config)
+        admin = self._admin
+        wanted = {topics.name(config, role) for roles_of in GROUP_TOPICS.values() for role in roles_of}
+        metadata = admin.list_topics(timeout=timeout).topics
+        parts = {t: sorted(metadata[t].partitions) for t in wanted if t in metadata and metadata[t].error is None}
+        every = [TopicPartition(t, p) for t, ps in parts.items() for p in ps]
+        if not every:
+            return []
+
+        def offsets(spec: OffsetSpec) -> dict[tuple[str, int], int]:
+            futures = admin.list_offsets({tp: spec for tp in every}, isolation_level=IsolationLevel.READ_COMMITTED,
+                                         request_timeout=timeout)
+            return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in futures.items()}
+
+        end, start = offsets(OffsetSpec.latest()), offsets(OffsetSpec.earliest())
+        found: list[Lag] = []
+        for suffix, group_roles in GROUP_TOPICS.items():
+            group = f"{config.topic_prefix}-{suffix}"
+            names = [topics.name(config, r) for r in group_roles]
+            asked = [TopicPartition(t, p) for t in names for p in parts.get(t, [])]
+            if not asked:
                 continue
-            committed = int(tp.offset) if tp.offset is not None and tp.offset >= 0 else None
-            lag = end[key] - (committed if committed is not None else start.get(key, 0))
-            found.append(Lag(group, tp.topic, tp.partition, committed, end[key], max(0, lag)))
-    return sorted(found, key=lambda lag: (lag.group, lag.topic, lag.partition))
+            # Asked of a consumer of the group (it never joins: nothing is subscribed), not of the admin
+            # client: librdkafka's admin ListConsumerGroupOffsets crashes the process (SIGSEGV in
+            # rd_kafka_cgrp_op) when the coordinator answers NOT_COORDINATOR, as a broker just started does
+            # (librdkafka issue 5040); a consumer looks the coordinator up again instead.
+            reader = self._readers.get(group)
+            if reader is None:
+                reader = self._readers[group] = clients.consumer(config, role="metrics-lag", group_id=group)
+            for tp in reader.committed(asked, timeout=timeout):
+                key = (tp.topic, tp.partition)
+                if key not in end:
+                    continue
+                committed = int(tp.offset) if tp.offset is not None and tp.offset >= 0 else None
+                lag = end[key] - (committed if committed is not None else start.get(key, 0))
+                found.append(Lag(group, tp.topic, tp.partition, committed, end[key], max(0, lag)))
+        return sorted(found, key=lambda lag: (lag.group, lag.topic, lag.partition))
+
+    def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
+        self._admin = None
+
+
+def consumer_lag(config: Config, timeout: float = 10.0) -> list[Lag]:
+    """One reading of every group's lag (LagReader), with clients of its own."""
+    reader = LagReader(config)
+    try:
+        return reader.read(timeout)
+    finally:
+        reader.close()
 
 
 class LagCollector:
@@ -284,6 +308,7 @@ class LagCollector:
         self.interval = interval
         self._shown: set[tuple[str, str, str]] = set()
         self._last_complaint = 0.0
+        self._reader: LagReader | None = None
 
     def start(self, stop: threading.Event) -> threading.Thread:
         thread = threading.Thread(target=self.run, args=(stop,), name="aiflow-metrics-lag", daemon=True)
@@ -291,14 +316,25 @@ class LagCollector:
         return thread
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            self.collect()
-            stop.wait(self.interval)
+        try:
+            while not stop.is_set():
+                self.collect()
+                stop.wait(self.interval)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Close the clients kept for the next reading (a reading after this makes new ones)."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def collect(self) -> None:
         try:
-            lags = consumer_lag(self.config, timeout=min(10.0, self.interval))
+            self._reader = self._reader or LagReader(self.config)
+            lags = self._reader.read(timeout=min(10.0, self.interval))
         except Exception as exc:  # Kafka away, or anything else: the service must go on
+            self.stop()  # the next reading starts with new clients
             if time.monotonic() - self._last_complaint > 60:
                 log.warning("metrics: could not read the consumer lag: %s", exc)
                 self._last_complaint = time.monotonic()

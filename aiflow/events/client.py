@@ -317,7 +317,7 @@ class _Listener:
         self.processor = processor
         self.keys = keys
         self.namespace = namespace
-        self.consumer = clients.consumer(client.config, role="listener")
+        self.consumer = clients.consumer(client.config, role="listener", follow=True)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"aiflow-listener-{self.id[:8]}", daemon=True)
 

@@ -76,14 +76,28 @@ def producer(config: Config, *, role: str = "producer", transactional_id: str | 
     return Producer(settings)
 
 
+# How long an idle fetch waits at the broker. A waiting fetch returns as soon as a record (or a
+# transaction's commit marker) is readable, whatever the wait, so the wait costs no latency to what
+# arrives; but the broker answers one request of a connection at a time, and an idle consumer asks
+# anew when its wait runs out. So:
+# - a consumer that follows its partitions and asks nothing else on its connection (a service's loop,
+#   the worker's control reader, a listener) waits long: each one idle then costs the broker 2
+#   requests a second instead of 20;
+# - a consumer that reads to the end, or asks for offsets and watermarks between fetches (readers,
+#   definition followers), waits short: its end-of-partition comes, and its questions are answered,
+#   at most that long after it asked.
+# kafka.properties may set fetch.wait.max.ms for every consumer (benchmarks/README.md measures both).
+FOLLOW_FETCH_WAIT_MS = 500
+READ_FETCH_WAIT_MS = 50
+
+
 def consumer(config: Config, *, role: str = "consumer", group_id: str | None = None,
-             read_committed: bool = True, settings: dict[str, Any] | None = None) -> Consumer:
-    """A consumer; `settings` adds or replaces librdkafka properties for this one client."""
+             read_committed: bool = True, follow: bool = False,
+             settings: dict[str, Any] | None = None) -> Consumer:
+    """A consumer; `follow` for one that only fetches, so waits long between idle fetches (above);
+    `settings` adds or replaces librdkafka properties for this one client."""
     extra = settings or {}
-    # Latency: an idle fetch waits at most this long at the broker; one returns as soon as a record
-    # (or a transaction's commit marker) is there, whatever the wait. kafka.properties may change it:
-    # benchmarks/fetch_wait.py measures the idle cost against the latency.
-    conf = {"fetch.wait.max.ms": 50, **_base(config, role)}
+    conf = {"fetch.wait.max.ms": FOLLOW_FETCH_WAIT_MS if follow else READ_FETCH_WAIT_MS, **_base(config, role)}
     conf.update({
         # A group is required by librdkafka even for assign()-only readers; it commits nothing then.
         "group.id": group_id or f"aiflow-reader-{role}",

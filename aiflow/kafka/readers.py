@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from aiflow.config import Config
 from aiflow.errors import KafkaUnavailable
@@ -129,10 +129,16 @@ def read_dead_letters(config: Config, limit: int | None = None) -> list[DeadLett
 
 class DefinitionFollower:
     """Reads the workflows topic from the start, then keeps following it: the current definition of
-    every workflow, and a callback on each change (None: deleted)."""
+    every workflow, and a callback on each change (None: deleted).
+
+    A service's follower (`follow`, the default) waits long between idle fetches (clients.consumer), so
+    `read_to_end` asks where the topic ends through a client of its own: asked of the follower's consumer,
+    the question would wait behind its idle fetch. A reader that only catches up once (`follow=False`)
+    waits short, so its end of the topic comes soon after it is there."""
 
     def __init__(self, config: Config, reporter: str = "definitions",
-                 on_change: Callable[[WorkflowId, WorkflowDefinition | None], None] | None = None) -> None:
+                 on_change: Callable[[WorkflowId, WorkflowDefinition | None], None] | None = None, *,
+                 follow: bool = True) -> None:
         self.config = config
         self.definitions: dict[WorkflowId, WorkflowDefinition] = {}
         self.changes = 0  # how many definitions and deletions it has read: a cheap "anything new?"
@@ -141,8 +147,10 @@ class DefinitionFollower:
         self._seen: dict[WorkflowId, dict[int, tuple[str, str, str]]] = {}
         self.reporter = reporter
         self.on_change = on_change
-        self.consumer = clients.consumer(config, role=f"{reporter}-definitions",
+        self.consumer = clients.consumer(config, role=f"{reporter}-definitions", follow=follow,
                                          settings={"enable.partition.eof": True})
+        self._follow = follow
+        self._ends: Consumer | None = None  # asks where the topic ends (never assigned: it fetches nothing)
         self.consumer.assign([TopicPartition(topics.name(config, topics.WORKFLOWS), 0, 0)])
         self.caught_up = False
 
@@ -186,7 +194,7 @@ class DefinitionFollower:
         tp = TopicPartition(topics.name(self.config, topics.WORKFLOWS), 0)
         deadline = time.monotonic() + timeout
         try:
-            end = self.consumer.get_watermark_offsets(tp, timeout=timeout)[1]
+            end = self._ask_end().get_watermark_offsets(tp, timeout=timeout)[1]
             while end > 0 and self.consumer.position([tp])[0].offset < end:
                 if time.monotonic() >= deadline:
                     return False
@@ -201,7 +209,16 @@ class DefinitionFollower:
         while not self.caught_up and not (stop is not None and stop.is_set()):
             self.poll(timeout=0.5)
 
+    def _ask_end(self) -> Consumer:
+        if not self._follow:
+            return self.consumer
+        if self._ends is None:
+            self._ends = clients.consumer(self.config, role=f"{self.reporter}-definitions-end")
+        return self._ends
+
     def close(self) -> None:
+        if self._ends is not None:
+            self._ends.close()
         self.consumer.close()
 
 

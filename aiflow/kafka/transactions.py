@@ -130,7 +130,7 @@ class TransactionalLoop:
         self._deadline = _Deadline(f"aiflow-{role}-txn")
         self._producer_health = ClientHealth(f"{role} transactional", config.bootstrap)
         self.outage = Outage(f"{role}: Kafka transactions")
-        self.consumer: Consumer = clients.consumer(config, role=role, group_id=group)
+        self.consumer: Consumer = clients.consumer(config, role=role, group_id=group, follow=True)
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self.topics = [topic] if isinstance(topic, str) else list(topic)

@@ -72,9 +72,10 @@ def apply_execution(s: Session, body: dict[str, Any],
     if workflow is None:
         return {}  # deleted since: its history went with it
     row = s.get(ExecutionRow, body["id"])
-    if row is None:
+    if row is None:  # new, or deleted since it was last written (its tries with it): write every try
         row = ExecutionRow(id=body["id"], workflow_id=workflow.id)
         s.add(row)
+        written = None
     row.snapshot_version = body["snapshot"]["version"]
     row.status = body["status"]
     row.run_type = body["run_type"]

@@ -43,7 +43,7 @@ def rebuild(config: Config) -> RebuildReport:
         if s.scalar(select(func.count()).select_from(WorkflowRow)):
             raise Conflict("the database already holds workflows: `aiflow db reset` it first, or point "
                            "AIFLOW_DB_URI at an empty one")
-    follower = DefinitionFollower(config, "db-rebuild")
+    follower = DefinitionFollower(config, "db-rebuild", follow=False)
     follower.catch_up()
     follower.close()
     now = datetime.now(timezone.utc)

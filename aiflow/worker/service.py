@@ -184,7 +184,7 @@ class Worker:
         self._held: dict[TryKey, int] = {}  # tries of `_to_launch` forked ahead, held: fork server request ids
         self.loop = TransactionalLoop(config, "worker", list(self.queue_of_topic),
                                       f"{config.topic_prefix}-worker", on_assign=self._assigned)
-        self.control = clients.consumer(config, role="worker-control")
+        self.control = clients.consumer(config, role="worker-control", follow=True)
         # Only snapshots the workflows topic lists for their workflow run (WorkflowDefinition.snapshots).
         self.definitions = DefinitionFollower(config, "worker", self._on_definition)
         self._control_assigned = False

@@ -36,3 +36,29 @@ def test_kafka_properties_may_set_the_back_off(tmp_path: Path, made: list[dict[s
     config = Config.load(home=tmp_path, environ={"AIFLOW_KAFKA_PROPERTY_RETRY_BACKOFF_MS": "50"})
     clients.producer(config, role="router", transactional_id="t-router-1")
     assert made[0]["retry.backoff.ms"] == "50" and "retry.backoff.max.ms" not in made[0]  # not capped at 100
+
+
+@pytest.fixture
+def consumers(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    settings: list[dict[str, Any]] = []
+    monkeypatch.setattr(clients, "Consumer", lambda conf: settings.append(conf))
+    return settings
+
+
+def test_consumers_that_follow_wait_long_between_idle_fetches_and_readers_short(
+        tmp_path: Path, consumers: list[dict[str, Any]]) -> None:
+    # Each idle consumer asks the broker anew when its fetch wait runs out: at 50 ms the broker's idle
+    # CPU was mostly answering the definition followers' fetches (benchmarks/README.md).
+    config = Config.load(home=tmp_path, environ={})
+    clients.consumer(config, role="scheduler", group_id="g", follow=True)
+    clients.consumer(config, role="event-reader")
+    following, reading = consumers
+    assert following["fetch.wait.max.ms"] == clients.FOLLOW_FETCH_WAIT_MS == 500
+    assert reading["fetch.wait.max.ms"] == clients.READ_FETCH_WAIT_MS == 50
+
+
+def test_kafka_properties_may_set_every_consumers_fetch_wait(tmp_path: Path, consumers: list[dict[str, Any]]) -> None:
+    config = Config.load(home=tmp_path, environ={"AIFLOW_KAFKA_PROPERTY_FETCH_WAIT_MAX_MS": "100"})
+    clients.consumer(config, role="scheduler", group_id="g", follow=True)
+    clients.consumer(config, role="event-reader")
+    assert [c["fetch.wait.max.ms"] for c in consumers] == ["100", "100"]

@@ -13,7 +13,7 @@ from sqlalchemy import event, select
 from aiflow.config import Config
 from aiflow.scheduler.core import Execution, Snapshot, TaskTry
 from aiflow.store.db import Store
-from aiflow.store.models import TaskExecutionRow, WorkflowRow
+from aiflow.store.models import ExecutionRow, TaskExecutionRow, WorkflowRow
 from aiflow.store.projector import apply_execution
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -56,3 +56,25 @@ def test_only_the_tries_that_changed_since_the_last_write_are_written(db_uri: st
     assert len(rows) == 50 and rows["t7"].status == "RUNNING" and rows["t8"].status == "QUEUED"
     assert rows["t7"].begin_date is not None and rows["t7"].begin_date.replace(tzinfo=timezone.utc).timestamp() \
         == T0.timestamp() + 1
+
+
+def test_an_execution_deleted_since_the_last_write_is_written_whole_again(db_uri: str, tmp_path: Path) -> None:
+    """`workflow-execution delete` takes a finished execution's rows (its tries with it) while a try may
+    still be stopping; the state record of that try's end must bring back every try, not only it."""
+    store = Store(Config.load(home=tmp_path / "home", environ={"AIFLOW_DB_URI": db_uri}))
+    with store.session() as s:
+        s.add(WorkflowRow(namespace="default", name="w", is_enabled=True, latest_version=1, workflow_file="w.py",
+                          definition='{"tasks": []}', create_time=T0, update_time=T0))
+    statuses = {"done": "SUCCESS", "stopping": "STOPPING"}
+    with store.session() as s:
+        written = apply_execution(s, _execution(statuses))
+    with store.session() as s:
+        execution = s.get(ExecutionRow, "e1")
+        assert execution is not None
+        s.delete(execution)
+    statuses["stopping"] = "STOPPED"
+    with store.session() as s:
+        apply_execution(s, _execution(statuses), written)
+    with store.session() as s:
+        rows = {r.task_name: r.status for r in s.scalars(select(TaskExecutionRow))}
+    assert rows == {"done": "SUCCESS", "stopping": "STOPPED"}
