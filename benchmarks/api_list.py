@@ -16,6 +16,7 @@ target is p95 <= 200 ms. No Kafka is needed: these read the store.
 from __future__ import annotations
 
 import argparse
+import shutil
 import socket
 import statistics
 import tempfile
@@ -99,6 +100,7 @@ def measure(quick: bool) -> dict[str, Any]:
     finally:
         stop.set()
         thread.join(timeout=10)
+        shutil.rmtree(home, ignore_errors=True)  # the store of 10,000 executions
     return {"executions": executions, "tries": executions * TRIES,
             "figures": {k: {"median_ms": statistics.median(v), "p95_ms": sorted(v)[int(len(v) * 0.95) - 1],
                             "n": len(v)} for k, v in times.items()}}

@@ -6,6 +6,7 @@ files (tutorial.py, try_growth.py, send_events.py) import it; it imports none of
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -191,9 +192,15 @@ class Lab:
                 p.kill()
         self.processes.clear()
 
-    def close(self) -> None:
+    def close(self, keep: bool = False) -> None:
+        """Stop everything and delete the lab's folder (its broker's data, stores and logs: tens of MB a
+        run), unless `keep`: after a failure, its logs say why."""
         self.stop_processes()
         self.stop_broker()
+        if keep:
+            print(f"the lab's logs and data are kept in {self.dir}", file=sys.stderr, flush=True)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def upload(self, config: Config, source: str, name: str) -> None:
         path = self.dir / f"{name}.py"

@@ -619,6 +619,7 @@ def main() -> None:
     lab = Lab(properties)
     lab.idle_settle = args.idle_settle
     results: list[Result] = []
+    failed = True
     try:
         for name in args.names or list(BENCHMARKS):
             print(f"running {name} ...", file=sys.stderr, flush=True)
@@ -626,8 +627,9 @@ def main() -> None:
             result = BENCHMARKS[name](lab, args.quick)
             print(f"  done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
             results.extend(result if isinstance(result, list) else [result])
+        failed = False
     finally:
-        lab.close()
+        lab.close(keep=failed)
     machine["load_after"] = [round(x, 2) for x in os.getloadavg()]  # others' work during the run shows here
     write_results(Path(args.output), machine, results)
     width = max(48, *(len(r.name) for r in results))
