@@ -58,7 +58,6 @@ BROKER_SETTINGS = {
     "num.network.threads": "2",
     "num.io.threads": "2",
     "log.cleaner.threads": "1",
-    "group.coordinator.append.linger.ms": "0",
 }
 
 

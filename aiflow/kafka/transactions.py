@@ -117,11 +117,14 @@ class Backoff:
 
 
 class TransactionalLoop:
-    """One consumer group member with its own transactional producer."""
+    """One consumer group member with its own transactional producer. Its consumer follows (waits long
+    between idle fetches: clients.consumer) unless `follow` is False, for a loop that pauses and resumes
+    its partitions: a resumed partition is fetched only once the fetch already waiting at the broker
+    returns."""
 
     def __init__(self, config: Config, role: str, topic: str | Sequence[str], group: str,
                  on_assign: Callable[[list[TopicPartition]], None] | None = None,
-                 on_revoke: Callable[[list[TopicPartition]], None] | None = None) -> None:
+                 on_revoke: Callable[[list[TopicPartition]], None] | None = None, *, follow: bool = True) -> None:
         self.config = config
         self.role = role
         self.transactional_id = f"{config.topic_prefix}-{role}-{instance_id()}"
@@ -130,7 +133,7 @@ class TransactionalLoop:
         self._deadline = _Deadline(f"aiflow-{role}-txn")
         self._producer_health = ClientHealth(f"{role} transactional", config.bootstrap)
         self.outage = Outage(f"{role}: Kafka transactions")
-        self.consumer: Consumer = clients.consumer(config, role=role, group_id=group, follow=True)
+        self.consumer: Consumer = clients.consumer(config, role=role, group_id=group, follow=follow)
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self.topics = [topic] if isinstance(topic, str) else list(topic)

@@ -182,8 +182,12 @@ class Worker:
         self._reported_not_started: list[TryKey] = []
         self._to_launch: list[TaskCommand] = []
         self._held: dict[TryKey, int] = {}  # tries of `_to_launch` forked ahead, held: fork server request ids
+        # Not a follower: a full worker pauses its partitions and resumes them when a slot frees, and
+        # librdkafka fetches them again only once its last fetch returns; that fetch, sent for the commands
+        # after those already fetched, waits at the broker when there are none. At 500 ms, a worker of 2
+        # slots ran half as many no-op tries a second (benchmarks/README.md).
         self.loop = TransactionalLoop(config, "worker", list(self.queue_of_topic),
-                                      f"{config.topic_prefix}-worker", on_assign=self._assigned)
+                                      f"{config.topic_prefix}-worker", on_assign=self._assigned, follow=False)
         self.control = clients.consumer(config, role="worker-control", follow=True)
         # Only snapshots the workflows topic lists for their workflow run (WorkflowDefinition.snapshots).
         self.definitions = DefinitionFollower(config, "worker", self._on_definition)
