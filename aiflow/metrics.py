@@ -321,9 +321,9 @@ class LagCollector:
                 self.collect()
                 stop.wait(self.interval)
         finally:
-            self.stop()
+            self.close()
 
-    def stop(self) -> None:
+    def close(self) -> None:
         """Close the clients kept for the next reading (a reading after this makes new ones)."""
         if self._reader is not None:
             self._reader.close()
@@ -334,7 +334,7 @@ class LagCollector:
             self._reader = self._reader or LagReader(self.config)
             lags = self._reader.read(timeout=min(10.0, self.interval))
         except Exception as exc:  # Kafka away, or anything else: the service must go on
-            self.stop()  # the next reading starts with new clients
+            self.close()  # the next reading starts with new clients
             if time.monotonic() - self._last_complaint > 60:
                 log.warning("metrics: could not read the consumer lag: %s", exc)
                 self._last_complaint = time.monotonic()

@@ -50,7 +50,7 @@ def test_the_lag_collector_reads_every_groups_lag_with_the_same_clients_each_tim
             assert _inbox_lag(config) == lag
         assert made == []  # the readings after the first asked the clients it made
     finally:
-        collector.stop()
+        collector.close()
 
 
 def _read_once(collector: metrics.LagCollector) -> bool:

@@ -314,4 +314,3 @@ def test_without_preload_no_warm_server_starts(tmp_path: Path) -> None:
         assert len(lines(imports)) == 2 and not warm_servers(server)
     finally:
         server.close()
-
