@@ -1,11 +1,14 @@
-"""Schedule expressions: `cron@<5-field crontab>` and `interval@<days> <hours> <minutes> <seconds>`."""
+"""Schedule expressions: `cron@<5-field crontab>` and `interval@<days> <hours> <minutes> <seconds>`.
+
+croniter is imported where a cron expression is parsed or computed, not with this module: every workflow file
+imports the SDK, and croniter's import runs `file` on the interpreter (platform.architecture), about 25 ms that
+an upload's load of the file and a task process without a fork server would pay for nothing.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-from croniter import croniter
 
 from aiflow.errors import WorkflowDefinitionError
 
@@ -15,6 +18,8 @@ class Cron:
     expression: str
 
     def next_after(self, moment: datetime) -> datetime:
+        from croniter import croniter
+
         return croniter(self.expression, moment).get_next(datetime)
 
     def __str__(self) -> str:
@@ -49,6 +54,8 @@ def parse_expression(text: str) -> Expression:
             f"{text!r} is not a schedule expression: use 'cron@<minute hour day month weekday>' "
             "or 'interval@<days> <hours> <minutes> <seconds>'")
     if kind == "cron":
+        from croniter import croniter
+
         fields = body.split()
         if len(fields) != 5 or not croniter.is_valid(body):
             raise WorkflowDefinitionError(f"{text!r}: a cron expression has 5 valid fields "

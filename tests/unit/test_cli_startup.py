@@ -147,3 +147,20 @@ def test_a_workflow_file_importing_ai_flow_ops_loads_neither_the_store_nor_kafka
 
     assert ops.list_namespace is ops.list_namespaces and callable(ops.start_workflow_execution)
     assert set(dir(ops)) >= set(ops.__all__)
+
+
+def test_a_workflow_file_loads_croniter_only_for_a_cron_schedule(tmp_path: Path) -> None:
+    # croniter's import runs `file` on the interpreter (platform.architecture): about 25 ms that the upload's
+    # load of every workflow file paid, and the CLI's upload command before it could start that load.
+    probe = ("import json, sys\nfrom aiflow.sdk.loader import load_workflows\nimport aiflow.ops.uploads\n"
+             "before = 'croniter' in sys.modules\nload_workflows(sys.argv[1])\n"
+             "print(json.dumps([before, 'croniter' in sys.modules]))")
+    plain = tmp_path / "plain.py"
+    plain.write_text("from aiflow import Workflow, Operator\nwith Workflow(name='w'):\n    Operator(name='t')\n")
+    scheduled = tmp_path / "scheduled.py"
+    scheduled.write_text("from aiflow import Workflow, Operator\nwith Workflow(name='w'):\n"
+                         "    Operator(name='t', periodic_expression='cron@*/5 * * * *')\n")
+    for path, loads_it in ((plain, False), (scheduled, True)):
+        done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout.strip().splitlines()[-1]) == [False, loads_it]
