@@ -94,7 +94,7 @@ def measure(config: Config, quick: bool = False) -> dict[str, Any]:
     partitions = range(topics.partition_count(config, topics.STATE))
     try:
         started = time.perf_counter()
-        scheduler._restore([_Assigned(p) for p in partitions])  # type: ignore[list-item]
+        scheduler._restore([_Assigned(p) for p in partitions])  # type: ignore[misc]
         elapsed = time.perf_counter() - started
         assert len(scheduler.executions) == active, len(scheduler.executions)
         assert len(scheduler.finished) == settled, len(scheduler.finished)

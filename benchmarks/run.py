@@ -31,6 +31,7 @@ from typing import Any
 
 # Next to this file: benchmarks/lab.py, timeline.py and the benchmarks in files of their own.
 import send_events as send_events_bench
+import transaction as transaction_bench
 import try_growth as try_growth_bench
 import tutorial as tutorial_bench
 from lab import (
@@ -64,9 +65,10 @@ def event_latency(lab: Lab, quick: bool) -> Result:
     append, by its clock); route (the router's fetch, lookup and produce of the inbox EVENT); decide (the
     router's commit, the scheduler's fetch and decision, its produce of the START command); command (the
     scheduler's commit, the worker's fetch and its produce of the RUNNING report, which precedes the
-    fork); fork (the worker's commit, the snapshot's fetch, the fork, the runner up to the workflow
-    file's first line, which notes the time); call (the rest of the file: its imports and the Workflow,
-    then the runner finds the task and calls the callable)."""
+    fork); held (the worker asks its fork server for the try, which forks it and holds it; the worker's
+    commit of RUNNING and the command's offset; its go to the try, which logs `starting task`); start
+    (the runner up to the workflow file's first line, which notes the time); call (the rest of the file:
+    its imports and the Workflow, then the runner finds the task and calls the callable)."""
     config = lab.config()
     marks = lab.dir / "event_marks"
     marks.mkdir(exist_ok=True)
@@ -129,7 +131,7 @@ def hop_latency(lab: Lab, quick: bool) -> Result:
     Stages, each to the next one's start (timeline.py): report (the callable's return, the task
     process's exit, the worker noticing it and producing the SUCCESS report to the inbox); decide (the
     worker's commit, the scheduler's fetch and decision, its produce of the next START command); command,
-    fork and call as in event_latency."""
+    held, start and call as in event_latency."""
     config = lab.config()
     marks = lab.dir / "hop_marks"
     marks.mkdir(exist_ok=True)
@@ -588,7 +590,8 @@ def _pss(pid: int) -> float:
 
 
 BENCHMARKS: dict[str, Callable[[Lab, bool], Result | list[Result]]] = {
-    "event_latency": event_latency, "hop_latency": hop_latency, "routing": routing,
+    "event_latency": event_latency, "hop_latency": hop_latency, "transaction": transaction_bench.transaction,
+    "routing": routing,
     "task_throughput": task_throughput, "failover": failover, "memory": memory, "restore": restore,
     "send_events": send_events_bench.send_events, "tutorial": tutorial_bench.tutorial,
     "try_growth": try_growth_bench.try_growth, "cli": cli, "idle": idle,

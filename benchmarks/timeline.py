@@ -13,6 +13,11 @@ it is about: an event by its id; an inbox EVENT message by the id of the event i
 START_EXECUTION command by execution; a START TaskCommand and each status of a try's TASK_STATUS reports
 by try (execution, task, try number). Each is the first such committed record: a report sent again
 because its first transaction failed keeps the time of the one that committed first.
+
+One mark is not a record: a try's *go*, when its process may run the task (a try forked ahead waits,
+held, until its worker's transaction that takes it has committed). The task runner logs
+`starting task ...` right then, first thing in the try's log file (home/logs/WORKFLOW/EXECUTION/TASK/TRY.log),
+stamped by Python's logging with the local time to the millisecond.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, TopicPartition
 
@@ -41,6 +48,7 @@ class Timeline:
     started: dict[str, float] = field(default_factory=dict)  # execution id -> its START_EXECUTION command
     commands: dict[TryKey, float] = field(default_factory=dict)  # the try's START TaskCommand
     reports: dict[TryKey, dict[str, float]] = field(default_factory=dict)  # the try's status -> its report
+    went: dict[TryKey, float] = field(default_factory=dict)  # the try's go (its log's `starting task` line)
 
     def event_time(self, event_id: str) -> float | None:
         event = self.events.get(event_id)
@@ -78,7 +86,26 @@ def read_timeline(config: Config, timeout: float = 60.0) -> Timeline:
                     _inbox(timeline, InboxMessage.from_record(msg), seconds)
             except DecodeError:
                 continue
+    timeline.went = read_goes(config.home / "logs")
     return timeline
+
+
+GO_LINE = " INFO aiflow.task: starting task "  # what the task runner logs once the try may run
+
+
+def read_goes(logs: Path) -> dict[TryKey, float]:
+    """Each try's go, from the first `starting task` line of its log file under `logs`."""
+    goes: dict[TryKey, float] = {}
+    for path in logs.glob("*/*/*/*.log"):
+        if not path.stem.isdigit():
+            continue
+        with open(path, errors="replace") as f:
+            for line in f:
+                if GO_LINE in line:
+                    stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")  # logging's asctime: local time
+                    goes[(path.parent.parent.name, path.parent.name, int(path.stem))] = stamp.timestamp()
+                    break
+    return goes
 
 
 def _inbox(timeline: Timeline, message: InboxMessage, seconds: float) -> None:
@@ -124,24 +151,24 @@ def _read_all(config: Config, topic: str, timeout: float) -> list[Message]:
         reader.close()
 
 
-# The stages of event -> callable and of a start_after hop, each ending at a record's timestamp or at a
-# mark the task writes: the workflow file's first line (LOADED), the callable's first statement.
-EVENT_STAGES = ["send", "route", "decide", "command", "fork", "call"]
-HOP_STAGES = ["report", "decide", "command", "fork", "call"]
+# The stages of event -> callable and of a start_after hop, each ending at a record's timestamp, at the
+# try's go, or at a mark the task writes: the workflow file's first line (LOADED), the callable's first statement.
+EVENT_STAGES = ["send", "route", "decide", "command", "held", "start", "call"]
+HOP_STAGES = ["report", "decide", "command", "held", "start", "call"]
 
 
 def event_stages(timeline: Timeline, sent: float, event_id: str, key: TryKey, loaded: float,
                  started: float) -> list[float | None]:
     """The EVENT_STAGES of the try `key` started by the event `event_id`, sent at `sent`."""
     return durations([sent, timeline.event_time(event_id), timeline.routed.get(event_id), timeline.commands.get(key),
-                      timeline.report(key, "RUNNING"), loaded, started])
+                      timeline.report(key, "RUNNING"), timeline.went.get(key), loaded, started])
 
 
 def hop_stages(timeline: Timeline, ended: float, done: TryKey, key: TryKey, loaded: float,
                started: float) -> list[float | None]:
     """The HOP_STAGES from the end of the callable of try `done` to the start of the callable of try `key`."""
     return durations([ended, timeline.report(done, "SUCCESS"), timeline.commands.get(key),
-                      timeline.report(key, "RUNNING"), loaded, started])
+                      timeline.report(key, "RUNNING"), timeline.went.get(key), loaded, started])
 
 
 def durations(marks: list[float | None]) -> list[float | None]:
