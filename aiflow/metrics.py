@@ -70,6 +70,12 @@ EVENT_TO_RUNNING = Histogram(
 STATE_RESTORE_SECONDS = Histogram(
     "aiflow_scheduler_state_restore_seconds", "How long a scheduler took to restore the state of partitions "
     "it was assigned", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0))
+TRANSACTION_SECONDS = Histogram(
+    "aiflow_transaction_commit_seconds", "How long a service's transactional loop took to commit a step, by role "
+    "(router, scheduler, projector, worker): the consumer's positions sent to the transaction, then the commit; "
+    "what the step wrote is readable from then on. Each event's way to a task holds three (router, scheduler, "
+    "worker)", ["role"],
+    buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
 DEAD_LETTERS = Counter("aiflow_dead_letters", "Records written to the dead-letter topic, by the service that "
                        "wrote them", ["reporter"])
 WORKER_SLOTS = Gauge("aiflow_worker_slots", "Slots of this process's workers, busy (a try runs or waits to be "

@@ -250,12 +250,14 @@ class TransactionalLoop:
         """Commit what was produced since `begin` together with the consumer's positions."""
         if not self.in_transaction:
             return
+        began = time.perf_counter()
         assignment = self.consumer.assignment() if self.subscribed else []  # out of the group: nothing read
         if assignment:
             positions = [p for p in self.consumer.position(assignment) if p.offset >= 0]
             if positions:
                 self._send_offsets(positions)
         self._call(lambda p: p.commit_transaction(CALL_TIMEOUT))
+        metrics.TRANSACTION_SECONDS.labels(self.role).observe(time.perf_counter() - began)
         self.metrics.apply()
         self.in_transaction = False
         self.batch = []

@@ -59,3 +59,24 @@ def test_a_member_that_left_the_group_hands_its_partitions_over_at_once_and_stil
         leaving.close()
         if staying is not None:
             staying.close()
+
+
+def test_each_commit_is_timed_under_the_loops_role(kafka_config: Config) -> None:
+    """aiflow_transaction_commit_seconds{role}: one observation per committed step, none for an aborted one."""
+    from prometheus_client import REGISTRY
+
+    config = kafka_config
+    role = f"timed-{config.topic_prefix}"
+    loop = TransactionalLoop(config, role, topics.name(config, topics.TASKS), f"{config.topic_prefix}-timed")
+    try:
+        for _ in range(3):
+            loop.begin()
+            sending.produce(loop.producer, config, Event("timed").to_record())
+            loop.commit()
+        loop.begin()
+        loop.abort()
+    finally:
+        loop.close()
+    count = REGISTRY.get_sample_value("aiflow_transaction_commit_seconds_count", {"role": role})
+    total = REGISTRY.get_sample_value("aiflow_transaction_commit_seconds_sum", {"role": role})
+    assert count == 3 and total is not None and total > 0
