@@ -30,25 +30,41 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Protocol
-
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from typing import TYPE_CHECKING, Protocol
 
 from aiflow.config import Config
 from aiflow.errors import EventError, RecordError
 from aiflow.events.context import TASK_NAMESPACE_CONTEXT, TaskContext
-from aiflow.kafka import clients, sending, topics
 from aiflow.protocol.deadletter import decode_or_dead_letter
 from aiflow.protocol.forwarding import EventWriter
 from aiflow.protocol.messages import Event, checked_event_bytes, new_id
 from aiflow.protocol.records import MAX_RECORD_BYTES, NAMESPACE_HEADER, Header
+from aiflow.protocol.topics import EVENTS, topic_name
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 log = logging.getLogger(__name__)
 
 
-# What a partition answers while it is being created or its leader moves: worth a retry.
-_MOVING_PARTITION_ERRORS = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                                      KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT})
+def load_kafka() -> None:
+    """Import what the client needs to reach Kafka (confluent-kafka and aiflow's Kafka helpers).
+
+    Importing this module does not: workflow files import it (the tutorial's, through
+    `ai_flow.notification`), and loading a file to check it at upload never sends an event, so it need
+    not pay for confluent-kafka (about 50 ms). The methods import it when first used; the worker's fork
+    server calls this once, so that no try pays for it either."""
+    import confluent_kafka  # noqa: F401
+
+    from aiflow.kafka import clients, sending, topics  # noqa: F401
+
+
+def _partition_moving(error: KafkaError) -> bool:
+    """What a partition answers while it is being created or its leader moves: worth a retry."""
+    from confluent_kafka import KafkaError
+
+    return error.code() in (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                            KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT)
 
 
 class EventProcessor(Protocol):
@@ -71,7 +87,7 @@ class EventClient:
         self.task = TaskContext.from_env()
         self.namespace = namespace or (self.task.namespace if self.task else self.config.namespace)
         self.sender = sender or (self.task.sender if self.task else None)
-        self.topic = topics.name(self.config, topics.EVENTS)
+        self.topic = topic_name(self.config, EVENTS)
         self._producer: Producer | None = None
         self._producer_lock = threading.Lock()
         self._listeners: dict[str, _Listener] = {}
@@ -81,6 +97,8 @@ class EventClient:
     def _get_producer(self) -> Producer:
         with self._producer_lock:
             if self._producer is None:
+                from aiflow.kafka import clients
+
                 clients.check_reachable(self.config)  # a clear error now rather than a timeout later
                 self._producer = clients.producer(self.config, role="events")
             return self._producer
@@ -132,6 +150,8 @@ class EventClient:
                 raise EventError(f"event {key[:80]!r} is over the limit of {MAX_RECORD_BYTES:,} bytes for a record "
                                  "(its key counts twice: as the record's key and in the event)")
             batch.append((event_id, key, value, key_bytes, data))
+        from aiflow.kafka import sending
+
         producer = self._get_producer()
         failures: list[str] = []
         stored: list[tuple[int, int, int] | None] = [None] * len(batch)  # partition, offset, broker time (ms)
@@ -195,6 +215,8 @@ class EventClient:
 
     def _start_positions(self, consumer: Consumer, begin_time: datetime | None,
                          begin_offset: int | Mapping[int, int] | None) -> list[TopicPartition]:
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
         partitions = self._partitions(consumer)
         if begin_offset is not None:
             if isinstance(begin_offset, int):
@@ -213,12 +235,14 @@ class EventClient:
 
     def _end_offset(self, consumer: Consumer, partition: TopicPartition) -> int:
         """The partition's high watermark, retrying the errors a just-created or moving partition gives."""
+        from confluent_kafka import KafkaException
+
         deadline = time.monotonic() + 15
         while True:
             try:
                 return int(consumer.get_watermark_offsets(partition, timeout=10)[1])
             except KafkaException as exc:
-                if exc.args[0].code() not in _MOVING_PARTITION_ERRORS or time.monotonic() > deadline:
+                if not _partition_moving(exc.args[0]) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
 
@@ -235,6 +259,10 @@ class EventClient:
         self._check_open()
         namespace = namespace or self.namespace
         self._check_namespace(namespace, "read events of")
+        from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+
+        from aiflow.kafka import clients
+
         consumer = clients.consumer(self.config, role="event-reader", settings={"enable.partition.eof": True})
         try:
             if since is not None or begin_offset is not None:
@@ -317,6 +345,8 @@ class _Listener:
         self.processor = processor
         self.keys = keys
         self.namespace = namespace
+        from aiflow.kafka import clients
+
         self.consumer = clients.consumer(client.config, role="listener", follow=True)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"aiflow-listener-{self.id[:8]}", daemon=True)
@@ -326,6 +356,8 @@ class _Listener:
         self._thread.start()
 
     def _run(self) -> None:
+        from aiflow.kafka import clients
+
         try:
             while not self._stop.is_set():
                 msgs = clients.take(self.consumer, 500, 0.2)

@@ -25,7 +25,19 @@ from aiflow.config import Config
 from aiflow.errors import KafkaUnavailable
 from aiflow.kafka import clients
 from aiflow.protocol.records import PRODUCER_MAX_BYTES
-from aiflow.protocol.topics import ALL, CONTROL, DLQ, EVENTS, INBOX, LOGS, STATE, TASKS, WORKFLOWS, tasks_role
+from aiflow.protocol.topics import (
+    ALL,
+    CONTROL,
+    DLQ,
+    EVENTS,
+    INBOX,
+    LOGS,
+    STATE,
+    TASKS,
+    WORKFLOWS,
+    tasks_role,
+    topic_name,
+)
 
 __all__ = ["ALL", "CONTROL", "DLQ", "EVENTS", "INBOX", "LOGS", "STATE", "TASKS", "WORKFLOWS", "TopicSpec",
            "TopicReport",
@@ -45,8 +57,7 @@ class TopicSpec:
     purpose: str
 
 
-def name(config: Config, role: str) -> str:
-    return f"{config.topic_prefix}.{role}"
+name = topic_name  # the name on the cluster of a role's topic
 
 
 def specs(config: Config) -> list[TopicSpec]:

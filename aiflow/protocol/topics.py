@@ -8,6 +8,11 @@ reaches the dead-letter topic exactly once. Every other reader of the role skips
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aiflow.config import Config
+
 EVENTS = "events"
 INBOX = "inbox"
 TASKS = "tasks"
@@ -17,6 +22,11 @@ WORKFLOWS = "workflows"
 DLQ = "dlq"
 LOGS = "logs"
 ALL = (EVENTS, INBOX, TASKS, CONTROL, STATE, WORKFLOWS, DLQ, LOGS)
+
+
+def topic_name(config: Config, role: str) -> str:
+    """The name on the cluster of the topic of `role`."""
+    return f"{config.topic_prefix}.{role}"
 
 # role -> the service that dead-letters its unreadable records (None: nobody does).
 OWNERS: dict[str, str | None] = {

@@ -583,7 +583,10 @@ class _Server:
 
 def main(argv: list[str] | None = None) -> int:
     global _TASK_NAME
+    from aiflow.events.client import load_kafka
     from aiflow.worker import runner  # noqa: F401  (imported once here, inherited by every child)
+
+    load_kafka()  # the event client imports its Kafka modules on first use: here, once, for every try
 
     try:
         _TASK_NAME = Path(f"/proc/{os.getpid()}/comm").read_bytes().strip() or _TASK_NAME

@@ -149,6 +149,15 @@ def test_a_workflow_file_importing_ai_flow_ops_loads_neither_the_store_nor_kafka
     assert set(dir(ops)) >= set(ops.__all__)
 
 
+def test_a_workflow_file_importing_the_notification_client_loads_no_kafka_client() -> None:
+    # The tutorial's file imports it; its load at upload sends no event, so it need not import confluent-kafka.
+    probe = ("import json, sys\nfrom ai_flow.notification.notification_client import AIFlowNotificationClient\n"
+             "from aiflow import EventClient\nprint(json.dumps(sorted(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    modules = set(json.loads(done.stdout))
+    assert {m for m in modules if m.startswith(("confluent_kafka", "aiflow.kafka"))} == set()
+
+
 def test_a_workflow_file_loads_croniter_only_for_a_cron_schedule(tmp_path: Path) -> None:
     # croniter's import runs `file` on the interpreter (platform.architecture): about 25 ms that the upload's
     # load of every workflow file paid, and the CLI's upload command before it could start that load.

@@ -314,3 +314,27 @@ def test_without_preload_no_warm_server_starts(tmp_path: Path) -> None:
         assert len(lines(imports)) == 2 and not warm_servers(server)
     finally:
         server.close()
+
+
+KAFKA_SEEN = """
+import sys
+with open("kafka_loaded.txt", "w") as f:  # the file's first lines, before it imports anything itself
+    names = ("confluent_kafka", "aiflow.kafka.clients", "aiflow.kafka.sending")
+    f.write(" ".join(m for m in names if m in sys.modules))
+from aiflow import Workflow, PythonOperator
+with Workflow(name="warm"):
+    PythonOperator(name="t", python_callable=lambda: None)
+"""
+
+
+def test_a_try_finds_the_event_clients_kafka_modules_imported_by_the_fork_server(tmp_path: Path) -> None:
+    # The event client imports them on first use, so that loading a workflow file to upload it does not;
+    # the fork server imports them once, so a try's first event does not pay for them.
+    folder = snapshot(tmp_path, KAFKA_SEEN)
+    server = ForkServer(dict(os.environ), preload=False)
+    try:
+        assert run_try(server, folder, dict(os.environ), 1) == 0
+        assert (folder / "kafka_loaded.txt").read_text().split() == [
+            "confluent_kafka", "aiflow.kafka.clients", "aiflow.kafka.sending"]
+    finally:
+        server.close()
