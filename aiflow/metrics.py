@@ -72,7 +72,8 @@ STATE_RESTORE_SECONDS = Histogram(
     "it was assigned", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0))
 TRANSACTION_SECONDS = Histogram(
     "aiflow_transaction_commit_seconds", "How long a service's transactional loop took to commit a step, by role "
-    "(router, scheduler, projector, worker): the consumer's positions sent to the transaction, then the commit; "
+    "(router, scheduler, projector, worker, bridge-NAME for a connector): the consumer's positions sent to the "
+    "transaction, then the commit; "
     "what the step wrote is readable from then on. Each event's way to a task holds three (router, scheduler, "
     "worker)", ["role"],
     buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))

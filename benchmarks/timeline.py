@@ -102,7 +102,10 @@ def read_goes(logs: Path) -> dict[TryKey, float]:
         with open(path, errors="replace") as f:
             for line in f:
                 if GO_LINE in line:
-                    stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")  # logging's asctime: local time
+                    try:
+                        stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")  # logging's asctime: local
+                    except ValueError:  # not the runner's own format: no go known for this try
+                        break
                     goes[(path.parent.parent.name, path.parent.name, int(path.stem))] = stamp.timestamp()
                     break
     return goes

@@ -52,7 +52,7 @@ def load_kafka() -> None:
 
     Importing this module does not: workflow files import it (the tutorial's, through
     `ai_flow.notification`), and loading a file to check it at upload never sends an event, so it need
-    not pay for confluent-kafka (about 50 ms). The methods import it when first used; the worker's fork
+    not pay for confluent-kafka (about 40 ms). The methods import it when first used; the worker's fork
     server calls this once, so that no try pays for it either."""
     import confluent_kafka  # noqa: F401
 

@@ -293,8 +293,10 @@ class TransactionalLoop:
         self.begin()
         sending.produce(self.producer, self.config, dead_letter(msg, reason, self.role))
         past = TopicPartition(msg.topic() or "", msg.partition() or 0, (msg.offset() or 0) + 1)
+        began = time.perf_counter()
         self._send_offsets([past])
         self._call(lambda p: p.commit_transaction(CALL_TIMEOUT))
+        metrics.TRANSACTION_SECONDS.labels(self.role).observe(time.perf_counter() - began)
         metrics.DEAD_LETTERS.labels(self.role).inc()
         self.in_transaction = False
         self.batch = []

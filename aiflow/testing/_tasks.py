@@ -45,8 +45,8 @@ def run_operator(harness: WorkflowTest, handle: ExecutionHandle, attempt: TaskTr
 
 @contextmanager
 def _task_environment(namespace: str, workflow: str, execution_id: str, task: str, try_number: int) -> Iterator[None]:
-    """The variables a worker gives a task (`aiflow.events` is where they are defined; it loads the Kafka
-    client, which is then needed anyway: a task without it runs with none of them)."""
+    """The variables a worker gives a task (`aiflow.events` is where they are defined; it needs the event
+    client's dependencies, which a task that sends events needs anyway: without them it runs with none)."""
     try:
         from aiflow.events.context import TaskContext
     except ImportError:
@@ -80,7 +80,7 @@ def _events_to(harness: WorkflowTest) -> Iterator[None]:
     """The event client sends to the harness while the task runs (and cannot listen: there is no broker)."""
     try:
         from aiflow.events import client as client_module
-    except ImportError:  # no Kafka client installed: no task can send an event either
+    except ImportError:  # the event client's dependencies are missing: no task can send an event either
         yield
         return
     from aiflow.testing._harness import WorkflowTestError
