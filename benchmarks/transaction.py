@@ -16,13 +16,18 @@ This measures what one such commit costs by itself, on the lab's broker with no 
   record waits for it; the commit is EndTxn once the record is acknowledged. About four round trips, one
   after the other (transactions v2, KIP-890, would drop two of them; librdkafka does not speak it).
 
-There is no target: the figure is the floor under `route`, `decide` and `command` + `held` of
-event_latency, each of which holds one commit, as measured here on an idle broker, not under load.
+- *three at once*: three such loops, threads of one process as the router, the scheduler and the
+  projector are, each on topics of its own, begin, produce and commit at the same moment (a barrier):
+  whether commits that reach the broker together slow each other.
+
+There is no target: the figure is the floor under `decide`, `command` and `held` of event_latency,
+each of which holds one commit, as measured here on an idle broker, not under load.
 """
 
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 import uuid
 
@@ -35,20 +40,25 @@ from aiflow.kafka.transactions import TransactionalLoop
 
 VALUE = b"v" * 200
 PAUSE = 0.02  # seconds between two transactions: each starts on a broker done with the one before
+TOGETHER = 3  # loops that commit at once, in measure_together
 
 
 def transaction(lab: Lab, quick: bool) -> Result:
     n = 100 if quick else 400
     loop_ms, offsets, commits = measure(lab.config(), lab.config(), n)
+    together = measure_together([lab.config() for _ in range(TOGETHER)], n // 2)
     bare = [o + c for o, c in zip(offsets, commits, strict=True)]
     p50 = statistics.median(loop_ms)
     extra = {"bare_p50_ms": statistics.median(bare), "bare_p95_ms": percentile(bare, 95),
              "bare_send_offsets_p50_ms": statistics.median(offsets), "bare_commit_p50_ms": statistics.median(commits),
-             "three_in_a_row_p50_ms": 3 * p50}
+             "three_in_a_row_p50_ms": 3 * p50, "three_at_once_p50_ms": statistics.median(together),
+             "three_at_once_p95_ms": percentile(together, 95)}
     detail = [f"aiflow's loop: begin to committed {p50:.1f} ms p50; three in a row (router, scheduler, worker) "
               f"{3 * p50:.1f} ms, against event -> callable's target of 15 ms",
               f"librdkafka alone: {extra['bare_p50_ms']:.1f} ms p50: send_offsets_to_transaction "
-              f"{extra['bare_send_offsets_p50_ms']:.1f} ms, commit_transaction {extra['bare_commit_p50_ms']:.1f} ms"]
+              f"{extra['bare_send_offsets_p50_ms']:.1f} ms, commit_transaction {extra['bare_commit_p50_ms']:.1f} ms",
+              f"three loops of one process committing at once (as the router, the scheduler and the projector can): "
+              f"each commit {extra['three_at_once_p50_ms']:.1f} ms p50, {extra['three_at_once_p95_ms']:.1f} p95"]
     return Result("one Kafka transaction, idle broker (the floor of a step)", "ms", p50, percentile(loop_ms, 95),
                   percentile(loop_ms, 99), n, "none (a floor)", None, __doc__ or "", extra, detail)
 
@@ -113,3 +123,50 @@ def measure(looped: Config, bare: Config, n: int) -> tuple[list[float], list[flo
         consumer.close()
         loop.close()
     return loop_ms, offsets, commits
+
+
+def measure_together(configs: list[Config], n: int) -> list[float]:
+    """n rounds in which one TransactionalLoop per config (threads of this process, each on the topics of
+    its own prefix) has read a record of its own and all begin, produce and commit at the same moment (a
+    barrier): ms from begin to the commit's return, of every loop and round. The first 5 rounds are not
+    counted."""
+    loops = [TransactionalLoop(c, f"bench-txn-{i}", topics.name(c, topics.TASKS), f"{c.topic_prefix}-bench-txn",
+                               follow=False) for i, c in enumerate(configs)]
+    feeder = clients.producer(configs[0], role="bench-feeder")
+    barrier = threading.Barrier(len(loops))
+    times: list[float] = []
+    errors: list[BaseException] = []
+
+    def commit(loop: TransactionalLoop, inbox: str, i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            began = time.perf_counter()
+            loop.begin()
+            loop.producer.produce(inbox, VALUE, key=str(i).encode())
+            loop.commit()
+            if i >= 5:
+                times.append((time.perf_counter() - began) * 1000)
+        except BaseException as exc:  # raised again in the benchmark's thread
+            errors.append(exc)
+
+    try:
+        for loop in loops:
+            loop.begin()  # the producer's id before the clock
+            loop.commit()
+        for i in range(n + 5):
+            for loop, config in zip(loops, configs, strict=True):
+                _next(loop.consumer, feeder, topics.name(config, topics.TASKS), i)
+            threads = [threading.Thread(target=commit, args=(loop, topics.name(config, topics.INBOX), i))
+                       for loop, config in zip(loops, configs, strict=True)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if errors:
+                raise errors[0]
+            time.sleep(PAUSE)
+    finally:
+        feeder.flush(10)
+        for loop in loops:
+            loop.close()
+    return times
