@@ -250,17 +250,20 @@ class TransactionalLoop:
         """Commit what was produced since `begin` together with the consumer's positions."""
         if not self.in_transaction:
             return
-        began = time.perf_counter()
         assignment = self.consumer.assignment() if self.subscribed else []  # out of the group: nothing read
-        if assignment:
-            positions = [p for p in self.consumer.position(assignment) if p.offset >= 0]
-            if positions:
-                self._send_offsets(positions)
-        self._call(lambda p: p.commit_transaction(CALL_TIMEOUT))
-        metrics.TRANSACTION_SECONDS.labels(self.role).observe(time.perf_counter() - began)
+        positions = [p for p in self.consumer.position(assignment) if p.offset >= 0] if assignment else []
+        self._commit_with(positions)
         self.metrics.apply()
         self.in_transaction = False
         self.batch = []
+
+    def _commit_with(self, positions: list[TopicPartition]) -> None:
+        """Send `positions` (if any) to the open transaction and commit it, timed for the metric."""
+        began = time.perf_counter()
+        if positions:
+            self._send_offsets(positions)
+        self._call(lambda p: p.commit_transaction(CALL_TIMEOUT))
+        metrics.TRANSACTION_SECONDS.labels(self.role).observe(time.perf_counter() - began)
 
     def _call(self, call: Callable[[Producer], T]) -> T:
         producer = self.producer
@@ -293,10 +296,7 @@ class TransactionalLoop:
         self.begin()
         sending.produce(self.producer, self.config, dead_letter(msg, reason, self.role))
         past = TopicPartition(msg.topic() or "", msg.partition() or 0, (msg.offset() or 0) + 1)
-        began = time.perf_counter()
-        self._send_offsets([past])
-        self._call(lambda p: p.commit_transaction(CALL_TIMEOUT))
-        metrics.TRANSACTION_SECONDS.labels(self.role).observe(time.perf_counter() - began)
+        self._commit_with([past])
         metrics.DEAD_LETTERS.labels(self.role).inc()
         self.in_transaction = False
         self.batch = []

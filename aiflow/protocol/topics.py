@@ -28,6 +28,7 @@ def topic_name(config: Config, role: str) -> str:
     """The name on the cluster of the topic of `role`."""
     return f"{config.topic_prefix}.{role}"
 
+
 # role -> the service that dead-letters its unreadable records (None: nobody does).
 OWNERS: dict[str, str | None] = {
     EVENTS: "router",
