@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 # Next to this file: benchmarks/lab.py, timeline.py and the benchmarks in files of their own.
+import request_log
 import send_events as send_events_bench
 import transaction as transaction_bench
 import try_growth as try_growth_bench
@@ -51,7 +52,7 @@ from timeline import EVENT_STAGES, HOP_STAGES, event_stages, hop_stages, read_ti
 from aiflow import EventClient, ops
 from aiflow.config import KAFKA_PROPERTY_ENV_PREFIX, Config
 from aiflow.kafka import clients, sending, topics
-from aiflow.kafka.local_broker import LocalBroker
+from aiflow.kafka.local_broker import REQUEST_LOG_LEVEL_ENV, LocalBroker
 from aiflow.protocol.messages import WorkflowDefinition
 from aiflow.protocol.records import inbox_partition
 
@@ -609,20 +610,26 @@ def main() -> None:
                         help="an earlier results.json: print each figure's ratio against it after the table")
     parser.add_argument("--kafka-property", metavar="NAME=VALUE", action="append", default=[],
                         help="a librdkafka property for every client (as AIFLOW_KAFKA_PROPERTY_<NAME>; repeatable)")
+    parser.add_argument("--request-log", action="store_true",
+                        help="log every request the lab's broker serves and print where its time goes, by client "
+                             "role and API (benchmarks/request_log.py); logging slows the broker")
     parser.add_argument("--idle-settle", metavar="SECONDS", type=float, default=IDLE_SETTLE_S,
                         help=f"idle: seconds from the services' start to the measurement (default {IDLE_SETTLE_S:g})")
     args = parser.parse_args()
     earlier = json.loads(args.compare.read_text()) if args.compare else None  # read before --output is written
     properties = dict(p.split("=", 1) for p in args.kafka_property)
+    if args.request_log:  # read by the broker's log4j2.properties, so set before the lab's broker starts
+        os.environ[REQUEST_LOG_LEVEL_ENV] = "DEBUG"
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
                "load_before": [round(x, 2) for x in os.getloadavg()], "kafka_properties": properties,
-               "commit": _commit(),
+               "commit": _commit(), "request_log": args.request_log,
                **({"idle_settle_s": args.idle_settle} if "idle" in (args.names or BENCHMARKS) else {})}
     lab = Lab(properties)
     lab.idle_settle = args.idle_settle
     results: list[Result] = []
     failed = True
+    requests: list[str] = []
     try:
         for name in args.names or list(BENCHMARKS):
             print(f"running {name} ...", file=sys.stderr, flush=True)
@@ -631,6 +638,8 @@ def main() -> None:
             print(f"  done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
             results.extend(result if isinstance(result, list) else [result])
         failed = False
+        if args.request_log:
+            requests = request_log.summary(lab.broker.log_file)
     finally:
         lab.close(keep=failed)
     machine["load_after"] = [round(x, 2) for x in os.getloadavg()]  # others' work during the run shows here
@@ -646,6 +655,8 @@ def main() -> None:
             print(f"    {key}: {value:.1f}")
         for line in r.detail:
             print(f"    {line}")
+    if args.request_log:
+        print("\n" + "\n".join(requests))
     if earlier is not None:
         print(f"\ncompared with {args.compare} ({earlier['machine'].get('date', 'undated')}):")
         for line in compare(results, earlier):

@@ -36,6 +36,9 @@ from aiflow.kafka import clients
 from aiflow.process import alive, private_home, read_pid, stop_daemon
 
 MIN_JAVA = 17
+# The level of the broker's request logger, read by local/log4j2.properties (WARN when unset): DEBUG logs
+# every request it serves with its times (benchmarks/run.py --request-log).
+REQUEST_LOG_LEVEL_ENV = "AIFLOW_BROKER_REQUEST_LOG_LEVEL"
 
 # Settings of the local broker; each says what it is for.
 BROKER_SETTINGS = {

@@ -32,8 +32,9 @@ def fresh_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def test_broker_start_send_list_stop_in_a_fresh_home(tmp_path: Path) -> None:
+    # With its request logger at DEBUG, the broker logs each request it serves (benchmarks/request_log.py).
     env = fresh_env(tmp_path / "home", AIFLOW_BROKER_PORT=str(free_port()),
-                    AIFLOW_BROKER_CONTROLLER_PORT=str(free_port()))
+                    AIFLOW_BROKER_CONTROLLER_PORT=str(free_port()), AIFLOW_BROKER_REQUEST_LOG_LEVEL="DEBUG")
     try:
         started = run(env, "broker", "start", "--daemon")
         assert "Broker started at 127.0.0.1:" in started.stdout
@@ -53,6 +54,9 @@ def test_broker_start_send_list_stop_in_a_fresh_home(tmp_path: Path) -> None:
         assert len(plain) == 1 and "\tk\tin-b\t" in plain[0]
         topics_rows = json.loads(run(env, "topics", "list", "-o", "json").stdout)
         assert all(r["exists"] for r in topics_rows)
+        served = [line for line in (tmp_path / "home" / "logs" / "broker.log").read_text().splitlines()
+                  if "Completed request:" in line and '"requestApiKeyName":"PRODUCE"' in line]
+        assert any('"clientId":"aiflow-events-' in line and '"totalTimeMs":' in line for line in served)
     finally:
         stopped = run(env, "broker", "stop", check=False)
     assert "Broker stopped." in stopped.stdout
