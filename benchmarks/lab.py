@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import broker_profile
+
 from aiflow import ops
 from aiflow.config import KAFKA_PROPERTY_ENV_PREFIX, Config
 from aiflow.kafka import clients, sending, topics
@@ -126,6 +128,8 @@ class Lab:
         self.idle_settle = IDLE_SETTLE_S
         self.processes: list[subprocess.Popen[bytes]] = []
         self._logs: dict[int, Path] = {}
+        self.profile: Path | None = None  # --broker-profile: where each start of the broker records to
+        self.profiles: list[Path] = []
 
     def log_of(self, process: subprocess.Popen[bytes]) -> Path:
         return self._logs[process.pid]
@@ -135,6 +139,9 @@ class Lab:
         if not self.broker_running:
             self.broker.start()
             self.broker_running = True
+            pid = self.broker.pid()
+            if self.profile is not None and pid is not None:
+                self.profiles.append(broker_profile.start(pid, self.profile))
 
     def stop_broker(self) -> None:
         if self.broker_running:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 # Next to this file: benchmarks/lab.py, timeline.py and the benchmarks in files of their own.
+import broker_profile
 import request_log
 import send_events as send_events_bench
 import transaction as transaction_bench
@@ -613,6 +614,9 @@ def main() -> None:
     parser.add_argument("--request-log", action="store_true",
                         help="log every request the lab's broker serves and print where its time goes, by client "
                              "role and API (benchmarks/request_log.py); logging slows the broker")
+    parser.add_argument("--broker-profile", metavar="FILE", type=Path,
+                        help="record the lab's broker with Java Flight Recorder into FILE and print where its CPU "
+                             "goes, by thread and method (benchmarks/broker_profile.py; needs jcmd and jfr)")
     parser.add_argument("--idle-settle", metavar="SECONDS", type=float, default=IDLE_SETTLE_S,
                         help=f"idle: seconds from the services' start to the measurement (default {IDLE_SETTLE_S:g})")
     args = parser.parse_args()
@@ -624,12 +628,14 @@ def main() -> None:
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
                "load_before": [round(x, 2) for x in os.getloadavg()], "kafka_properties": properties,
                "commit": _commit(), "request_log": args.request_log,
+               "broker_profile": str(args.broker_profile) if args.broker_profile else None,
                **({"idle_settle_s": args.idle_settle} if "idle" in (args.names or BENCHMARKS) else {})}
     lab = Lab(properties)
     lab.idle_settle = args.idle_settle
+    lab.profile = args.broker_profile
     results: list[Result] = []
     failed = True
-    requests: list[str] = []
+    request_lines: list[str] = []
     try:
         for name in args.names or list(BENCHMARKS):
             print(f"running {name} ...", file=sys.stderr, flush=True)
@@ -639,7 +645,7 @@ def main() -> None:
             results.extend(result if isinstance(result, list) else [result])
         failed = False
         if args.request_log:
-            requests = request_log.summary(lab.broker.log_file)
+            request_lines = request_log.summary(lab.broker.log_file)
     finally:
         lab.close(keep=failed)
     machine["load_after"] = [round(x, 2) for x in os.getloadavg()]  # others' work during the run shows here
@@ -656,7 +662,9 @@ def main() -> None:
         for line in r.detail:
             print(f"    {line}")
     if args.request_log:
-        print("\n" + "\n".join(requests))
+        print("\n" + "\n".join(request_lines))
+    if args.broker_profile:  # the broker has stopped (lab.close), so its recordings are written
+        print("\n" + "\n".join(broker_profile.summary(lab.profiles)))
     if earlier is not None:
         print(f"\ncompared with {args.compare} ({earlier['machine'].get('date', 'undated')}):")
         for line in compare(results, earlier):

@@ -31,7 +31,7 @@ def fresh_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_broker_start_send_list_stop_in_a_fresh_home(tmp_path: Path) -> None:
+def test_broker_start_send_list_stop_in_a_fresh_home_logging_requests(tmp_path: Path) -> None:
     # With its request logger at DEBUG, the broker logs each request it serves (benchmarks/request_log.py).
     env = fresh_env(tmp_path / "home", AIFLOW_BROKER_PORT=str(free_port()),
                     AIFLOW_BROKER_CONTROLLER_PORT=str(free_port()), AIFLOW_BROKER_REQUEST_LOG_LEVEL="DEBUG")

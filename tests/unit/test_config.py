@@ -96,3 +96,14 @@ def test_the_local_broker_address_follows_broker_host(tmp_path: Path) -> None:
     for bad in ("0.0.0.0", "10.7.0.1:9092", " host"):
         with pytest.raises(ConfigError, match="broker.host"):
             Config.load(home=tmp_path, environ={"AIFLOW_BROKER_HOST": bad})
+
+
+def test_the_local_brokers_request_log_level_is_read_from_its_variable_and_warn_without_it() -> None:
+    from importlib import resources
+
+    from aiflow.kafka.local_broker import REQUEST_LOG_LEVEL_ENV
+
+    text = (resources.files("aiflow.kafka") / "local" / "log4j2.properties").read_text()
+    levels = dict(line.removeprefix("logger.request.").split(" = ", 1) for line in text.splitlines()
+                  if line.startswith("logger.request."))
+    assert levels == {"name": "kafka.request.logger", "level": f"${{env:{REQUEST_LOG_LEVEL_ENV}:-WARN}}"}
