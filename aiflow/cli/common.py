@@ -16,6 +16,25 @@ def load_config() -> Config:
     return Config.load()
 
 
+# Whether the running command asked `aiflow` to end the moment it returns (end_at_once).
+_end_at_once = False
+
+
+def end_at_once() -> None:
+    """Let `aiflow` end as soon as this command returns, its output and log lines flushed, without the interpreter's
+    teardown (aiflow.cli.main.end_now). That teardown destroys the process's Kafka clients one by one (what they sent
+    is durable already) and frees every module: about 70 ms of a 300 ms `workflow-execution start`, spent on two
+    cores beside the scheduler and the worker acting on what it just sent (benchmarks/README.md). For commands that
+    leave nothing behind them: no file open for writing, no child process, no Kafka record still to be sent."""
+    global _end_at_once
+    _end_at_once = True
+
+
+def ends_at_once() -> bool:
+    """Whether the command that ran asked for end_at_once."""
+    return _end_at_once
+
+
 namespace_option = click.option("-n", "--namespace", default=None,
                                 help="Namespace (default: the configured one, normally 'default').")
 

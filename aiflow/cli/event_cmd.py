@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import click
 
-from aiflow.cli.common import load_config, namespace_option
+from aiflow.cli.common import end_at_once, load_config, namespace_option
 from aiflow.cli.output import emit, emit_result, output_option
 from aiflow.errors import AIFlowError
 
@@ -55,6 +55,7 @@ def send(key: str, value: str | None, namespace: str | None, fmt: str) -> None:
     """Send an event with KEY (and VALUE); prints it once it is stored."""
     from aiflow.events import EventClient
 
+    end_at_once()
     with EventClient(load_config(), namespace=namespace, sender="cli") as client:
         event = client.send_event(key, value)
     if fmt == "table":

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from typing import Any
 
 import click
 
-from aiflow.cli.common import EXIT_TIMEOUT, exit_code_of, load_config, namespace_option
+from aiflow.cli.common import EXIT_TIMEOUT, end_at_once, exit_code_of, load_config, namespace_option
 from aiflow.cli.output import emit, emit_result, output_option
 
 EXECUTION_COLUMNS = ["id", "workflow", "status", "run_type", "snapshot_version", "begin_date", "end_date", "message"]
@@ -38,17 +37,15 @@ def start(workflow: str, wait: bool, timeout: float | None, namespace: str | Non
 
     if timeout is not None and not wait:
         raise click.UsageError("--timeout goes with --wait")
+    end_at_once()
     config = load_config()
-    ops.prepare_to_send(config=config)  # Kafka connects while the store loads
-    if not wait and fmt in ("table", "plain"):
-        # Whether a scheduler runs is asked beside the start (a Kafka round trip of its own), not after it.
-        running: list[bool | None] = []
-        asking = threading.Thread(target=lambda: running.append(ops.scheduler_running(config=config)), daemon=True)
-        asking.start()
+    say_scheduler = not wait and fmt in ("table", "plain")
+    # Kafka connects while the store loads; whether a scheduler runs is then asked beside the start, not after it.
+    ops.prepare_to_send(config=config, ask_schedulers=say_scheduler)
+    if say_scheduler:
         execution_id = ops.start_workflow_execution(workflow, namespace, config=config, wait=0)
         click.echo(f"Workflow execution: {execution_id} submitted.")
-        asking.join()
-        if running == [False]:
+        if ops.scheduler_running(config=config) is False:
             click.echo("note: no scheduler is running; the execution starts when one does "
                        "(`aiflow scheduler start -d`)", err=True)
         return
@@ -166,6 +163,7 @@ def stop(execution_id: str, fmt: str) -> None:
     """Stop an execution and every task of it that runs."""
     from aiflow import ops
 
+    end_at_once()
     ops.stop_workflow_execution(execution_id, config=load_config())
     emit_result(f"Workflow execution: {execution_id}, stopping.", {"id": execution_id, "stop_requested": True}, fmt)
 
@@ -178,6 +176,7 @@ def stop_all(workflow: str, namespace: str | None, fmt: str) -> None:
     """Stop every unfinished execution of WORKFLOW."""
     from aiflow import ops
 
+    end_at_once()
     ids = ops.stop_workflow_executions(workflow, namespace, config=load_config())
     emit_result(f"Stopping {len(ids)} execution(s) of {workflow}" + (f": {', '.join(ids)}." if ids else "."),
                 {"workflow": workflow, "stopping": ids}, fmt)
@@ -237,6 +236,7 @@ def _task_command(name: str, verb: str, help_text: str) -> None:
     def command(execution_id: str, task: str, fmt: str) -> None:
         from aiflow import ops
 
+        end_at_once()
         getattr(ops, f"{name}_task_execution")(execution_id, task, config=load_config())
         emit_result(f"Task {task} of {execution_id}: {verb}.",
                     {"execution_id": execution_id, "task": task, "requested": name}, fmt)

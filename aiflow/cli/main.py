@@ -6,7 +6,8 @@ import importlib
 import logging
 import os
 import sys
-from typing import Any
+import threading
+from typing import Any, NoReturn
 
 import click
 
@@ -106,4 +107,29 @@ def main() -> None:
         # cannot reach Kafka says so in its own one-line error.
         logging.getLogger("aiflow.librdkafka").setLevel(logging.CRITICAL)
         logging.getLogger("aiflow.kafka").setLevel(logging.ERROR)
-    sys.exit(cli.main(prog_name="aiflow"))
+    try:
+        cli.main(prog_name="aiflow")
+    except SystemExit as done:  # click ends every command so, with its exit code
+        from aiflow.cli.common import ends_at_once
+
+        if ends_at_once():
+            end_now(done.code)
+        raise
+
+
+def end_now(code: Any) -> NoReturn:
+    """End the process with `code` (as sys.exit takes it) once its output and log lines are flushed, skipping the
+    interpreter's teardown (see aiflow.cli.common.end_at_once); a normal exit if a thread that is not a daemon
+    still runs, since the interpreter waits for such a thread before it exits."""
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    status = code if isinstance(code, int) else 0 if code is None else 1
+    if not isinstance(code, (int, type(None))):
+        print(code, file=sys.stderr)  # as sys.exit prints a message it is given
+    logging.shutdown()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a closed pipe (`aiflow ... | head`): what could be written was
+        pass
+    os._exit(status)

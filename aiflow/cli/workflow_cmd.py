@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from aiflow.cli.common import load_config, namespace_option
+from aiflow.cli.common import end_at_once, load_config, namespace_option
 from aiflow.cli.output import emit, emit_result, output_option
 
 WORKFLOW_COLUMNS = ["namespace", "name", "version", "is_enabled", "workflow_file", "update_time"]
@@ -28,6 +28,7 @@ def upload(file: str, files: tuple[str, ...], more_files: tuple[str, ...], names
     """Upload the workflows defined in FILE, with its --files, as a new snapshot version."""
     from aiflow import ops
 
+    end_at_once()
     infos = ops.upload_workflows(file, [*files, *more_files], namespace=namespace, config=load_config())
     if fmt == "table":
         for info in infos:

@@ -121,12 +121,19 @@ def admin(config: Config, **extra: Any) -> AdminClient:
     return AdminClient(settings)
 
 
-def check_reachable(config: Config, timeout: float = 5.0, topic: str | None = None) -> ClusterMetadata:
+def probe(config: Config) -> AdminClient:
+    """An admin client for questions whose refusal is itself the answer (is the cluster there? who is in a
+    group?): librdkafka's log and the outage report stay quiet while a broker starts or is down."""
+    return admin(config, log_level=0, error_cb=_ignore)
+
+
+def check_reachable(config: Config, timeout: float = 5.0, topic: str | None = None,
+                    admin: AdminClient | None = None) -> ClusterMetadata:
     """Raise KafkaUnavailable with what to do when the configured cluster does not answer; else its answer, the
-    cluster's metadata (of `topic` alone, when given: one question then tells its partitions too)."""
+    cluster's metadata (of `topic` alone, when given: one question then tells its partitions too). Asked of
+    `admin` when given (a `probe`), else of a probe made for it."""
     try:
-        # A probe expects refusals while a broker starts: keep librdkafka and the outage report quiet.
-        return admin(config, log_level=0, error_cb=_ignore).list_topics(topic, timeout=timeout)
+        return (admin if admin is not None else probe(config)).list_topics(topic, timeout=timeout)
     except KafkaException as exc:
         hint = ("start one with `aiflow broker start --daemon`" if config.uses_local_broker
                 else "check AIFLOW_KAFKA_BOOTSTRAP and kafka.properties")

@@ -296,7 +296,7 @@ class LocalBroker:
     def registered(self, timeout: float = 2.0) -> set[int]:
         """The ids of the nodes the cluster's metadata lists as brokers now."""
         try:
-            metadata = clients.admin(self.config, log_level=0, error_cb=lambda _e: None).list_topics(timeout=timeout)
+            metadata = clients.probe(self.config).list_topics(timeout=timeout)
         except KafkaException:
             return set()
         return set(metadata.brokers)

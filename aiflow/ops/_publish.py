@@ -13,6 +13,8 @@ from aiflow.config import Config
 from aiflow.ops._dispatch import _config, _via_api
 
 if TYPE_CHECKING:
+    from confluent_kafka.admin import AdminClient
+
     from aiflow.protocol.messages import Command, WorkflowDefinition
 
 # The Kafka client and the wire contract (confluent-kafka, fastavro and the schemas: about 80 ms) are
@@ -29,12 +31,16 @@ _DEFINITIONS = "workflows"
 class _Preparing(threading.Thread):
     """What a send needs of Kafka, done on a thread of its own while the caller reads the store: the client loaded,
     this process's producer made (it connects on librdkafka's threads meanwhile), and one question to the cluster,
-    which tells that it answers and how many partitions the inbox has."""
+    which tells that it answers and how many partitions the inbox has. Then, when asked, how many schedulers are in
+    their group, through the same connection: the send does not wait for that answer."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, ask_schedulers: bool) -> None:
         super().__init__(name="aiflow-prepare-send", daemon=True)
         self.config = config
+        self.ask_schedulers = ask_schedulers
         self.error: Exception | None = None
+        self.checked = threading.Event()  # the cluster answered, or `error` says why not
+        self.schedulers: int | None = None
         self.start()
 
     def run(self) -> None:
@@ -45,10 +51,16 @@ class _Preparing(threading.Thread):
             # Asked of an admin client, not of the producer: a producer asked for metadata in its first milliseconds
             # may get it from its bootstrap connection just before dropping that one, and then wait half a second
             # for its producer id (librdkafka 2.x).
-            answer = clients.check_reachable(self.config, topic=topics.name(self.config, topics.INBOX))
+            admin = clients.probe(self.config)
+            answer = clients.check_reachable(self.config, topic=topics.name(self.config, topics.INBOX), admin=admin)
             topics.partition_count(self.config, topics.INBOX, answer)  # asked once per process, here, not at the send
         except Exception as exc:  # handed to the caller's check_reachable, which raises it
             self.error = exc
+            return
+        finally:
+            self.checked.set()
+        if self.ask_schedulers:
+            self.schedulers = _count_schedulers(admin, self.config)
 
 
 def _load_codec() -> None:
@@ -59,19 +71,24 @@ def _load_codec() -> None:
     default_codec()
 
 
-# Begun by prepare_to_send, taken by the next check_reachable of the same cluster.
+# Begun by prepare_to_send: taken by the next check_reachable of the same cluster, and by the next scheduler_members
+# when it was asked to count the schedulers too.
 _preparing: dict[tuple[str, str], _Preparing] = {}
+_counting: dict[tuple[str, str], _Preparing] = {}
 
 
 @_via_api
-def prepare_to_send(*, config: Config | None = None) -> None:
+def prepare_to_send(*, config: Config | None = None, ask_schedulers: bool = False) -> None:
     """Begin, without waiting, what sending to Kafka needs: load the client, make this process's producer (it
-    connects on its own threads) and check that the cluster answers. A command sent next (a start, a stop) then
+    connects on its own threads) and check that the cluster answers; with `ask_schedulers`, then count the
+    schedulers in their group (`scheduler_members` takes the answer). A command sent next (a start, a stop) then
     finds them done; the CLI calls this before it loads the store."""
     config = _config(config)
     key = (config.bootstrap, config.topic_prefix)
     if key not in _preparing:
-        _preparing[key] = _Preparing(config)
+        _preparing[key] = _Preparing(config, ask_schedulers)
+        if ask_schedulers:
+            _counting[key] = _preparing[key]
 
 
 def check_reachable(config: Config) -> None:
@@ -80,7 +97,7 @@ def check_reachable(config: Config) -> None:
     preparing = _preparing.pop((config.bootstrap, config.topic_prefix), None)
     if preparing is not None:
         _load_codec()  # here, while the preparation waits for the cluster
-        preparing.join()
+        preparing.checked.wait()
         if preparing.error is not None:
             raise preparing.error
         return
@@ -127,13 +144,23 @@ def publish_deletion(config: Config, namespace: str, workflow: str) -> None:
 
 def scheduler_members(config: Config, timeout: float = 3.0) -> int | None:
     """How many schedulers are in their consumer group now (one request to the group's coordinator); None
-    when Kafka does not tell within `timeout` seconds."""
+    when Kafka does not tell within `timeout` seconds. The answer of prepare_to_send's count, when one was asked."""
+    preparing = _counting.pop((config.bootstrap, config.topic_prefix), None)
+    if preparing is not None:
+        preparing.join(timeout + 5.0)  # its check has its own time limit, then its count this one
+        return preparing.schedulers
     from aiflow.kafka import clients
 
+    try:
+        admin = clients.probe(config)
+    except Exception:  # KafkaException: a client that cannot even be made
+        return None
+    return _count_schedulers(admin, config, timeout)
+
+
+def _count_schedulers(admin: AdminClient, config: Config, timeout: float = 3.0) -> int | None:
     group = f"{config.topic_prefix}-scheduler"
     try:
-        # A probe: a refusal is an answer of None here, not a line in the user's terminal.
-        admin = clients.admin(config, log_level=0, error_cb=lambda _error: None)
         return len(admin.describe_consumer_groups([group], request_timeout=timeout)[group].result().members)
     except Exception:  # KafkaException, or a group the coordinator cannot describe yet
         return None

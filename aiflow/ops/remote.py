@@ -244,7 +244,7 @@ def start_workflow_execution(workflow_name: str, namespace: str | None = None, *
     return execution_id
 
 
-def prepare_to_send(*, config: Config | None = None) -> None:
+def prepare_to_send(*, config: Config | None = None, ask_schedulers: bool = False) -> None:
     pass  # the server sends: nothing to make ready here
 
 

@@ -84,7 +84,7 @@ class FakeOps:
     def scheduler_running(self, *, config: Any) -> bool | None:
         return self.scheduler
 
-    def prepare_to_send(self, *, config: Any) -> None:
+    def prepare_to_send(self, *, config: Any, ask_schedulers: bool = False) -> None:
         pass
 
     def wait_for_execution(self, execution_id: str, timeout: float, *, config: Any) -> bool:
@@ -125,6 +125,42 @@ def test_start_as_json_waits_for_the_stored_execution(fake_ops: FakeOps) -> None
     done = CliRunner().invoke(cli, ["workflow-execution", "start", "w", "-o", "json"])
     assert done.exit_code == 0 and json.loads(done.stdout) == {"id": "e1", "workflow": "w", "status": None}
     assert fake_ops.waited == ["e1"] and "no scheduler has taken it yet" in done.stderr
+
+
+@pytest.mark.parametrize("output", ["table", "json"])
+def test_start_asks_to_end_at_once_and_help_does_not(fake_ops: FakeOps, monkeypatch: pytest.MonkeyPatch,
+                                                     output: str) -> None:
+    from aiflow.cli import common
+
+    monkeypatch.setattr(common, "_end_at_once", False)
+    assert CliRunner().invoke(cli, ["--help"]).exit_code == 0 and not common.ends_at_once()
+    done = CliRunner().invoke(cli, ["workflow-execution", "start", "w", "-o", output])
+    assert done.exit_code == 0 and common.ends_at_once()
+
+
+# Ends by aiflow.cli.main.end_now after 100 KB on a pipe; an atexit line shows whether the interpreter's teardown ran.
+ENDING = """
+import atexit, sys, threading, time
+from aiflow.cli.main import end_now
+atexit.register(print, "teardown")
+if sys.argv[2] == "thread":
+    threading.Thread(target=lambda: (time.sleep(0.3), print("thread done"))).start()
+sys.stdout.write("x" * 100_000 + "\\n")
+end_now(int(sys.argv[1]) if sys.argv[1].isdigit() else sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize(("code", "thread", "status"), [("0", "none", 0), ("3", "none", 3), ("bad thing", "none", 1),
+                                                        ("0", "thread", 0)])
+def test_ending_at_once_flushes_the_output_and_skips_the_teardown_unless_a_thread_runs(code: str, thread: str,
+                                                                                     status: int) -> None:
+    done = subprocess.run([sys.executable, "-c", ENDING, code, thread], capture_output=True, text=True, timeout=60)
+    assert done.returncode == status, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "x" * 100_000  # all of it, though stdout was a pipe (block-buffered)
+    # A thread that is not a daemon gets the interpreter's normal exit, which waits for it.
+    assert lines[1:] == (["thread done", "teardown"] if thread == "thread" else [])
+    assert done.stderr == ("bad thing\n" if code == "bad thing" else "")
 
 
 def test_an_upload_starts_loading_the_file_before_it_imports_the_store_or_kafka() -> None:
