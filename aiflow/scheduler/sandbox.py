@@ -54,6 +54,14 @@ class HostTimeout(HostError):
     """The snapshot's process did not answer in time."""
 
 
+def _kill_group(pid: int) -> None:
+    """SIGKILL to the process group of a snapshot process (it leads its own session)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 class SnapshotHost:
     """One process of user code: a snapshot's, for one workflow of it (`for_workflow`), or the one
     for a workflow's trigger conditions (`for_conditions`)."""
@@ -70,6 +78,7 @@ class SnapshotHost:
         self._buffer = b""
         self.needed = False  # it has conditions to evaluate, so it is kept running
         self._restart_at = 0.0
+        self._aborted = False
 
     @classmethod
     def for_workflow(cls, file: Path, namespace: str, workflow: str, **limits: Any) -> SnapshotHost:
@@ -90,6 +99,8 @@ class SnapshotHost:
         argv = [*python_module("aiflow.sdk.host"), "--memory-mb", str(self.memory_mb), *self.args]
         self._process = subprocess.Popen(argv, cwd=self.cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          start_new_session=True, env=without_credentials(os.environ))
+        if self._aborted:  # abort() came before there was a process to end
+            _kill_group(self._process.pid)
         self._buffer = b""
         try:
             answer = self._read(self.load_timeout)
@@ -196,6 +207,14 @@ class SnapshotHost:
             self._restart_at = time.monotonic() + RESTART_AFTER
             log.error("%s: its process could not be started again: %s", self.label, exc)
 
+    def abort(self) -> None:
+        """End a load under way on another thread at once (its `load` raises WorkflowFileError), and any that
+        starts later: for a scheduler that stops, which would otherwise wait up to `load_timeout` for it."""
+        self._aborted = True
+        process = self._process
+        if process is not None:
+            _kill_group(process.pid)
+
     def close(self) -> None:
         process, self._process = self._process, None
         if process is None:
@@ -205,10 +224,9 @@ class SnapshotHost:
                 process.stdin.close()
             except OSError:
                 pass
-        try:  # the process and whatever the user's code started, even if the process itself has ended
-            os.killpg(process.pid, signal.SIGKILL)  # (not reaped yet, its pid cannot have been reused)
-        except (ProcessLookupError, PermissionError):
-            pass
+        # The process and whatever the user's code started, even if the process itself has ended (not reaped
+        # yet, its pid cannot have been reused).
+        _kill_group(process.pid)
         process.wait()
         if process.stdout is not None:
             process.stdout.close()

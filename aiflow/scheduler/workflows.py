@@ -4,6 +4,7 @@ in a process of the snapshot's own (aiflow/scheduler/sandbox.py)."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,6 +47,10 @@ class WorkflowCache:
         self._hosts: dict[Key, SnapshotHost] = {}
         self._loading: dict[Key, Future[tuple[SnapshotHost, Workflow]]] = {}
         self._loader: ThreadPoolExecutor | None = None
+        # The hosts whose load is under way, so `close` can end a background one at once.
+        self._starting: dict[Key, SnapshotHost] = {}
+        self._starting_lock = threading.Lock()
+        self._closing = False
 
     def get(self, namespace: str, name: str, uri: str, sha256: str, workflow_file: str) -> Workflow:
         """The workflow; WorkflowFileError with the reason if its snapshot cannot be loaded."""
@@ -73,11 +78,18 @@ class WorkflowCache:
         sha256, namespace, name = key
         folder = fetch(self.config, uri, sha256, self.root / sha256)  # checks the sha256 first
         host = SnapshotHost.for_workflow(file_in(folder, workflow_file), namespace, name, **self.limits)
+        with self._starting_lock:
+            if self._closing:
+                raise WorkflowFileError(f"{workflow_file}: not loaded, the scheduler is stopping")
+            self._starting[key] = host
         try:
             return host, host.workflow_object(host.load())
         except BaseException:
             host.close()
             raise
+        finally:
+            with self._starting_lock:
+                self._starting.pop(key, None)
 
     def load_in_background(self, namespace: str, name: str, uri: str, sha256: str, workflow_file: str) -> None:
         """Start loading a workflow on the loader thread, unless it is loaded or loading already."""
@@ -120,6 +132,13 @@ class WorkflowCache:
         return {key[0] for key in self._loaded} | {key[0] for key in self._loading}
 
     def close(self) -> None:
+        """End every snapshot process, a background load under way included (at once, not after its
+        `workflows.load_timeout`)."""
+        with self._starting_lock:
+            self._closing = True
+            starting = list(self._starting.values())
+        for host in starting:
+            host.abort()
         if self._loader is not None:
             self._loader.shutdown(wait=True, cancel_futures=True)
         for loading in self._loading.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -263,3 +264,58 @@ def test_a_scheduler_with_more_than_1024_descriptors_open_still_talks_to_its_sna
             os.close(fd)
         os.close(null)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+SLEEPING = """
+import time
+time.sleep(600)  # a file whose imports take their time (a cold scikit-learn on a busy machine, a network mount)
+from aiflow import Operator, Workflow
+with Workflow(name="slow"):
+    Operator("t")
+"""
+
+
+def test_a_host_aborted_before_its_load_ends_that_load_at_once(tmp_path: Path) -> None:
+    h = host(snapshot(tmp_path / "s", SLEEPING), "slow", load_timeout=600)
+    h.abort()  # as a stopping scheduler does while the loader thread is about to start the process
+    with pytest.raises(WorkflowFileError, match="SIGKILL"):
+        h.load()
+    assert h._process is None
+
+
+def _process_running(text: str, within: float) -> int | None:
+    """The pid of a snapshot process whose command line holds `text`, once there is one."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if "aiflow.sdk.host" in cmdline and text in cmdline:
+                return int(entry.name)
+        time.sleep(0.05)
+    return None
+
+
+def test_closing_the_cache_ends_a_background_load_under_way_instead_of_waiting_for_it(tmp_path: Path) -> None:
+    from aiflow.config import Config
+    from aiflow.scheduler.workflows import WorkflowCache
+    from aiflow.store import snapshots
+    from aiflow.store.blobs import blob_store
+
+    config = Config.load(home=tmp_path / "home", environ={"AIFLOW_WORKFLOWS_LOAD_TIMEOUT": "600"})
+    file = snapshot(tmp_path / "s", SLEEPING)
+    packed = snapshots.pack(file, [], tmp_path)
+    uri = blob_store(config).put(f"default/flow/{packed.sha256}.zip", packed.path)
+    cache = WorkflowCache(config)
+    cache.load_in_background("default", "slow", uri, packed.sha256, packed.workflow_file)
+    pid = _process_running(str(config.home), within=60)
+    assert pid is not None, "the background load never started its process"
+    closing = threading.Thread(target=cache.close, daemon=True)
+    closing.start()
+    closing.join(60)  # the file sleeps 600 s, within its load timeout: a close that waits for it is still here
+    assert not closing.is_alive(), "close() waited for the background load"
+    assert not Path(f"/proc/{pid}").exists()  # ended and reaped
+    with pytest.raises(WorkflowFileError, match="stopping|SIGKILL"):
+        cache.get("default", "slow", uri, packed.sha256, packed.workflow_file)
