@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -634,20 +635,29 @@ def main() -> None:
     lab.idle_settle = args.idle_settle
     lab.profile = args.broker_profile
     results: list[Result] = []
-    failed = True
+    broken: list[str] = []  # the benchmarks that raised, with their error: the others' figures are still written
+    interrupted = True
     request_lines: list[str] = []
     try:
         for name in args.names or list(BENCHMARKS):
             print(f"running {name} ...", file=sys.stderr, flush=True)
             started = time.monotonic()
-            result = BENCHMARKS[name](lab, args.quick)
+            try:
+                result = BENCHMARKS[name](lab, args.quick)
+            except Exception as exc:
+                traceback.print_exc()
+                broken.append(f"{name}: {type(exc).__name__}: {exc}")
+                print(f"  FAILED after {time.monotonic() - started:.0f} s; going on with the others", file=sys.stderr,
+                      flush=True)
+                lab.stop_processes()  # what it left running; each benchmark starts the services it needs
+                continue
             print(f"  done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
             results.extend(result if isinstance(result, list) else [result])
-        failed = False
+        interrupted = False
         if args.request_log:
             request_lines = request_log.summary(lab.broker.log_file)
     finally:
-        lab.close(keep=failed)
+        lab.close(keep=interrupted or bool(broken))
     machine["load_after"] = [round(x, 2) for x in os.getloadavg()]  # others' work during the run shows here
     write_results(Path(args.output), machine, results)
     width = max(48, *(len(r.name) for r in results))
@@ -670,6 +680,11 @@ def main() -> None:
         for line in compare(results, earlier):
             print(line)
     print(f"\nresults written to {args.output}")
+    if broken:
+        print(f"\nFAILED, so not in the results (the lab's logs are kept in {lab.dir}):", file=sys.stderr)
+        for line in broken:
+            print(f"  {line}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _commit() -> str:
