@@ -26,6 +26,7 @@ echo
 echo "Waiting for predictions in $result ..."
 deadline=$((SECONDS + watch_seconds))
 shown=0
+restarted=" "
 while [ $SECONDS -lt $deadline ]; do
   if [ -f "$result" ]; then
     lines=$(wc -l < "$result")
@@ -35,6 +36,22 @@ while [ $SECONDS -lt $deadline ]; do
     fi
     if grep -q 'predict result:' "$result"; then break; fi
   fi
+  # The tutorial's file creates its folders with `isdir` then `makedirs` in pre_processing and in
+  # predicting, which start together, so now and then one of them fails with FileExistsError. A task
+  # that failed before the first prediction is restarted once, saying why.
+  failed=$(aiflow task-execution list "$execution" -o json | python -c '
+import json, sys
+for t in json.load(sys.stdin):
+    if t["status"] == "FAILED":
+        lines = (t["message"] or "").strip().splitlines()
+        print(t["task"], lines[-1] if lines else "no message")' 2>/dev/null || true)
+  while read -r task reason; do
+    if [ -n "$task" ] && [[ "$restarted" != *" $task "* ]]; then
+      echo "Task $task failed before the first prediction ($reason); restarting it once."
+      aiflow task-execution restart "$execution" "$task"
+      restarted="$restarted$task "
+    fi
+  done <<< "$failed"
   sleep 2
 done
 echo
