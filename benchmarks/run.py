@@ -660,7 +660,7 @@ def main() -> None:
         lab.close(keep=interrupted or bool(broken))
     machine["load_after"] = [round(x, 2) for x in os.getloadavg()]  # others' work during the run shows here
     write_results(Path(args.output), machine, results)
-    width = max(48, *(len(r.name) for r in results))
+    width = max([48, *(len(r.name) for r in results)])
     print(f"\n{'benchmark':{width}} {'median':>10} {'p95':>9} {'p99':>9} {'n':>7}  {'target':22} ok")
     for r in results:
         p95 = f"{r.p95:.1f}" if r.p95 is not None else "-"

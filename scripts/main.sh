@@ -37,18 +37,18 @@ while [ $SECONDS -lt $deadline ]; do
     if grep -q 'predict result:' "$result"; then break; fi
   fi
   # The tutorial's file creates its folders with `isdir` then `makedirs` in pre_processing and in
-  # predicting, which start together, so now and then one of them fails with FileExistsError. A task
-  # that failed before the first prediction is restarted once, saying why.
+  # predicting, which start together, so now and then one of them fails with FileExistsError. Such a
+  # task is restarted once, saying why; any other failure is left for the task list below to show.
   failed=$(aiflow task-execution list "$execution" -o json | python -c '
 import json, sys
 for t in json.load(sys.stdin):
-    if t["status"] == "FAILED":
-        lines = (t["message"] or "").strip().splitlines()
-        print(t["task"], lines[-1] if lines else "no message")' 2>/dev/null || true)
+    lines = (t["message"] or "").strip().splitlines()
+    if t["status"] == "FAILED" and lines and lines[-1].startswith("FileExistsError"):
+        print(t["task"], lines[-1])' 2>/dev/null || true)
   while read -r task reason; do
     if [ -n "$task" ] && [[ "$restarted" != *" $task "* ]]; then
       echo "Task $task failed before the first prediction ($reason); restarting it once."
-      aiflow task-execution restart "$execution" "$task"
+      aiflow task-execution restart "$execution" "$task" || echo "Could not restart $task: see the task list below." >&2
       restarted="$restarted$task "
     fi
   done <<< "$failed"

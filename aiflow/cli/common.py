@@ -35,6 +35,12 @@ def ends_at_once() -> bool:
     return _end_at_once
 
 
+def end_normally() -> None:
+    """Forget an earlier end_at_once (main() calls it before it runs a command)."""
+    global _end_at_once
+    _end_at_once = False
+
+
 namespace_option = click.option("-n", "--namespace", default=None,
                                 help="Namespace (default: the configured one, normally 'default').")
 

@@ -107,12 +107,13 @@ def main() -> None:
         # cannot reach Kafka says so in its own one-line error.
         logging.getLogger("aiflow.librdkafka").setLevel(logging.CRITICAL)
         logging.getLogger("aiflow.kafka").setLevel(logging.ERROR)
+    from aiflow.cli import common
+
+    common.end_normally()  # until the command asks otherwise (a caller may have run one in this process before)
     try:
         cli.main(prog_name="aiflow")
     except SystemExit as done:  # click ends every command so, with its exit code
-        from aiflow.cli.common import ends_at_once
-
-        if ends_at_once():
+        if common.ends_at_once():
             end_now(done.code)
         raise
 
@@ -127,9 +128,9 @@ def end_now(code: Any) -> NoReturn:
     if not isinstance(code, (int, type(None))):
         print(code, file=sys.stderr)  # as sys.exit prints a message it is given
     logging.shutdown()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except OSError:  # a closed pipe (`aiflow ... | head`): what could be written was
-        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # a closed pipe (`aiflow ... | head`): what could be written was
+            pass
     os._exit(status)

@@ -128,12 +128,12 @@ def probe(config: Config) -> AdminClient:
 
 
 def check_reachable(config: Config, timeout: float = 5.0, topic: str | None = None,
-                    admin: AdminClient | None = None) -> ClusterMetadata:
+                    client: AdminClient | None = None) -> ClusterMetadata:
     """Raise KafkaUnavailable with what to do when the configured cluster does not answer; else its answer, the
     cluster's metadata (of `topic` alone, when given: one question then tells its partitions too). Asked of
-    `admin` when given (a `probe`), else of a probe made for it."""
+    `client` when given (a `probe`), else of a probe made for it."""
     try:
-        return (admin if admin is not None else probe(config)).list_topics(topic, timeout=timeout)
+        return (client if client is not None else probe(config)).list_topics(topic, timeout=timeout)
     except KafkaException as exc:
         hint = ("start one with `aiflow broker start --daemon`" if config.uses_local_broker
                 else "check AIFLOW_KAFKA_BOOTSTRAP and kafka.properties")

@@ -7,6 +7,7 @@ Keeping every Kafka call here lets the transport change by editing this file alo
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from aiflow.config import Config
@@ -41,6 +42,7 @@ class _Preparing(threading.Thread):
         self.error: Exception | None = None
         self.checked = threading.Event()  # the cluster answered, or `error` says why not
         self.schedulers: int | None = None
+        self.begun = time.monotonic()
         self.start()
 
     def run(self) -> None:
@@ -52,7 +54,7 @@ class _Preparing(threading.Thread):
             # may get it from its bootstrap connection just before dropping that one, and then wait half a second
             # for its producer id (librdkafka 2.x).
             admin = clients.probe(self.config)
-            answer = clients.check_reachable(self.config, topic=topics.name(self.config, topics.INBOX), admin=admin)
+            answer = clients.check_reachable(self.config, topic=topics.name(self.config, topics.INBOX), client=admin)
             topics.partition_count(self.config, topics.INBOX, answer)  # asked once per process, here, not at the send
         except Exception as exc:  # handed to the caller's check_reachable, which raises it
             self.error = exc
@@ -72,9 +74,11 @@ def _load_codec() -> None:
 
 
 # Begun by prepare_to_send: taken by the next check_reachable of the same cluster, and by the next scheduler_members
-# when it was asked to count the schedulers too.
+# when it was asked to count the schedulers too (a count older than COUNT_FRESH_FOR seconds is asked again).
 _preparing: dict[tuple[str, str], _Preparing] = {}
 _counting: dict[tuple[str, str], _Preparing] = {}
+_preparations_lock = threading.Lock()
+COUNT_FRESH_FOR = 10.0
 
 
 @_via_api
@@ -85,16 +89,19 @@ def prepare_to_send(*, config: Config | None = None, ask_schedulers: bool = Fals
     finds them done; the CLI calls this before it loads the store."""
     config = _config(config)
     key = (config.bootstrap, config.topic_prefix)
-    if key not in _preparing:
-        _preparing[key] = _Preparing(config, ask_schedulers)
+    with _preparations_lock:
+        if key in _preparing:
+            return
+        preparing = _preparing[key] = _Preparing(config, ask_schedulers)
         if ask_schedulers:
-            _counting[key] = _preparing[key]
+            _counting[key] = preparing
 
 
 def check_reachable(config: Config) -> None:
     """Raise KafkaUnavailable with what to do when the configured cluster does not answer (the outcome of
     prepare_to_send's check when one was begun)."""
-    preparing = _preparing.pop((config.bootstrap, config.topic_prefix), None)
+    with _preparations_lock:
+        preparing = _preparing.pop((config.bootstrap, config.topic_prefix), None)
     if preparing is not None:
         _load_codec()  # here, while the preparation waits for the cluster
         preparing.checked.wait()
@@ -145,8 +152,9 @@ def publish_deletion(config: Config, namespace: str, workflow: str) -> None:
 def scheduler_members(config: Config, timeout: float = 3.0) -> int | None:
     """How many schedulers are in their consumer group now (one request to the group's coordinator); None
     when Kafka does not tell within `timeout` seconds. The answer of prepare_to_send's count, when one was asked."""
-    preparing = _counting.pop((config.bootstrap, config.topic_prefix), None)
-    if preparing is not None:
+    with _preparations_lock:
+        preparing = _counting.pop((config.bootstrap, config.topic_prefix), None)
+    if preparing is not None and time.monotonic() - preparing.begun < COUNT_FRESH_FOR:
         preparing.join(timeout + 5.0)  # its check has its own time limit, then its count this one
         return preparing.schedulers
     from aiflow.kafka import clients

@@ -19,13 +19,14 @@ import os
 import select
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from aiflow.config import without_credentials
 from aiflow.errors import AIFlowError, WorkflowFileError
-from aiflow.process import python_module
+from aiflow.process import python_module, signal_group
 from aiflow.protocol.messages import Event
 from aiflow.sdk.conditions import (
     Condition,
@@ -54,14 +55,6 @@ class HostTimeout(HostError):
     """The snapshot's process did not answer in time."""
 
 
-def _kill_group(pid: int) -> None:
-    """SIGKILL to the process group of a snapshot process (it leads its own session)."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 class SnapshotHost:
     """One process of user code: a snapshot's, for one workflow of it (`for_workflow`), or the one
     for a workflow's trigger conditions (`for_conditions`)."""
@@ -79,6 +72,9 @@ class SnapshotHost:
         self.needed = False  # it has conditions to evaluate, so it is kept running
         self._restart_at = 0.0
         self._aborted = False
+        # `abort` comes from another thread: it and the taking of `_process` (load, close) hold this lock,
+        # so a process is never signalled after it was reaped (its pid could then be another's).
+        self._process_lock = threading.Lock()
 
     @classmethod
     def for_workflow(cls, file: Path, namespace: str, workflow: str, **limits: Any) -> SnapshotHost:
@@ -97,10 +93,11 @@ class SnapshotHost:
         """Start the process and return what it describes (WorkflowFileError if it cannot)."""
         self.close()
         argv = [*python_module("aiflow.sdk.host"), "--memory-mb", str(self.memory_mb), *self.args]
-        self._process = subprocess.Popen(argv, cwd=self.cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         start_new_session=True, env=without_credentials(os.environ))
-        if self._aborted:  # abort() came before there was a process to end
-            _kill_group(self._process.pid)
+        with self._process_lock:
+            self._process = subprocess.Popen(argv, cwd=self.cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             start_new_session=True, env=without_credentials(os.environ))
+            if self._aborted:  # abort() came before there was a process to end
+                signal_group(self._process.pid, signal.SIGKILL)
         self._buffer = b""
         try:
             answer = self._read(self.load_timeout)
@@ -210,13 +207,14 @@ class SnapshotHost:
     def abort(self) -> None:
         """End a load under way on another thread at once (its `load` raises WorkflowFileError), and any that
         starts later: for a scheduler that stops, which would otherwise wait up to `load_timeout` for it."""
-        self._aborted = True
-        process = self._process
-        if process is not None:
-            _kill_group(process.pid)
+        with self._process_lock:
+            self._aborted = True
+            if self._process is not None:
+                signal_group(self._process.pid, signal.SIGKILL)
 
     def close(self) -> None:
-        process, self._process = self._process, None
+        with self._process_lock:
+            process, self._process = self._process, None
         if process is None:
             return
         if process.stdin is not None:
@@ -226,7 +224,7 @@ class SnapshotHost:
                 pass
         # The process and whatever the user's code started, even if the process itself has ended (not reaped
         # yet, its pid cannot have been reused).
-        _kill_group(process.pid)
+        signal_group(process.pid, signal.SIGKILL)
         process.wait()
         if process.stdout is not None:
             process.stdout.close()

@@ -76,6 +76,8 @@ class WorkflowCache:
 
     def _load(self, key: Key, uri: str, workflow_file: str) -> tuple[SnapshotHost, Workflow]:
         sha256, namespace, name = key
+        if self._closing:
+            raise WorkflowFileError(f"{workflow_file}: not loaded, the scheduler is stopping")
         folder = fetch(self.config, uri, sha256, self.root / sha256)  # checks the sha256 first
         host = SnapshotHost.for_workflow(file_in(folder, workflow_file), namespace, name, **self.limits)
         with self._starting_lock:
@@ -132,8 +134,8 @@ class WorkflowCache:
         return {key[0] for key in self._loaded} | {key[0] for key in self._loading}
 
     def close(self) -> None:
-        """End every snapshot process, a background load under way included (at once, not after its
-        `workflows.load_timeout`)."""
+        """End every snapshot process, a background load under way included: its process at once, not after
+        `workflows.load_timeout` (a snapshot download under way is still waited for)."""
         with self._starting_lock:
             self._closing = True
             starting = list(self._starting.values())

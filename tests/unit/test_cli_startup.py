@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import click
@@ -127,15 +128,52 @@ def test_start_as_json_waits_for_the_stored_execution(fake_ops: FakeOps) -> None
     assert fake_ops.waited == ["e1"] and "no scheduler has taken it yet" in done.stderr
 
 
-@pytest.mark.parametrize("output", ["table", "json"])
-def test_start_asks_to_end_at_once_and_help_does_not(fake_ops: FakeOps, monkeypatch: pytest.MonkeyPatch,
-                                                     output: str) -> None:
+class FakeEventClient:
+    """`event send`'s client: sends nothing, returns the event as stored."""
+
+    def __init__(self, config: Any, namespace: str | None, sender: str) -> None:
+        pass
+
+    def __enter__(self) -> FakeEventClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def send_event(self, key: str, value: str | None) -> Any:
+        return SimpleNamespace(key=key, namespace="default", partition=0, offset=0, to_dict=lambda: {"key": key})
+
+
+# Every command that ends at once once it has sent (aiflow.cli.common.end_at_once), with the ops it calls faked.
+ENDING_AT_ONCE = [
+    ["workflow-execution", "start", "w"], ["workflow-execution", "start", "w", "-o", "json"],
+    ["workflow-execution", "stop", "e1"], ["workflow-execution", "stop-all", "w"],
+    ["task-execution", "start", "e1", "t"], ["task-execution", "stop", "e1", "t"],
+    ["task-execution", "restart", "e1", "t"], ["workflow", "upload", "flow.py"], ["event", "send", "k", "v"],
+]
+
+
+@pytest.mark.parametrize("args", ENDING_AT_ONCE, ids=" ".join)
+def test_commands_that_send_ask_to_end_at_once_and_reading_ones_do_not(
+        fake_ops: FakeOps, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str]) -> None:
+    from aiflow import events, ops
     from aiflow.cli import common
 
+    for name in ("stop_workflow_execution", "start_task_execution", "stop_task_execution",
+                 "restart_task_execution"):
+        monkeypatch.setattr(ops, name, lambda *a, **k: None)
+    monkeypatch.setattr(ops, "stop_workflow_executions", lambda *a, **k: [])
+    monkeypatch.setattr(ops, "upload_workflows", lambda *a, **k: [])
+    monkeypatch.setattr(ops, "list_workflow_executions", lambda *a, **k: [])
+    monkeypatch.setattr(events, "EventClient", FakeEventClient)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "flow.py").write_text("")
     monkeypatch.setattr(common, "_end_at_once", False)
-    assert CliRunner().invoke(cli, ["--help"]).exit_code == 0 and not common.ends_at_once()
-    done = CliRunner().invoke(cli, ["workflow-execution", "start", "w", "-o", output])
-    assert done.exit_code == 0 and common.ends_at_once()
+    for reading in (["--help"], ["workflow-execution", "list", "w"]):
+        done = CliRunner().invoke(cli, reading)
+        assert done.exit_code == 0 and not common.ends_at_once(), done.output
+    done = CliRunner().invoke(cli, args)
+    assert done.exit_code == 0 and common.ends_at_once(), done.output
 
 
 # Ends by aiflow.cli.main.end_now after 100 KB on a pipe; an atexit line shows whether the interpreter's teardown ran.

@@ -276,7 +276,7 @@ with Workflow(name="slow"):
 
 
 def test_a_host_aborted_before_its_load_ends_that_load_at_once(tmp_path: Path) -> None:
-    h = host(snapshot(tmp_path / "s", SLEEPING), "slow", load_timeout=600)
+    h = host(snapshot(tmp_path / "s", SLEEPING), "slow", load_timeout=60)
     h.abort()  # as a stopping scheduler does while the loader thread is about to start the process
     with pytest.raises(WorkflowFileError, match="SIGKILL"):
         h.load()
