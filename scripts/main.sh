@@ -39,7 +39,7 @@ while [ $SECONDS -lt $deadline ]; do
   # The tutorial's file creates its folders with `isdir` then `makedirs` in pre_processing and in
   # predicting, which start together, so now and then one of them fails with FileExistsError. Such a
   # task is restarted once, saying why; any other failure is left for the task list below to show.
-  failed=$(aiflow task-execution list "$execution" -o json | python -c '
+  failed=$(aiflow task-execution list "$execution" -o json 2>/dev/null | python -c '
 import json, sys
 for t in json.load(sys.stdin):
     lines = (t["message"] or "").strip().splitlines()
