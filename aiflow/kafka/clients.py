@@ -81,11 +81,12 @@ def producer(config: Config, *, role: str = "producer", transactional_id: str | 
 # arrives; but the broker answers one request of a connection at a time, and an idle consumer asks
 # anew when its wait runs out. So:
 # - a consumer that follows its partitions and asks nothing else on its connection (the router's,
-#   scheduler's and projector's loops, the worker's control reader, the definition followers, a
-#   listener) waits long: each one idle then costs the broker 2 requests a second instead of 20;
-# - a consumer that reads to the end, asks for offsets and watermarks between fetches, or pauses and
-#   resumes partitions (readers, the worker's loop) waits short: its end of partition comes, its
-#   questions are answered and a resumed partition is fetched at most that long after.
+#   scheduler's, projector's and worker's loops, the worker's control reader, the definition followers, a
+#   listener) waits long: each one idle then costs the broker 2 requests a second instead of 20. The
+#   worker's loop pauses and resumes its partitions, and a resumed partition is fetched only once the
+#   fetch waiting at the broker returns: it reads ahead enough commands to cover that (worker/service.py);
+# - a consumer that reads to the end, or asks for offsets and watermarks between fetches (readers)
+#   waits short: its end of partition comes and its questions are answered at most that long after.
 # kafka.properties may set fetch.wait.max.ms for every consumer (benchmarks/README.md measures both).
 FOLLOW_FETCH_WAIT_MS = 500
 READ_FETCH_WAIT_MS = 50

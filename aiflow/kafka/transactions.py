@@ -34,7 +34,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -117,14 +117,14 @@ class Backoff:
 
 
 class TransactionalLoop:
-    """One consumer group member with its own transactional producer. Its consumer follows (waits long
-    between idle fetches: clients.consumer) unless `follow` is False, for a loop that pauses and resumes
-    its partitions: a resumed partition is fetched only once the fetch already waiting at the broker
-    returns."""
+    """One consumer group member with its own transactional producer. Its consumer follows: it waits long
+    between idle fetches (clients.consumer). A loop that pauses and resumes its partitions reads ahead
+    enough to cover that wait (the worker's ReadAhead): a resumed partition is fetched only once the fetch
+    already waiting at the broker returns."""
 
     def __init__(self, config: Config, role: str, topic: str | Sequence[str], group: str,
                  on_assign: Callable[[list[TopicPartition]], None] | None = None,
-                 on_revoke: Callable[[list[TopicPartition]], None] | None = None, *, follow: bool = True) -> None:
+                 on_revoke: Callable[[list[TopicPartition]], None] | None = None) -> None:
         self.config = config
         self.role = role
         self.transactional_id = f"{config.topic_prefix}-{role}-{instance_id()}"
@@ -133,7 +133,7 @@ class TransactionalLoop:
         self._deadline = _Deadline(f"aiflow-{role}-txn")
         self._producer_health = ClientHealth(f"{role} transactional", config.bootstrap)
         self.outage = Outage(f"{role}: Kafka transactions")
-        self.consumer: Consumer = clients.consumer(config, role=role, group_id=group, follow=follow)
+        self.consumer: Consumer = clients.consumer(config, role=role, group_id=group, follow=True)
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self.topics = [topic] if isinstance(topic, str) else list(topic)
@@ -214,9 +214,21 @@ class TransactionalLoop:
         except Exception as exc:
             self._callback_error = self._callback_error or exc
 
+    @property
+    def one_by_one(self) -> bool:
+        """Whether inputs are taken one at a time, to find the one that made a step fail for good."""
+        return self._one_by_one > 0
+
     def poll(self, max_records: int = 500, timeout: float = 0.05) -> list[Message]:
         """The next records (errors logged and left out); they are the inputs of the next transaction."""
-        msgs = clients.take(self.consumer, 1 if self._one_by_one else max_records, timeout)
+        good = self.read(1 if self._one_by_one else max_records, timeout)
+        self.taking(good)
+        return good
+
+    def read(self, max_records: int, timeout: float) -> list[Message]:
+        """The next records (errors logged and left out), read but not yet inputs: `taking` makes them so
+        (for a loop that reads ahead of what it takes)."""
+        msgs = clients.take(self.consumer, max_records, timeout)
         if self._callback_error is not None:
             failed, self._callback_error = self._callback_error, None
             self.batch = msgs  # rewound to by the roll-back
@@ -231,10 +243,13 @@ class TransactionalLoop:
                     log.warning("%s: %s", self.role, error.str())
                 continue
             good.append(msg)
-        if self._one_by_one and good:
-            self._one_by_one -= 1
-        self.batch = good
         return good
+
+    def taking(self, msgs: list[Message]) -> None:
+        """`msgs` are the inputs of the next transaction: a failed step is retried from them."""
+        if self._one_by_one and msgs:
+            self._one_by_one -= 1
+        self.batch = msgs
 
     def begin(self) -> None:
         if not self.in_transaction:
@@ -246,12 +261,17 @@ class TransactionalLoop:
             self.producer.begin_transaction()
             self.in_transaction = True
 
-    def commit(self) -> None:
-        """Commit what was produced since `begin` together with the consumer's positions."""
+    def commit(self, not_taken: Mapping[tuple[str, int], int] | None = None) -> None:
+        """Commit what was produced since `begin` together with the consumer's positions; `not_taken` gives,
+        for the partitions it names, the offset of the first record read ahead but not taken yet: that
+        offset is committed instead, so the record is read again should this member go."""
         if not self.in_transaction:
             return
         assignment = self.consumer.assignment() if self.subscribed else []  # out of the group: nothing read
         positions = [p for p in self.consumer.position(assignment) if p.offset >= 0] if assignment else []
+        if not_taken:
+            for p in positions:
+                p.offset = min(p.offset, not_taken.get((p.topic, p.partition), p.offset))
         self._commit_with(positions)
         self.metrics.apply()
         self.in_transaction = False

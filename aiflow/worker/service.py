@@ -10,8 +10,11 @@ Guarantees:
   commit that fails kills the held process; one whose worker dies ends by itself (zygote.py). An
   execution's first try on a worker is forked after the commit: its snapshot is downloaded first,
   which is not done inside an open transaction.
-- Back-pressure, not queues: with all `slots` busy the worker pauses its partitions of the tasks
-  topic instead of taking commands it cannot run. A never-ending task holds its slot until stopped.
+- Back-pressure, not queues: with all `slots` busy the worker takes no command it cannot run. It reads
+  up to `READ_AHEAD` commands ahead (not taken: their offsets are not committed, so they are read again
+  if it goes) and then pauses its partitions of the tasks topic; a slot that frees takes the next one
+  read ahead at once, and the partitions resume while enough are left to hide their next fetch. A
+  never-ending task holds its slot until stopped.
 - STOP is SIGTERM to the try's whole process group, a grace period, then SIGKILL: children the
   task spawned are stopped with it.
 - A finished try is forgotten only once its report has committed: if the commit fails, the next
@@ -41,7 +44,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import DEVNULL, STDOUT, Popen
@@ -71,6 +75,12 @@ log = logging.getLogger(__name__)
 TryKey = tuple[str, str, int]  # execution, task, try
 # How often a worker looks for working folders and task logs past `worker.working_dir_retention`.
 SWEEP_INTERVAL = 300.0
+# How many commands a full worker reads ahead before it pauses its partitions, and below how many left it
+# resumes them. A resumed partition is fetched again only once the fetch waiting at the broker returns (up to
+# its fetch.wait.max.ms, 500 ms when idle): what is left must keep the slots busy meanwhile. A command is a
+# few hundred bytes.
+READ_AHEAD = 500
+RESUME_BELOW = 250
 
 
 class TaskProcess(Protocol):
@@ -121,6 +131,48 @@ def task_environment(environ: Mapping[str, str], config: Config) -> dict[str, st
                 "AIFLOW_TOPIC_PREFIX": config.topic_prefix, "PYTHONUNBUFFERED": "1",
                 ENV_ISOLATED_NAMESPACES: str(config.values["worker.isolated_namespaces"])})
     return env
+
+
+class ReadAhead:
+    """Commands read from the tasks topic but not taken yet (no slot was free), in order per partition.
+
+    Their offsets are not committed (`not_taken`): a worker that goes leaves them to the next owner of
+    their partitions, and one that rolls back or loses a partition forgets them, as Kafka gives them again.
+    """
+
+    def __init__(self) -> None:
+        self._partitions: dict[tuple[str, int], deque[Message]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._partitions.values())
+
+    def add(self, msgs: Iterable[Message]) -> None:
+        for msg in msgs:
+            self._partitions.setdefault((msg.topic() or "", msg.partition() or 0), deque()).append(msg)
+
+    def take(self, count: int) -> list[Message]:
+        """Up to `count` commands, the oldest of each partition first, one partition after another."""
+        taken: list[Message] = []
+        while len(taken) < count and self._partitions:
+            for key in list(self._partitions):
+                if len(taken) == count:
+                    break
+                waiting = self._partitions[key]
+                taken.append(waiting.popleft())
+                if not waiting:
+                    del self._partitions[key]
+        return taken
+
+    def not_taken(self) -> dict[tuple[str, int], int]:
+        """The offset of the first command not taken, for each partition that has one."""
+        return {key: waiting[0].offset() or 0 for key, waiting in self._partitions.items()}
+
+    def forget(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        """Drop what was read of these partitions (all of them when None)."""
+        if partitions is None:
+            self._partitions.clear()
+        for tp in partitions or ():
+            self._partitions.pop((tp.topic, tp.partition), None)
 
 
 class _Unverified:
@@ -182,12 +234,12 @@ class Worker:
         self._reported_not_started: list[TryKey] = []
         self._to_launch: list[TaskCommand] = []
         self._held: dict[TryKey, int] = {}  # tries of `_to_launch` forked ahead, held: fork server request ids
-        # Not a follower: a full worker pauses its partitions and resumes them when a slot frees, and
-        # librdkafka fetches them again only once its last fetch returns; that fetch, sent for the commands
-        # after those already fetched, waits at the broker when there are none. At 500 ms, a worker of 2
-        # slots ran half as many no-op tries a second (benchmarks/README.md).
+        # A follower: an idle fetch waits at the broker, and a full worker reads ahead instead of pausing at
+        # once, so a freed slot never waits for a resumed partition's fetch (READ_AHEAD).
+        self.read_ahead = ReadAhead()
         self.loop = TransactionalLoop(config, "worker", list(self.queue_of_topic),
-                                      f"{config.topic_prefix}-worker", on_assign=self._assigned, follow=False)
+                                      f"{config.topic_prefix}-worker", on_assign=self._assigned,
+                                      on_revoke=self.read_ahead.forget)
         self.control = clients.consumer(config, role="worker-control", follow=True)
         # Only snapshots the workflows topic lists for their workflow run (WorkflowDefinition.snapshots).
         self.definitions = DefinitionFollower(config, "worker", self._on_definition)
@@ -284,9 +336,11 @@ class Worker:
 
     # -- starting ------------------------------------------------------------------------------
     def _assigned(self, partitions: list[TopicPartition]) -> None:
-        if len(self.running) >= self.slots:  # full: new partitions start paused too
+        # The group rebalances eagerly: what was assigned before was revoked first, and new partitions are not
+        # paused. A worker that is full and has read ahead all it may starts them paused.
+        self.paused = len(self.running) >= self.slots and len(self.read_ahead) >= READ_AHEAD
+        if self.paused:
             self.loop.consumer.pause(partitions)
-            self.paused = True
         committed = self.loop.consumer.committed(partitions, timeout=30)
         fresh = [tp for tp in committed if tp.offset < 0]
         if fresh:
@@ -310,6 +364,7 @@ class Worker:
                 log.info("worker %s: full for %.0f s; leaving the group so other workers take the commands",
                          self.name, now - self._full_since)
                 self.loop.leave()
+                self.read_ahead.forget()
                 self.paused = False
             if not self.loop.subscribed:
                 return
@@ -320,22 +375,25 @@ class Worker:
                 self.loop.join()
         assignment = self.loop.consumer.assignment()
         if free <= 0:
-            if assignment and not self.paused:
+            # Read ahead (one at a time while a failed step is retried input by input: nothing then stays
+            # read), then pause. Polling goes on with the partitions paused: it returns nothing, but serves
+            # rebalances and keeps this member inside max.poll.interval.ms, so other workers can take partitions.
+            room = 0 if self.loop.one_by_one else READ_AHEAD - len(self.read_ahead)
+            if assignment and not self.paused and room <= 0:
                 self.loop.consumer.pause(assignment)
                 self.paused = True
-            # Keep polling with the partitions paused: it returns nothing, but serves rebalances and
-            # keeps this member inside max.poll.interval.ms, so other workers can take partitions.
-            for msg in self.loop.poll(max_records=1, timeout=0.005):
-                log.error("worker: got a command while paused (%s/%s); it will be taken again",
-                          msg.partition(), msg.offset())
-                self.loop.abort()
+            self.read_ahead.add(self.loop.read(max_records=max(1, room), timeout=0.005))
             return
-        if self.paused and assignment:
+        if self.paused and assignment and len(self.read_ahead) < RESUME_BELOW:
             self.loop.consumer.resume(assignment)
             self.paused = False
-        # While tries run, wake often to notice the ones that end (and to read STOPs); idle, wait longer for
-        # commands: the poll returns as soon as one arrives.
-        msgs = self.loop.poll(max_records=free, timeout=0.005 if self.running else 0.5)
+        want = 1 if self.loop.one_by_one else free
+        msgs = self.read_ahead.take(want)
+        if len(msgs) < want:
+            # While tries run, wake often to notice the ones that end (and to read STOPs); idle, wait longer for
+            # commands: the poll returns as soon as one arrives.
+            msgs += self.loop.read(max_records=want - len(msgs), timeout=0 if msgs else 0.005 if self.running else 0.5)
+        self.loop.taking(msgs)
         if not msgs:
             return
         dead: list[Record] = []
@@ -534,7 +592,7 @@ class Worker:
             self._cancel_held()
             return
         try:
-            self.loop.commit()
+            self._commit()
         except BaseException:
             self._cancel_held()
             raise
@@ -545,6 +603,16 @@ class Worker:
             log.info("worker: %s/%s try %s of %s %s", run.command.workflow, key[1], key[2], key[0], status)
         for command in to_launch:
             self._launch(command)
+
+    def _commit(self) -> None:
+        """Commit the open transaction with the offsets of the commands taken, not of those read ahead."""
+        self.loop.commit(self.read_ahead.not_taken())
+
+    def _roll_back(self, abort: bool) -> None:
+        """A failed step: its transaction aborted and the partitions rewound to their committed offsets, so
+        the commands read ahead come again."""
+        self.read_ahead.forget()
+        self.loop.abort()
 
     @staticmethod
     def _kill_group(run: Running) -> None:
@@ -567,7 +635,7 @@ class Worker:
         for run in self.running.values():
             if run.process.poll() is None:
                 self._report(run.command, None, pid=run.process.pid)
-        self.loop.commit()
+        self._commit()
 
     # -- the loop ------------------------------------------------------------------------------
     def step(self) -> None:
@@ -611,7 +679,7 @@ class Worker:
         log.info("worker %s: started with %d slots, serving queues %s", self.name, self.slots, ", ".join(self.queues))
         try:
             self.definitions.catch_up(stop)
-            self.loop.run_until(stop, self.step)
+            self.loop.run_until(stop, self.step, self._roll_back)
         finally:
             self.shutdown()
 
@@ -625,7 +693,7 @@ class Worker:
             time.sleep(0.1)
         try:
             if self.loop.in_transaction:  # a step that failed: what it holds must not be committed now
-                self.loop.abort()
+                self._roll_back(True)
             self.loop.begin()
             for run in self.running.values():
                 if run.final is not None:  # it ended before the shutdown: its own status
@@ -635,7 +703,7 @@ class Worker:
                 self._report(run.command, "FAILED", f"worker {self.name} shut down while it ran")
             for command, message in self.not_started.values():
                 self._report(command, "FAILED", message)
-            self.loop.commit()
+            self._commit()
         except KafkaException as exc:  # the scheduler's heartbeat timeout fails them instead
             log.error("worker: could not report the stopped tries: %s", exc)
         for key in self.running:  # their output is complete: ship the rest and the end chunks

@@ -82,7 +82,7 @@ class _Loop:
     def begin(self) -> None:
         self.in_transaction = True
 
-    def commit(self) -> None:
+    def commit(self, not_taken: object = None) -> None:
         self.commits += 1
         if self.commits == 1:
             raise KafkaException(KafkaError(KafkaError._TRANSPORT))
@@ -92,11 +92,12 @@ class _Loop:
 def test_the_worker_forgets_a_finished_try_only_once_its_report_has_committed(tmp_path: Path) -> None:
     from aiflow.config import Config
     from aiflow.worker.logship import LogShipper
-    from aiflow.worker.service import Running, Worker
+    from aiflow.worker.service import ReadAhead, Running, Worker
 
     worker = Worker.__new__(Worker)  # no Kafka: the loop is the stand-in above
     command = TaskCommand("ns", "wf", "e1", "train", 1, "file:///s.zip", "a" * 64, "wf.py")
     worker.loop = _Loop()  # type: ignore[assignment]
+    worker.read_ahead = ReadAhead()
     worker.not_started = {}
     worker.running = {("e1", "train", 1): Running(command, _Process(), tmp_path / "1.log", 0.0)}  # type: ignore[arg-type]
     worker.logs = LogShipper(Config.load(home=tmp_path, environ={}))  # told of nothing: it starts no thread
@@ -144,7 +145,7 @@ def test_a_try_forked_ahead_of_a_commit_that_fails_is_killed_before_it_runs_anyt
 
     from aiflow.config import Config
     from aiflow.events.context import TaskContext
-    from aiflow.worker.service import Worker, working_dir
+    from aiflow.worker.service import ReadAhead, Worker, working_dir
     from aiflow.worker.zygote import ForkedTask, ForkServer
     from tests.conftest import process_alive
 
@@ -164,6 +165,7 @@ def test_a_try_forked_ahead_of_a_commit_that_fails_is_killed_before_it_runs_anyt
 
     worker = Worker.__new__(Worker)  # no Kafka: the loop is the stand-in above; a real fork server
     worker.loop = _Loop()  # type: ignore[assignment]
+    worker.read_ahead = ReadAhead()
     worker.config = Config.load(home=tmp_path, environ={})
     worker.forks = Forks(env)
     worker.logs = _Logs()  # type: ignore[assignment]
