@@ -80,25 +80,33 @@ def producer(config: Config, *, role: str = "producer", transactional_id: str | 
 # transaction's commit marker) is readable, whatever the wait, so the wait costs no latency to what
 # arrives; but the broker answers one request of a connection at a time, and an idle consumer asks
 # anew when its wait runs out. So:
-# - a consumer that follows its partitions and asks nothing else on its connection (the router's,
-#   scheduler's, projector's and worker's loops, the worker's control reader, the definition followers, a
-#   listener) waits long: each one idle then costs the broker 2 requests a second instead of 20. The
-#   worker's loop pauses and resumes its partitions, and a resumed partition is fetched only once the
-#   fetch waiting at the broker returns: it reads ahead enough commands to cover that (worker/service.py);
+# - a consumer that follows its partitions and asks nothing else on its connection waits long: each one
+#   idle then costs the broker a few requests a second at most instead of 20. How long depends on whether
+#   its partitions change while it waits, since librdkafka fetches a partition it was just given (or
+#   that it resumed) only once the fetch waiting at the broker returns:
+#   - in a group (the router's, scheduler's, projector's and worker's loops) 500 ms: a rebalance hands a
+#     member new partitions at any time, and failover (5 s) includes that wait. The worker's loop also
+#     pauses and resumes its partitions; it reads ahead enough commands to cover the wait
+#     (worker/service.py);
+#   - alone, assigned once and for good (the definition followers, the worker's control reader, a
+#     listener) 5 s: nothing it is given waits on it, so its idle cost is a fetch every 5 s;
 # - a consumer that reads to the end, or asks for offsets and watermarks between fetches (readers)
 #   waits short: its end of partition comes and its questions are answered at most that long after.
 # kafka.properties may set fetch.wait.max.ms for every consumer (benchmarks/README.md measures both).
 FOLLOW_FETCH_WAIT_MS = 500
+LISTEN_FETCH_WAIT_MS = 5000
 READ_FETCH_WAIT_MS = 50
 
 
 def consumer(config: Config, *, role: str = "consumer", group_id: str | None = None,
              read_committed: bool = True, follow: bool = False,
              settings: dict[str, Any] | None = None) -> Consumer:
-    """A consumer; `follow` for one that only fetches, so waits long between idle fetches (above);
-    `settings` adds or replaces librdkafka properties for this one client."""
+    """A consumer; `follow` for one that only fetches, so waits long between idle fetches (above): a
+    group member (`group_id`) FOLLOW_FETCH_WAIT_MS, one without a group LISTEN_FETCH_WAIT_MS. `settings`
+    adds or replaces librdkafka properties for this one client."""
     extra = settings or {}
-    conf = {"fetch.wait.max.ms": FOLLOW_FETCH_WAIT_MS if follow else READ_FETCH_WAIT_MS, **_base(config, role)}
+    wait = READ_FETCH_WAIT_MS if not follow else FOLLOW_FETCH_WAIT_MS if group_id else LISTEN_FETCH_WAIT_MS
+    conf = {"fetch.wait.max.ms": wait, **_base(config, role)}
     conf.update({
         # A group is required by librdkafka even for assign()-only readers; it commits nothing then.
         "group.id": group_id or f"aiflow-reader-{role}",

@@ -188,26 +188,31 @@ class DefinitionFollower:
         return any((uri, sha256, workflow_file) == ref and version in (None, v)
                    for v, ref in self._seen.get(workflow, {}).items())
 
-    def read_to_end(self, timeout: float = 10.0) -> bool:
-        """Read what the topic holds now, waiting at most `timeout`: a definition published just before
-        a command that names it may not have been read yet. False if the end could not be reached."""
+    def read_to_end(self, timeout: float = 10.0, stop: threading.Event | None = None) -> bool:
+        """Read what the topic holds now, waiting at most `timeout` (or until `stop` is set): a definition
+        published just before a command that names it may not have been read yet. False if the end could
+        not be reached."""
         tp = TopicPartition(topics.name(self.config, topics.WORKFLOWS), 0)
         deadline = time.monotonic() + timeout
         try:
             end = self._ask_end().get_watermark_offsets(tp, timeout=timeout)[1]
             while end > 0 and self.consumer.position([tp])[0].offset < end:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
                     return False
                 self.poll(timeout=0.1)
         except KafkaException as exc:
             log.warning("%s: could not read the workflows topic to its end: %s", self.reporter, exc)
             return False
+        self.caught_up = True
         return True
 
     def catch_up(self, stop: threading.Event | None = None) -> None:
-        """Read to the end of the topic (as long as Kafka takes to answer), unless `stop` is set first."""
+        """Read to the end of the topic (as long as Kafka takes to answer), unless `stop` is set first.
+        The end is asked, not waited for: the end-of-partition notice comes with a fetch's answer, and
+        a follower's fetch at the end answers only when its wait (seconds: clients.py) runs out."""
         while not self.caught_up and not (stop is not None and stop.is_set()):
-            self.poll(timeout=0.5)
+            if not self.read_to_end(timeout=5.0, stop=stop):
+                self.poll(timeout=0.5)
 
     def _ask_end(self) -> Consumer:
         if not self._follow:

@@ -51,9 +51,13 @@ def test_consumers_that_follow_wait_long_between_idle_fetches_and_readers_short(
     # CPU was mostly answering the definition followers' fetches (benchmarks/README.md).
     config = Config.load(home=tmp_path, environ={})
     clients.consumer(config, role="scheduler", group_id="g", follow=True)
+    clients.consumer(config, role="worker-definitions", follow=True)
     clients.consumer(config, role="event-reader")
-    following, reading = consumers
-    assert following["fetch.wait.max.ms"] == clients.FOLLOW_FETCH_WAIT_MS == 500
+    in_group, alone, reading = consumers
+    # A group member is handed partitions by rebalances, fetched only once its waiting fetch returns.
+    assert in_group["fetch.wait.max.ms"] == clients.FOLLOW_FETCH_WAIT_MS == 500
+    # Assigned once for good, nothing it is given waits on its fetch.
+    assert alone["fetch.wait.max.ms"] == clients.LISTEN_FETCH_WAIT_MS == 5000
     assert reading["fetch.wait.max.ms"] == clients.READ_FETCH_WAIT_MS == 50
 
 
