@@ -82,7 +82,7 @@ def measure(looped: Config, bare: Config, n: int) -> tuple[list[float], list[flo
     bare one's. The first 10 of each are not
     counted: they find coordinators and connections."""
     loop = TransactionalLoop(looped, "bench-txn", topics.name(looped, topics.TASKS),
-                             f"{looped.topic_prefix}-bench-txn", follow=False)
+                             f"{looped.topic_prefix}-bench-txn")
     producer = clients.producer(bare, role="bench-txn-bare", transactional_id=f"bench-{uuid.uuid4().hex[:8]}",
                                 linger_ms=1)
     consumer = clients.consumer(bare, role="bench-txn-bare", group_id=f"{bare.topic_prefix}-bench-bare")
@@ -130,8 +130,8 @@ def measure_together(configs: list[Config], n: int) -> list[float]:
     its own prefix) has read a record of its own and all begin, produce and commit at the same moment (a
     barrier): ms from begin to the commit's return, of every loop and round. The first 5 rounds are not
     counted."""
-    loops = [TransactionalLoop(c, f"bench-txn-{i}", topics.name(c, topics.TASKS), f"{c.topic_prefix}-bench-txn",
-                               follow=False) for i, c in enumerate(configs)]
+    loops = [TransactionalLoop(c, f"bench-txn-{i}", topics.name(c, topics.TASKS), f"{c.topic_prefix}-bench-txn")
+             for i, c in enumerate(configs)]
     feeder = clients.producer(configs[0], role="bench-feeder")
     barrier = threading.Barrier(len(loops))
     times: list[float] = []
