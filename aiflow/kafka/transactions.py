@@ -136,6 +136,7 @@ class TransactionalLoop:
         self.consumer: Consumer = clients.consumer(config, role=role, group_id=group, follow=True)
         self._on_assign = on_assign
         self._on_revoke = on_revoke
+        self.revocations = 0  # how many times partitions were revoked (or lost): read's guard, and a loop's
         self.topics = [topic] if isinstance(topic, str) else list(topic)
         self.subscribed = False
         self._closing = False
@@ -203,6 +204,7 @@ class TransactionalLoop:
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: partitions %s revoked", self.role, [p.partition for p in partitions])
+        self.revocations += 1
         if self._on_revoke and not self._closing:
             self._callback(self._on_revoke, partitions)
 
@@ -228,6 +230,7 @@ class TransactionalLoop:
     def read(self, max_records: int, timeout: float) -> list[Message]:
         """The next records (errors logged and left out), read but not yet inputs: `taking` makes them so
         (for a loop that reads ahead of what it takes)."""
+        revocations = self.revocations
         msgs = clients.take(self.consumer, max_records, timeout)
         if self._callback_error is not None:
             failed, self._callback_error = self._callback_error, None
@@ -235,6 +238,15 @@ class TransactionalLoop:
             if isinstance(failed, (KafkaException, KafkaUnavailable)):
                 raise failed
             raise KafkaException(KafkaError(KafkaError._FAIL, f"a rebalance callback failed: {failed}")) from failed
+        if self.revocations != revocations:
+            # Partitions were revoked while it read: records handed out before that are of partitions this
+            # member may no longer own (their next owner reads them from the committed offset too), and
+            # which of them came before cannot be told from those of the new assignment. So none is taken,
+            # and the new assignment is read from its committed offsets.
+            if msgs:
+                log.info("%s: %d records read across a rebalance are left to be read again", self.role, len(msgs))
+                self._rewind()
+            return []
         good = []
         for msg in msgs:
             error = msg.error()
@@ -303,6 +315,10 @@ class TransactionalLoop:
             finally:
                 self.in_transaction = False
         self.batch = []
+        self._rewind()
+
+    def _rewind(self) -> None:
+        """Seek each assigned partition back to its committed offset (its start if none)."""
         assignment = self.consumer.assignment()
         if assignment:
             for tp in self.consumer.committed(assignment, timeout=30):

@@ -336,11 +336,14 @@ class Worker:
 
     # -- starting ------------------------------------------------------------------------------
     def _assigned(self, partitions: list[TopicPartition]) -> None:
-        # The group rebalances eagerly: what was assigned before was revoked first, and new partitions are not
-        # paused. A worker that is full and has read ahead all it may starts them paused.
+        # The group rebalances eagerly: what was assigned before was revoked first. A worker that is full and
+        # has read ahead all it may starts them paused; else resumed, since librdkafka keeps a partition
+        # paused through its revocation: one paused before and given back would never be fetched again.
         self.paused = len(self.running) >= self.slots and len(self.read_ahead) >= READ_AHEAD
         if self.paused:
             self.loop.consumer.pause(partitions)
+        else:
+            self.loop.consumer.resume(partitions)
         committed = self.loop.consumer.committed(partitions, timeout=30)
         fresh = [tp for tp in committed if tp.offset < 0]
         if fresh:
@@ -382,7 +385,7 @@ class Worker:
             if assignment and not self.paused and room <= 0:
                 self.loop.consumer.pause(assignment)
                 self.paused = True
-            self.read_ahead.add(self.loop.read(max_records=max(1, room), timeout=0.005))
+            self.read_ahead.add(self.loop.read(max_records=max(1, room), timeout=0.005))  # none across a rebalance
             return
         if self.paused and assignment and len(self.read_ahead) < RESUME_BELOW:
             self.loop.consumer.resume(assignment)
@@ -392,7 +395,12 @@ class Worker:
         if len(msgs) < want:
             # While tries run, wake often to notice the ones that end (and to read STOPs); idle, wait longer for
             # commands: the poll returns as soon as one arrives.
+            revocations = self.loop.revocations
             msgs += self.loop.read(max_records=want - len(msgs), timeout=0 if msgs else 0.005 if self.running else 0.5)
+            if self.loop.revocations != revocations:
+                # Those taken from what was read ahead are of partitions revoked meanwhile (the group
+                # rebalances eagerly: all of them), which whoever owns them now reads from the committed offset.
+                msgs = []
         self.loop.taking(msgs)
         if not msgs:
             return

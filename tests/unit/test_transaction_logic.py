@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, KafkaError, KafkaException, Message
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, KafkaError, KafkaException, Message, TopicPartition
 
 from aiflow.connectors.kafka_topic import TopicBridge
 from aiflow.connectors.mapping import Mapping
-from aiflow.kafka.transactions import Backoff, needs_new_producer
+from aiflow.kafka.transactions import Backoff, TransactionalLoop, needs_new_producer
 from aiflow.protocol.deadletter import REASON
 from aiflow.protocol.messages import TaskCommand
 
@@ -204,3 +204,48 @@ def test_a_try_forked_ahead_of_a_commit_that_fails_is_killed_before_it_runs_anyt
         assert worker.forks.exits == {}  # the first one's end was not reported as a try's
     finally:
         worker.forks.close()
+
+
+class _RebalancingConsumer:
+    """Hands out one record from poll, then revokes its partitions inside consume (as a rebalance can)
+    and hands out one more: which of them came before the revocation cannot be told from the list."""
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = loop
+        self.rebalance = True
+        self.seeks: list[tuple[str, int, int]] = []
+        self.next_offset = 3
+
+    def _record(self) -> Message:
+        self.next_offset += 1
+        return Message(topic="inbox", partition=0, offset=self.next_offset - 1, value=b"x")
+
+    def poll(self, timeout: float) -> Message:
+        return self._record()
+
+    def consume(self, count: int, timeout: float) -> list[Message]:
+        if self.rebalance:
+            self.loop._revoked(self, [TopicPartition("inbox", 0)])
+        return [self._record()]
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("inbox", 0)]
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, 3) for tp in partitions]
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append((tp.topic, tp.partition, tp.offset))
+
+
+def test_records_read_across_a_revocation_are_not_taken_and_the_new_assignment_is_read_from_its_committed_offsets(
+        ) -> None:
+    """A record handed out before its partition was revoked is also read by the partition's next owner (from
+    the committed offset): taken here too, it would be acted on twice."""
+    loop = TransactionalLoop.__new__(TransactionalLoop)  # no Kafka: only what read does
+    loop.role, loop.revocations, loop._callback_error, loop._on_revoke, loop._closing = "test", 0, None, None, False
+    consumer = _RebalancingConsumer(loop)
+    loop.consumer = consumer  # type: ignore[assignment]
+    assert loop.read(10, 0.1) == [] and consumer.seeks == [("inbox", 0, 3)]
+    consumer.rebalance = False  # without a rebalance, what is read is handed out
+    assert [m.offset() for m in loop.read(10, 0.1)] == [5, 6] and consumer.seeks == [("inbox", 0, 3)]

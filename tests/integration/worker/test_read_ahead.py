@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from confluent_kafka import TopicPartition
 
 from aiflow import ops
@@ -19,6 +20,7 @@ from aiflow.scheduler.process import run_services
 from aiflow.scheduler.router import Router
 from aiflow.scheduler.service import Scheduler
 from aiflow.store.projector import Projector
+from aiflow.worker import service
 from aiflow.worker.service import Worker
 from tests.conftest import make_config
 
@@ -108,5 +110,53 @@ def test_commands_read_ahead_are_not_committed_and_the_next_worker_runs_each_onc
         ops.stop_workflow_execution(holder, config=config)
     finally:
         stop_first()
+        for stop in reversed(stops):
+            stop()
+
+
+def test_a_worker_paused_when_full_fetches_again_once_a_rebalance_gives_its_partitions_back(
+        kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """librdkafka keeps a partition paused through its revocation. A full worker that had paused its
+    partitions, and got them back from a rebalance, must resume them: else it never fetches them again,
+    and with a slot free it sits idle while its commands wait."""
+    monkeypatch.setattr(service, "READ_AHEAD", 4)
+    monkeypatch.setattr(service, "RESUME_BELOW", 2)
+    config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_HEARTBEAT_TIMEOUT="30")
+    topics.create_topics(config)
+    ran = tmp_path / "ran.txt"
+    flow = tmp_path / "flow.py"
+    flow.write_text(_flow(ran))
+    ops.upload_workflows(flow, config=config)
+    stops = [_run("scheduler", [("router", Router(config).run), ("scheduler", Scheduler(config).run),
+                                ("projector", Projector(config).run)])]
+    worker = Worker(config, slots=1, name="only", heartbeat_interval=1.0, stop_grace=3.0, leave_when_full_after=600)
+    stops.append(_run("worker", [("worker", worker.run)]))
+    try:
+        holder = ops.start_workflow_execution("holder", config=config, wait=60)
+        _wait_for(lambda: ops.get_task_execution(holder, "hold", config=config).status == "RUNNING",
+                  "the holding try to run")
+        shorts = [ops.start_workflow_execution("short", config=config, wait=60) for _ in range(2)]
+        _wait_for(lambda: worker.paused, "the full worker to read ahead all it may and pause")
+
+        # Another member joins the worker's group, then leaves: every partition is revoked, and all come
+        # back to the worker. It reads nothing ahead any more, so it must fetch them again.
+        revoked = worker.loop.revocations
+        intruder = clients.consumer(config, role="test", group_id=f"{config.topic_prefix}-worker")
+        intruder.subscribe([topics.name(config, tasks_role(DEFAULT_QUEUE))])
+        try:
+            deadline = time.monotonic() + 60
+            while not intruder.assignment():
+                assert time.monotonic() < deadline, "the other member got no partition"
+                intruder.poll(0.1)
+        finally:
+            intruder.close()
+        _wait_for(lambda: worker.loop.revocations >= revoked + 2, "the worker to get its partitions back")
+
+        ops.stop_workflow_execution(holder, config=config)  # its slot frees
+        _wait_for(lambda: all(ops.get_workflow_execution(e, config=config).status == "SUCCESS"  # type: ignore[union-attr]
+                              for e in shorts), "the short executions to succeed")
+        assert Counter(ran.read_text().splitlines()) == Counter(
+            {f"{e} s{i} 1": 1 for e in shorts for i in range(SHORTS)})
+    finally:
         for stop in reversed(stops):
             stop()

@@ -4,13 +4,14 @@ frees, and which offsets it commits. No broker: the loop is a stand-in that hand
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
 from aiflow.protocol.messages import TaskCommand
 from aiflow.worker import service
-from aiflow.worker.service import ReadAhead, Worker
+from aiflow.worker.service import ReadAhead, Worker, _Unverified
 
 
 def _message(topic: str, partition: int, offset: int, task: str = "t") -> Message:
@@ -35,12 +36,17 @@ def test_commands_come_out_in_order_per_partition_and_the_first_one_left_is_what
 
 
 class _Consumer:
+    """As librdkafka's: a paused partition stays paused until resumed, through a revocation too."""
+
     def __init__(self, count: int) -> None:
         self.records = deque(_message("tasks", 0, offset, f"t{offset}") for offset in range(count))
         self.paused = False
 
     def assignment(self) -> list[TopicPartition]:
         return [TopicPartition("tasks", 0)]
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, 0) for tp in partitions]
 
     def pause(self, partitions: list[TopicPartition]) -> None:
         self.paused = True
@@ -58,12 +64,18 @@ class _Loop:
     def __init__(self, count: int) -> None:
         self.consumer = _Consumer(count)
         self.read_count = 0
+        self.revocations = 0
+        self.on_read: Callable[[], None] | None = None  # what happens inside the next read (a rebalance)
         self.batch: list[Message] = []
         self.in_transaction = False
         self.committed: list[dict[tuple[str, int], int] | None] = []
         self.aborted = 0
 
     def read(self, max_records: int, timeout: float) -> list[Message]:
+        if self.on_read is not None:
+            self.on_read()
+            self.on_read = None
+            return []  # TransactionalLoop.read takes nothing read across a revocation
         if self.consumer.paused:
             return []
         records = self.consumer.records
@@ -99,6 +111,7 @@ def _worker(count: int, slots: int) -> tuple[Worker, _Loop]:
     worker.queue_of_topic = {"tasks": "default"}
     worker.stopped_before_start = {}
     worker.forks = None
+    worker.unverified = _Unverified()
     reports: list[tuple[str, Any]] = []
     worker._report = lambda command, status, message="", pid=None: reports.append(  # type: ignore[method-assign]
         (command.task, status))
@@ -153,3 +166,43 @@ def test_while_inputs_are_taken_one_by_one_nothing_is_read_ahead() -> None:
     worker.slots = 3
     worker._take_commands()
     assert [c.task for c in worker._to_launch] == ["t0"] and loop.read_count == 1
+
+
+def test_a_partition_given_back_by_a_rebalance_is_resumed_unless_the_worker_is_full_and_has_read_ahead_all_it_may(
+        ) -> None:
+    worker, loop = _worker(service.READ_AHEAD + 100, slots=1)
+    for _ in range(3):
+        worker._take_commands()
+    assert loop.consumer.paused and worker.paused
+    # A rebalance: revoked (what was read ahead forgotten), then the partition is given back. librdkafka
+    # keeps it paused; were it not resumed here, a worker with a free slot would never fetch it again.
+    worker.read_ahead.forget()
+    worker._assigned([TopicPartition("tasks", 0)])
+    assert not worker.paused and not loop.consumer.paused
+    worker.running.clear()
+    worker._take_commands()
+    assert [c.task for c in worker._to_launch] == ["t500"]  # it fetches again
+
+    # Full and with all it may read ahead, it keeps a partition given back paused.
+    worker, loop = _worker(service.READ_AHEAD + 100, slots=1)
+    for _ in range(3):
+        worker._take_commands()
+    worker._assigned([TopicPartition("tasks", 0)])
+    assert worker.paused and loop.consumer.paused
+
+
+def test_commands_read_ahead_are_not_taken_when_the_partitions_are_revoked_while_more_are_read() -> None:
+    worker, loop = _worker(2, slots=1)
+    worker._take_commands()  # full: reads ahead the two commands
+    assert len(worker.read_ahead) == 2
+    worker.running.clear()
+    worker.slots = 4  # takes the two, then reads for two more, and meanwhile the group rebalances
+
+    def rebalance() -> None:
+        loop.revocations += 1
+        worker.read_ahead.forget()
+
+    loop.on_read = rebalance
+    worker._take_commands()
+    # The next owner of the partition reads them from the committed offset: run here too, they would run twice.
+    assert worker._to_launch == [] and loop.batch == [] and not loop.in_transaction
