@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from aiflow import ops
+from aiflow.config import Config
 from aiflow.kafka import clients, topics
 from aiflow.protocol.topics import DEFAULT_QUEUE, tasks_role
 from aiflow.scheduler.process import run_services
@@ -64,16 +65,22 @@ def _run(label: str, services: list[tuple[str, Callable[[threading.Event], None]
     return stopping
 
 
-def test_commands_read_ahead_are_not_committed_and_the_next_worker_runs_each_once(
-        kafka_bootstrap: str, tmp_path: Path) -> None:
+def _set_up(kafka_bootstrap: str, tmp_path: Path) -> tuple[Config, Path, list[Callable[[], None]]]:
+    """Topics of its own, the two workflows uploaded, and a scheduler (router, scheduler, projector) running:
+    the configuration, the file the short tasks write to, and what stops the scheduler."""
     config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_HEARTBEAT_TIMEOUT="30")
     topics.create_topics(config)
     ran = tmp_path / "ran.txt"
     flow = tmp_path / "flow.py"
     flow.write_text(_flow(ran))
     ops.upload_workflows(flow, config=config)
-    stops = [_run("scheduler", [("router", Router(config).run), ("scheduler", Scheduler(config).run),
-                                ("projector", Projector(config).run)])]
+    return config, ran, [_run("scheduler", [("router", Router(config).run), ("scheduler", Scheduler(config).run),
+                                            ("projector", Projector(config).run)])]
+
+
+def test_commands_read_ahead_are_not_committed_and_the_next_worker_runs_each_once(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    config, ran, stops = _set_up(kafka_bootstrap, tmp_path)
     # One slot, and no leaving the group while full within the test: the commands stay with this worker.
     first = Worker(config, slots=1, name="first", heartbeat_interval=1.0, stop_grace=3.0, leave_when_full_after=600)
     stop_first = _run("first", [("worker", first.run)])
@@ -121,14 +128,7 @@ def test_a_worker_paused_when_full_fetches_again_once_a_rebalance_gives_its_part
     and with a slot free it sits idle while its commands wait."""
     monkeypatch.setattr(service, "READ_AHEAD", 4)
     monkeypatch.setattr(service, "RESUME_BELOW", 2)
-    config = make_config(tmp_path / "home", kafka_bootstrap, AIFLOW_HEARTBEAT_TIMEOUT="30")
-    topics.create_topics(config)
-    ran = tmp_path / "ran.txt"
-    flow = tmp_path / "flow.py"
-    flow.write_text(_flow(ran))
-    ops.upload_workflows(flow, config=config)
-    stops = [_run("scheduler", [("router", Router(config).run), ("scheduler", Scheduler(config).run),
-                                ("projector", Projector(config).run)])]
+    config, ran, stops = _set_up(kafka_bootstrap, tmp_path)
     worker = Worker(config, slots=1, name="only", heartbeat_interval=1.0, stop_grace=3.0, leave_when_full_after=600)
     stops.append(_run("worker", [("worker", worker.run)]))
     try:
