@@ -26,7 +26,7 @@ echo
 echo "Waiting for predictions in $result ..."
 deadline=$((SECONDS + watch_seconds))
 shown=0
-restarted=" "
+started_again=no
 while [ $SECONDS -lt $deadline ]; do
   if [ -f "$result" ]; then
     lines=$(wc -l < "$result")
@@ -37,21 +37,25 @@ while [ $SECONDS -lt $deadline ]; do
     if grep -q 'predict result:' "$result"; then break; fi
   fi
   # The tutorial's file creates its folders with `isdir` then `makedirs` in pre_processing and in
-  # predicting, which start together, so now and then one of them fails with FileExistsError. Such a
-  # task is restarted once, saying why; any other failure is left for the task list below to show.
+  # predicting, which start together, so now and then one of them fails with FileExistsError. Neither
+  # has a rule that starts it again, so that failure ends the execution: a new one is started, once,
+  # saying why; any other failure is left for the task list below to show.
   failed=$(aiflow task-execution list "$execution" -o json 2>/dev/null | python -c '
 import json, sys
 for t in json.load(sys.stdin):
     lines = (t["message"] or "").strip().splitlines()
     if t["status"] == "FAILED" and lines and lines[-1].startswith("FileExistsError"):
-        print(t["task"], lines[-1])' 2>/dev/null || true)
-  while read -r task reason; do
-    if [ -n "$task" ] && [[ "$restarted" != *" $task "* ]]; then
-      echo "Task $task failed before the first prediction ($reason); restarting it once."
-      aiflow task-execution restart "$execution" "$task" || echo "Could not restart $task: see the task list below." >&2
-      restarted="$restarted$task "
-    fi
-  done <<< "$failed"
+        print(t["task"], lines[-1])
+        break' 2>/dev/null || true)
+  if [ -n "$failed" ] && [ "$started_again" = no ]; then
+    echo "Task ${failed%% *} failed before the first prediction (${failed#* }), which ended the execution; starting a new one, once."
+    aiflow workflow-execution stop "$execution" >/dev/null 2>&1 || true
+    execution=$(aiflow workflow-execution start online_machine_learning | sed -n 's/^Workflow execution: \(.*\) submitted\.$/\1/p')
+    echo "Workflow execution: $execution submitted."
+    result="$home/working_dir/online_machine_learning/$execution/online_ml_workflow/tmp/predict_result"
+    shown=0
+    started_again=yes
+  fi
   sleep 2
 done
 echo
