@@ -316,13 +316,28 @@ def test_the_tutorials_execution_page_shows_training_and_validating_live_and_sto
     page.screenshot(path=str(shots / "tutorial-workflow.png"), full_page=True)
     _publish(shots / "tutorial-workflow.png", "tutorial-workflow.png")
 
-    page.click("#start-execution")
-    page.wait_for_url(f"{base}/executions/*")
-    _no_error(page)
-    execution_id = page.url.rsplit("/", 1)[1].split("?")[0]
-    page.evaluate("window.notReloaded = true")
-    page.wait_for_function("document.querySelector('#tries tr[id=\"try-training-1\"]') !== null && "
-                           "document.querySelector('#tries tr[id=\"try-validating-1\"]') !== null", timeout=120_000)
+    def start() -> str:
+        page.click("#start-execution")
+        page.wait_for_url(f"{base}/executions/*")
+        _no_error(page)
+        page.evaluate("window.notReloaded = true")
+        return str(page.url.rsplit("/", 1)[1].split("?")[0])
+
+    execution_id, started_again = start(), False
+    deadline = time.monotonic() + 120
+    while not page.evaluate("document.querySelector('#tries tr[id=\"try-training-1\"]') !== null && "
+                            "document.querySelector('#tries tr[id=\"try-validating-1\"]') !== null"):
+        tries = ops.list_task_executions(execution_id, config=config)
+        assert time.monotonic() < deadline, f"training and validating not shown within 2 minutes: {tries}"
+        failed = [t for t in tries if t.status == "FAILED"]
+        if failed:
+            # The tutorial's own race (README.md): pre_processing and predicting start together and each
+            # creates the same folders with `isdir` then `makedirs`, so one may fail with FileExistsError,
+            # which ends the execution. As scripts/main.sh does, a new one is started, once.
+            assert not started_again and all("FileExistsError" in t.message for t in failed), failed
+            page.goto(f"{base}/namespaces/default/workflows/online_machine_learning")
+            execution_id, started_again = start(), True
+        time.sleep(0.5)
     assert page.evaluate("window.notReloaded") is True, "the page reloaded instead of updating itself"
     time.sleep(2)
     page.screenshot(path=str(shots / "tutorial-execution.png"), full_page=True)
