@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from aiflow.cli.common import EXIT_TIMEOUT, end_at_once, exit_code_of, load_config, namespace_option
 from aiflow.cli.output import emit, emit_result, output_option
+
+if TYPE_CHECKING:
+    from aiflow.config import Config
 
 EXECUTION_COLUMNS = ["id", "workflow", "status", "run_type", "snapshot_version", "begin_date", "end_date", "message"]
 TASK_COLUMNS = ["task", "try_number", "status", "begin_date", "end_date", "worker", "cause", "message"]
@@ -70,17 +73,26 @@ def start(workflow: str, wait: bool, timeout: float | None, namespace: str | Non
     raise SystemExit(exit_code_of(status))
 
 
+def _ended(execution_id: str, status: str, config: Config) -> bool:
+    """Whether the execution has its final status and none of its tries is still queued, running or stopping:
+    an execution ends as soon as one task fails or stops, and its other tries are stopped after that."""
+    from aiflow import ops
+    from aiflow.sdk.status import TASK_ALIVE_SET, WORKFLOW_FINISHED_SET, TaskStatus, WorkflowStatus
+
+    return WorkflowStatus(status) in WORKFLOW_FINISHED_SET and not any(
+        TaskStatus(t.status) in TASK_ALIVE_SET for t in ops.list_task_executions(execution_id, config=config))
+
+
 def _wait_until_finished(execution_id: str, timeout: float | None) -> str | None:
-    """The execution's final status once it has one; None if `timeout` seconds pass first."""
+    """The execution's final status once it has ended, its tries too; None if `timeout` seconds pass first."""
     from aiflow import ops
     from aiflow.errors import NotFound
-    from aiflow.sdk.status import WORKFLOW_FINISHED_SET, WorkflowStatus
 
     config = load_config()
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         info = ops.get_workflow_execution(execution_id, config=config)
-        if info is not None and WorkflowStatus(info.status) in WORKFLOW_FINISHED_SET:
+        if info is not None and _ended(execution_id, info.status, config):
             return str(info.status)
         if info is None and deadline is None:
             raise NotFound(f"workflow execution {execution_id} does not exist")
@@ -134,8 +146,6 @@ def show(execution_id: str, watch: bool, timeout: float | None, fmt: str) -> Non
     if not watch:
         _show(execution_id, fmt)
         return
-    from aiflow.sdk.status import WORKFLOW_FINISHED_SET, WorkflowStatus
-
     deadline = None if timeout is None else time.monotonic() + timeout
     redraw = fmt == "table"
     try:
@@ -147,7 +157,7 @@ def show(execution_id: str, watch: bool, timeout: float | None, fmt: str) -> Non
                 raise SystemExit(EXIT_TIMEOUT if status is None else exit_code_of(status))
             click.clear()
             status = _show(execution_id, fmt)
-            if WorkflowStatus(status) in WORKFLOW_FINISHED_SET:
+            if _ended(execution_id, status, load_config()):
                 raise SystemExit(exit_code_of(status))
             if deadline is not None and time.monotonic() >= deadline:
                 raise SystemExit(EXIT_TIMEOUT)

@@ -22,7 +22,9 @@ SCRIPTING = """
   ended FAILED or STOPPED. 2: a mistake in the command line. 3: `--timeout` passed before the
   execution ended. `workflow-execution start --wait [--timeout S]` and `workflow-execution show
   --watch [--timeout S]` wait for the end and exit with these codes, so a CI job can branch on the
-  result:
+  result. The end is that of the execution and of its tries: an execution ends as soon as one of its
+  tasks fails or is stopped, and its other tries are stopped after that, so these commands return
+  once none of them is still queued, running or stopping, and what they print is final:
 
   ```bash
   id=$(aiflow workflow-execution start nightly -o json | jq -r .id)

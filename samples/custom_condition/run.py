@@ -16,7 +16,9 @@ def main() -> None:
     execution_id = ops.start_workflow_execution("custom_condition")
     print(f"execution {execution_id} started; producers send numbers until they add up to 100")
     deadline = time.monotonic() + 120
-    while (execution := ops.get_workflow_execution(execution_id)) is None or execution.status == "RUNNING":
+    # The execution is STOPPED as soon as one producer's try is; the other one is stopped after that.
+    while (execution := ops.get_workflow_execution(execution_id)) is None or execution.status == "RUNNING" or \
+            any(t.end_date is None for t in ops.list_task_executions(execution_id)):
         if time.monotonic() > deadline:
             raise SystemExit("the producers were not stopped within 2 minutes")
         time.sleep(0.5)

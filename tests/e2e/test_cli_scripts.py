@@ -16,7 +16,7 @@ from tests.conftest import make_config
 from tests.e2e.test_cli_events import fresh_env, run
 
 FLOWS = """
-from aiflow import BashOperator, Workflow
+from aiflow import BashOperator, PythonOperator, Workflow
 
 with Workflow(name="ok"):
     BashOperator(name="a", bash_command="echo fine")
@@ -26,6 +26,20 @@ with Workflow(name="bad"):
 
 with Workflow(name="slow"):
     BashOperator(name="a", bash_command="sleep 600")
+
+def linger():
+    import signal, sys, time
+
+    def stop(*_):
+        time.sleep(2)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    time.sleep(600)
+
+with Workflow(name="mixed"):  # "fails" ends the execution; "lingers" takes 2 s to stop after that
+    BashOperator(name="fails", bash_command="sleep 1; exit 3")
+    PythonOperator(name="lingers", python_callable=linger)
 """
 
 
@@ -59,6 +73,11 @@ def test_start_wait_and_show_watch_exit_with_the_result(services: dict[str, str]
     assert json.loads(failed.stdout)["status"] == "FAILED"
     watched = run(env, "workflow-execution", "show", bad_id, "--watch", "-o", "json", check=False)
     assert watched.returncode == 1 and json.loads(watched.stdout)["status"] == "FAILED"
+    # The execution ends with its first failed task; --wait returns once its other try has stopped too.
+    mixed = run(env, "workflow-execution", "start", "mixed", "--wait", "--timeout", "120", "-o", "json", check=False)
+    assert mixed.returncode == 1, mixed.stderr
+    assert {t["task"]: t["status"] for t in json.loads(mixed.stdout)["tasks"]} == \
+        {"fails": "FAILED", "lingers": "STOPPED"}
 
     started = json.loads(run(env, "workflow-execution", "start", "slow", "-o", "json").stdout)
     slow_id = started["id"]
