@@ -63,7 +63,8 @@ def test_the_tutorial_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> None:
             # creates the same folders with `isdir` then `makedirs`. Neither has a rule that starts it again,
             # so a FileExistsError there ends the execution; as scripts/main.sh does, a new one is started
             # once. Any other failure fails the test.
-            for t in json.loads(run(env, "task-execution", "list", execution_id, "-o", "json").stdout):
+            listed = run(env, "task-execution", "list", execution_id, "-o", "json", check=False)
+            for t in json.loads(listed.stdout) if listed.returncode == 0 else []:  # a new one may not be stored yet
                 if t["status"] == "FAILED":
                     assert "FileExistsError" in (t["message"] or "") and not started_again, t
                     again = run(env, "workflow-execution", "start", "online_machine_learning").stdout.strip()

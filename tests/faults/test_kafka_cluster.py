@@ -16,7 +16,14 @@ from aiflow import ops
 from aiflow.config import Config
 from aiflow.kafka import clients, topics
 from tests.conftest import FULL_SCALE, make_config, own_broker, process_env, start_aiflow, stop_processes, wait_until
-from tests.faults.test_kafka_faults import BEATING, _statuses, _topics_exist, tick_events, tries_by_source
+from tests.faults.test_kafka_faults import (
+    BEATING,
+    _statuses,
+    _topics_exist,
+    tick_events,
+    tries_by_source,
+    wait_for_every_tick_handled,
+)
 
 TASKS, EXECUTIONS = (50, 10) if FULL_SCALE else (25, 8)  # 500 tries at full scale
 REPLICATED = {"AIFLOW_TOPIC_REPLICATION_FACTOR": "3", "AIFLOW_TOPIC_MIN_INSYNC_REPLICAS": "2"}
@@ -96,9 +103,7 @@ def test_a_rolling_restart_of_every_broker_fails_and_loses_nothing(tmp_path: Pat
         count = len(tick_events(config))
         wait_until(lambda: len(tick_events(config)) >= count + 5, 60, "events after the restarts")
         (workdir / "stop-beating").touch()
-        time.sleep(3)
-        wait_until(lambda: sum(tries_by_source(config, execution_id).values()) >= len(tick_events(config)), 60,
-                   "a try for every event")
+        wait_for_every_tick_handled(config, execution_id)
         assert tries_by_source(config, execution_id) == Counter(tick_events(config))
         statuses = _statuses(config, execution_id)
         assert statuses.pop("beat") == [(1, "RUNNING")]

@@ -16,6 +16,7 @@ from aiflow import EventClient, ops
 from aiflow.config import Config
 from aiflow.errors import AIFlowError
 from aiflow.kafka import clients
+from aiflow.sdk.status import TASK_FINISHED_SET
 from tests.conftest import make_config, own_broker, process_alive, process_env, start_aiflow, stop_processes, wait_until
 
 # Tasks t0..t29, started by events tick0..tick29 in turn: a task's next event comes 30 s after its last.
@@ -70,6 +71,18 @@ def tick_events(config: Config) -> list[str]:
                 if e.key.startswith("tick")]
 
 
+def wait_for_every_tick_handled(config: Config, execution_id: str) -> None:
+    """Once `beat` has stopped ticking: wait until the store holds a try for every tick event and every try
+    but `beat`'s has ended (the last ticks' tries may still be queued or running when the ticks stop)."""
+    def handled() -> bool:
+        time.sleep(1)  # the tick that `beat` may send after the stop file appeared (it looks once a second)
+        ended = all(t.status in TASK_FINISHED_SET for t in ops.list_task_executions(execution_id, config=config)
+                    if t.task != "beat")
+        return ended and sum(tries_by_source(config, execution_id).values()) >= len(tick_events(config))
+
+    wait_until(handled, 60, lambda: f"tries {_statuses(config, execution_id)} for {len(tick_events(config))} events")
+
+
 def send_until_stored(config: Config, key: str, timeout: float = 120.0) -> float:
     """Send an event, retrying while Kafka cannot store it yet; returns when it was stored."""
     deadline = time.monotonic() + timeout
@@ -113,10 +126,7 @@ def test_a_broker_restart_mid_stream_fails_nothing_and_every_event_starts_its_ta
 
             wait_until(lambda: len(tick_events(config)) >= 40, 120, "events after the restart")
             (workdir / "stop-beating").touch()
-            time.sleep(3)
-            wait_until(lambda: sum(tries_by_source(config, execution_id).values()) >= len(tick_events(config)), 60,
-                       lambda: f"tries {sum(tries_by_source(config, execution_id).values())} of "
-                               f"{len(tick_events(config))} events")
+            wait_for_every_tick_handled(config, execution_id)
             assert tries_by_source(config, execution_id) == Counter(tick_events(config))  # each exactly once
 
             statuses = _statuses(config, execution_id)

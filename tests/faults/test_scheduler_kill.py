@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from aiflow import EventClient, ops
-from tests.conftest import FULL_SCALE, fault_setup, start_aiflow, stop_processes
+from tests.conftest import FULL_SCALE, fault_setup, start_aiflow, stop_processes, wait_until
 
 TASKS = 10
 EXECUTIONS = 20 if FULL_SCALE else 4
@@ -62,7 +62,10 @@ def test_scheduler_sigkill_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_p
                 while _lines(tmp_path, executions) < EXECUTIONS * TASKS * (round_number + 1):
                     assert time.monotonic() < deadline, f"round {round_number}: {_lines(tmp_path, executions)} tries"
                     time.sleep(0.5)
-                time.sleep(1.0)
+                # ... and their ends reach the scheduler: the store, which follows it, shows them all ended.
+                wait_until(lambda: all(t.end_date is not None for e in executions
+                                       for t in ops.list_task_executions(e, config=config) if t.task != "keepalive"),
+                           120, f"round {round_number}: the tries' ends in the store")
         assert kills == 3
         time.sleep(3)
         for execution_id in executions:

@@ -69,7 +69,7 @@ def test_an_uploaded_workflow_is_loaded_ahead_by_the_scheduler_and_the_worker(
     # warm fork server imports what the file imports.
     system.wait_for(lambda: {"aiflow-warm", "sdk-host"} <= {name for name, _ in importers(imports)},
                     what="a warm fork server and the scheduler's snapshot process to import slowimport")
-    time.sleep(0.3)  # and the warm server to say it is ready
+    time.sleep(1.0)  # and the warm server to say it is ready (it imported slowimport: only its reply is left)
     loaded = [pid for name, pid in importers(imports) if name == "sdk-host"]
     for _ in range(2):
         execution = ops.start_workflow_execution("preloaded", config=system.config)

@@ -130,8 +130,8 @@ SLOW = """
 import time
 from aiflow import Workflow, PythonOperator
 
-def slow():
-    for i in range(12):
+def slow():  # 10 s: time for a CLI process to start and follow it while it runs, on a busy machine
+    for i in range(25):
         print(f"tick {i}", flush=True)
         time.sleep(0.4)
 
@@ -164,5 +164,5 @@ def test_logs_follow_from_another_home_prints_lines_as_they_come_and_exits_at_th
         if cli.poll() is None:
             cli.kill()
     ticks = [line for line in ("".join(lines) + rest).splitlines() if line.startswith("tick ")]
-    assert ticks == [f"tick {i}" for i in range(12)]
+    assert ticks == [f"tick {i}" for i in range(25)]
     assert not (tmp_path / "elsewhere" / "logs").exists()

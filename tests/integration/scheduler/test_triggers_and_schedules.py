@@ -67,7 +67,15 @@ def test_a_schedule_starts_executions_until_paused(system: System) -> None:
     system.wait_for(lambda: len(executions(system, "scheduled")) >= 2, timeout=30, what="two scheduled runs")
     assert {e.run_type for e in executions(system, "scheduled")} == {"PERIODIC"}
     ops.pause_workflow_schedule(schedule.id, config=system.config)
-    time.sleep(1.0)
+
+    def quiet_for(seconds: float) -> bool:
+        before = len(executions(system, "scheduled"))
+        time.sleep(seconds)
+        return len(executions(system, "scheduled")) == before
+
+    # The pause reaches the scheduler through the workflows topic: once no run started for longer than the
+    # interval, it has (and the store has the runs started before it); from then on none starts.
+    system.wait_for(lambda: quiet_for(3.0), timeout=30, what="the pause to reach the scheduler")
     count = len(executions(system, "scheduled"))
     time.sleep(4.5)
     assert len(executions(system, "scheduled")) == count
