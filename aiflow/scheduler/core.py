@@ -385,9 +385,9 @@ class _Run:
             if tries[-1].alive:
                 self.stop(tries[-1], "stop")
 
-    def ended(self, attempt: TaskTry, status: str, message: str) -> None:
-        """The try ended with this final status (SUCCESS, FAILED or STOPPED)."""
-        attempt.end_time = self.now
+    def ended(self, attempt: TaskTry, status: str, message: str, at: float | None = None) -> None:
+        """The try ended with this final status (SUCCESS, FAILED or STOPPED), at `at` (default: now)."""
+        attempt.end_time = self.now if at is None else at
         if status == TaskStatus.SUCCESS.value:
             attempt.status = status
             attempt.message = message
@@ -505,9 +505,22 @@ def on_command(ex: Execution, workflow: Workflow, command: str, task: str | None
     return run.out
 
 
+def reported_time(reported_at: float | None, earliest: float | None, now: float) -> float:
+    """When a reported change happened: the report's own time (its worker's clock, as it wrote the report),
+    kept between `earliest` (what came before it here: the try queued, or begun) and `now`, so a worker's
+    clock that is off cannot put a try's begin before its START or its end after it was heard of. A report
+    read late (after a scheduler's failover, or behind a backlog) then keeps the time the try began or
+    ended, rather than the time it was read."""
+    if reported_at is None:
+        return now
+    return min(now, max(reported_at, earliest or reported_at))
+
+
 def on_report(ex: Execution, workflow: Workflow, task: str, try_number: int, status: str | None,
-              message: str, worker: str, now: float, rules: bool = True) -> list[Output]:
-    """A worker's report on a try: a status (RUNNING, SUCCESS, FAILED, STOPPED) or a heartbeat (None).
+              message: str, worker: str, now: float, rules: bool = True,
+              reported_at: float | None = None) -> list[Output]:
+    """A worker's report on a try: a status (RUNNING, SUCCESS, FAILED, STOPPED) or a heartbeat (None),
+    written at `reported_at` (None: now); the try's begin or end time is taken from it (`reported_time`).
 
     A heartbeat changes only the try's `last_heartbeat` (and `worker`) and returns nothing: the service
     keeps it in memory and writes no state record for it, so a restored try's `last_heartbeat` may be
@@ -530,14 +543,14 @@ def on_report(ex: Execution, workflow: Workflow, task: str, try_number: int, sta
     if status == TaskStatus.RUNNING.value:
         if attempt.status == TaskStatus.QUEUED.value:
             attempt.status = TaskStatus.RUNNING.value
-            attempt.begin_time = now
+            attempt.begin_time = reported_time(reported_at, attempt.queued_time, now)
             if attempt.message.startswith(WAITING_PREFIX):
                 attempt.message = ""
             run.changed(attempt)
         return run.out
     if TaskStatus(status) not in TASK_FINISHED_SET:
         return run.out
-    run.ended(attempt, status, message)
+    run.ended(attempt, status, message, reported_time(reported_at, attempt.begin_time or attempt.queued_time, now))
     run.settle()
     return run.out
 

@@ -54,7 +54,7 @@ from aiflow.protocol.messages import (
     TaskCommand,
     WorkflowDefinition,
 )
-from aiflow.protocol.records import Record, inbox_partition, parse_source, source_of, workflow_key
+from aiflow.protocol.records import Record, inbox_partition, parse_source, record_time, source_of, workflow_key
 from aiflow.scheduler import core
 from aiflow.scheduler.sandbox import SnapshotHost
 from aiflow.scheduler.workflows import WorkflowCache
@@ -254,7 +254,8 @@ class Scheduler:
                                                       f"its workflow cannot be loaded any more: {exc}", now))
             return core.stand_in(owned.execution)
 
-    def _apply(self, m: InboxMessage, partition: int, offset: int) -> None:
+    def _apply(self, m: InboxMessage, partition: int, offset: int, written_at: float | None = None) -> None:
+        """Apply one inbox record; `written_at`: the record's timestamp (a report's: when its worker wrote it)."""
         now = time.time()
         if m.kind is InboxKind.WORKER:
             self._heard(now, room=m.free_slots > 0, queues=m.queues)
@@ -301,7 +302,7 @@ class Scheduler:
             if owned:
                 outputs = core.on_report(owned.execution, self._workflow_for(owned, now), report.task,
                                          report.try_number, report.status, report.message, report.worker, now,
-                                         self._rules_on(wid))
+                                         self._rules_on(wid), reported_at=written_at)
                 if report.status is None and not outputs:
                     # A heartbeat: liveness, kept in memory only (no state record; see _restore), with
                     # the execution's next deadline moved on.
@@ -684,7 +685,9 @@ class Scheduler:
             if m is None:
                 continue
             try:
-                self._apply(m, msg.partition() or 0, msg.offset() or 0)
+                written = record_time(msg)
+                self._apply(m, msg.partition() or 0, msg.offset() or 0,
+                            None if written is None else written.timestamp())
             except Exception as exc:  # a record that cannot be applied, or a bug on one input, must not stop the loop
                 log.exception("scheduler: inbox record %s sent to the dead-letter topic", source_of(msg))
                 self._pending.append(dead_letter(msg, reason_of(exc), "scheduler"))

@@ -471,3 +471,28 @@ def test_a_start_waits_without_limit_while_every_worker_is_full() -> None:
     # A slot frees up at T0 + 5000 and the command is still not taken 100 s later: it is lost.
     assert stops(core.on_tick(ex, wf, T0 + 5101, settings, heard_since=T0, room_since=T0 + 5000)) == \
         [("t", 1, "queue", True)]
+
+
+def test_a_report_read_late_keeps_the_time_its_worker_wrote_it_within_what_came_before_and_now() -> None:
+    with Workflow(name="w") as wf:
+        Operator("a", timeout=60)
+    ex, _ = start(wf)  # queued at T0
+    # Read 8 s after it was written (a scheduler's failover): the try began when the worker said so.
+    core.on_report(ex, wf, "a", 1, "RUNNING", "", "w1", T0 + 10, reported_at=T0 + 2)
+    attempt = ex.latest("a")
+    assert attempt is not None and attempt.begin_time == T0 + 2
+    # Its timeout counts from there too: 60 s after T0 + 2, not after T0 + 10.
+    quiet = core.Settings(heartbeat_timeout=600)  # no heartbeats are sent here
+    assert stops(core.on_tick(ex, wf, T0 + 61, quiet)) == []
+    assert [(t, n, r) for t, n, r, _ in stops(core.on_tick(ex, wf, T0 + 63, quiet))] == [("a", 1, "timeout")]
+
+    ex, _ = start(wf)
+    core.on_report(ex, wf, "a", 1, "RUNNING", "", "w1", T0 + 1, reported_at=T0 - 50)  # a worker's clock behind
+    core.on_report(ex, wf, "a", 1, "SUCCESS", "", "w1", T0 + 5, reported_at=T0 + 3)
+    attempt = ex.latest("a")
+    assert attempt is not None and (attempt.begin_time, attempt.end_time) == (T0, T0 + 3)  # not before its START
+    ex, _ = start(wf)
+    core.on_report(ex, wf, "a", 1, "RUNNING", "", "w1", T0 + 1, reported_at=T0 + 90)  # a worker's clock ahead
+    core.on_report(ex, wf, "a", 1, "FAILED", "boom", "w1", T0 + 4)  # no time: when it was read
+    attempt = ex.latest("a")
+    assert attempt is not None and (attempt.begin_time, attempt.end_time) == (T0 + 1, T0 + 4)  # not after now
